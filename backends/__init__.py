@@ -1,0 +1,74 @@
+"""Find and load backends by name. No framework is imported until its backend is loaded.
+
+``load("numpy")`` and the other built-in names; a backend another package registers under the
+entry-point group ``rnnspec.backends``; or ``load("package.module:factory")`` for any importable
+callable that takes ``device`` and returns a Backend.
+"""
+
+import importlib
+import importlib.util
+from importlib.metadata import entry_points
+from typing import Any
+
+from spec import Backend
+
+ENTRY_POINT_GROUP = "rnnspec.backends"
+
+#: name -> (factory as "module:callable", the framework's import name, the pip extra that installs it)
+BUILTIN = {
+    "numpy": ("backends.numpy:NumpyBackend", "numpy", "numpy"),
+    "torch": ("backends.torch:TorchBackend", "torch", "torch"),
+    "jax": ("backends.jax:JaxBackend", "jax", "jax"),
+    "tensorflow": ("backends.tensorflow:TensorflowBackend", "tensorflow", "tensorflow"),
+}
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot be loaded: unknown, not installed, or asked for a missing device."""
+
+
+def _import_factory(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise BackendError(f"backend {target!r}: cannot import {module_name!r}: {error}") from error
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise BackendError(f"backend {target!r}: {module_name!r} has no {attribute!r}") from None
+
+
+def _registered() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def load(name: str, device: str | None = None) -> Backend:
+    """The backend called ``name`` on ``device`` (its default device when None)."""
+    if name in BUILTIN:
+        target, framework, extra = BUILTIN[name]
+        if importlib.util.find_spec(framework) is None:
+            raise BackendError(
+                f"backend {name!r} needs {framework}, which is not installed: "
+                f"pip install 'rnnspec[{extra}]'"
+            )
+        factory = _import_factory(target)
+    elif name in (registered := _registered()):
+        factory = registered[name].load()
+    elif ":" in name:
+        factory = _import_factory(name)
+    else:
+        known = sorted(set(BUILTIN) | set(_registered()))
+        raise BackendError(
+            f"unknown backend {name!r}: expected one of {known} or 'package.module:factory'"
+        )
+    backend = factory(device=device)
+    if not isinstance(backend, Backend):
+        raise BackendError(f"backend {name!r}: {factory!r} did not return a spec.Backend")
+    return backend
+
+
+def available() -> list[str]:
+    """Names of the built-in backends whose framework is installed, then registered ones."""
+    builtin = [n for n, (_, fw, _) in BUILTIN.items() if importlib.util.find_spec(fw) is not None]
+    return builtin + sorted(set(_registered()) - set(BUILTIN))

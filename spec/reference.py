@@ -1,0 +1,173 @@
+"""The float64 reference: SPEC.md's formulas, one sequence at a time, in column vectors.
+
+Read it beside SPEC.md; each line names the equation it implements. It is written for clarity:
+time indices are 1-based as in the spec (h[0] is h(0), x[t] is x(t)), a batch is a loop over
+independent sequences, and form A builds its Jacobian products literally. It shares nothing with the
+backends but the validation, so the two check each other.
+"""
+
+import numpy as np
+
+from spec.types import Forward, Grads, Params
+from spec.validation import validate
+
+
+def _float64(params, x, h0):
+    params = Params(*(np.asarray(p, np.float64) for p in params))
+    x = np.asarray(x, np.float64)
+    T, B, _ = x.shape
+    H = params.W.shape[0]
+    h0 = np.zeros((B, H)) if h0 is None else np.asarray(h0, np.float64)
+    return params, x, h0
+
+
+def target_weights(y, K: int) -> np.ndarray:
+    """y as weights (T, B, K): a class index k becomes the one-hot vector e_k (§1)."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return np.eye(K)[y]
+    return y.astype(np.float64)
+
+
+def log_softmax(o: np.ndarray) -> np.ndarray:
+    """log ŷ = o − log Σ_j exp(o_j), shifted by max(o) so that exp cannot overflow (§1)."""
+    shifted = o - o.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+# --- one sequence: lists indexed by 1-based t, vectors as 1-d arrays (columns) ------------------
+
+
+def _sequence_forward(p: Params, xs: list, h0: np.ndarray):
+    """(1.1)–(1.4) for one sequence; returns lists h[0..T], o[1..T], log ŷ[1..T] (index 0 unused)."""
+    T = len(xs) - 1
+    h, o, log_yhat = [h0], [None], [None]
+    for t in range(1, T + 1):
+        a = p.b + p.W @ h[t - 1] + p.U @ xs[t]  # (1.1) a(t) = b + W h(t−1) + U x(t)
+        h.append(np.tanh(a))  # (1.2) h(t) = tanh(a(t))
+        o.append(p.c + p.V @ h[t])  # (1.3) o(t) = c + V h(t)
+        log_yhat.append(log_softmax(o[t]))  # (1.4) ŷ(t) = softmax(o(t))
+    return h, o, log_yhat
+
+
+def _step_loss(y_t: np.ndarray, log_yhat_t: np.ndarray) -> float:
+    return -float(y_t @ log_yhat_t)  # (1.5) L(t) = −Σ_k y_k(t) log ŷ_k(t)
+
+
+def _output_error(y_t: np.ndarray, log_yhat_t: np.ndarray) -> np.ndarray:
+    return y_t.sum() * np.exp(log_yhat_t) - y_t  # (2.1) e(t) = (Σ_k y_k(t)) ŷ(t) − y(t)
+
+
+def _jacobian_diag(h_i: np.ndarray) -> np.ndarray:
+    return np.diag(1.0 - h_i * h_i)  # (2.2) D_i = diag(1 − h(i) ⊙ h(i))
+
+
+def _sequence_step_gradients(p: Params, xs, h, log_yhat, ys, t: int):
+    """Form A for one sequence: the gradient of L(t) alone, by ordered Jacobian products."""
+    e = _output_error(ys[t], log_yhat[t])  # (2.1)
+    D = [None] + [_jacobian_diag(h[i]) for i in range(1, len(h))]
+    dU, dW, db = np.zeros_like(p.U), np.zeros_like(p.W), np.zeros_like(p.b)
+    dx = np.zeros((len(xs) - 1, xs[1].shape[0]))  # ∇_{x(k)} L(t) = 0 for k > t
+    for k in range(t, 0, -1):
+        product = D[k]  # (2.3) D_k Wᵀ D_{k+1} Wᵀ ⋯ Wᵀ D_t, in this order
+        for i in range(k + 1, t + 1):
+            product = product @ p.W.T @ D[i]
+        delta = product @ p.V.T @ e  # (2.3) δ_k(t) = D_k Wᵀ ⋯ Wᵀ D_t Vᵀ e(t)
+        dU += np.outer(delta, xs[k])  # (2.4) ∇_U L(t) = Σ_k δ_k(t) x(k)ᵀ
+        dW += np.outer(delta, h[k - 1])  # (2.5) ∇_W L(t) = Σ_k δ_k(t) h(k−1)ᵀ
+        db += delta  # (2.6) ∇_b L(t) = Σ_k δ_k(t)
+        dx[k - 1] = p.U.T @ delta  # (2.9) ∇_{x(k)} L(t) = Uᵀ δ_k(t)
+    dh0 = p.W.T @ delta  # (2.8) ∇_{h(0)} L(t) = Wᵀ δ_1(t); the loop ended at k = 1
+    dV = np.outer(e, h[t])  # (2.7) ∇_V L(t) = e(t) h(t)ᵀ
+    dc = e  # (2.7) ∇_c L(t) = e(t)
+    return dU, dW, db, dV, dc, dh0, dx
+
+
+def _sequence_gradients(p: Params, xs, h, log_yhat, ys):
+    """Form B for one sequence: the gradient of L = Σ_t L(t) by the backward recursion."""
+    T = len(xs) - 1
+    dU, dW, db = np.zeros_like(p.U), np.zeros_like(p.W), np.zeros_like(p.b)
+    dV, dc = np.zeros_like(p.V), np.zeros_like(p.c)
+    dx = np.zeros((T, xs[1].shape[0]))
+    delta_next = np.zeros_like(p.b)  # δ(T+1) = 0: nothing after the last step
+    for t in range(T, 0, -1):
+        e = _output_error(ys[t], log_yhat[t])  # (2.1)
+        grad_h = p.V.T @ e + p.W.T @ delta_next  # (3.1) ∇_{h(t)} L = Vᵀ e(t) + Wᵀ δ(t+1)
+        delta = (1.0 - h[t] * h[t]) * grad_h  # (3.2) δ(t) = D_t ∇_{h(t)} L
+        dU += np.outer(delta, xs[t])  # (3.3) ∇_U L = Σ_t δ(t) x(t)ᵀ
+        dW += np.outer(delta, h[t - 1])  # (3.3) ∇_W L = Σ_t δ(t) h(t−1)ᵀ
+        db += delta  # (3.3) ∇_b L = Σ_t δ(t)
+        dV += np.outer(e, h[t])  # (3.4) ∇_V L = Σ_t e(t) h(t)ᵀ
+        dc += e  # (3.4) ∇_c L = Σ_t e(t)
+        dx[t - 1] = p.U.T @ delta  # (3.5) ∇_{x(t)} L = Uᵀ δ(t)
+        delta_next = delta
+    dh0 = p.W.T @ delta_next  # (3.5) ∇_{h(0)} L = Wᵀ δ(1)
+    return dU, dW, db, dV, dc, dh0, dx
+
+
+# --- batches: independent sequences, losses and parameter gradients summed over the batch ------
+
+
+def _sequences(params, x, y, h0):
+    """Per sequence n: params, x-list, forward lists and target list, all 1-based in t."""
+    params, x, h0 = _float64(params, x, h0)
+    weights = None if y is None else target_weights(y, params.V.shape[0])
+    for n in range(x.shape[1]):
+        xs = [None] + list(x[:, n])
+        h, o, log_yhat = _sequence_forward(params, xs, h0[n])
+        ys = None if weights is None else [None] + list(weights[:, n])
+        yield params, xs, h, o, log_yhat, ys
+
+
+def _batch_grads(per_sequence: list) -> Grads:
+    dU, dW, db, dV, dc, dh0, dx = zip(*per_sequence)
+    return Grads(
+        U=sum(dU), W=sum(dW), b=sum(db), V=sum(dV), c=sum(dc),
+        h0=np.stack(dh0), x=np.stack(dx, axis=1),
+    )  # fmt: skip
+
+
+def forward(params: Params, x, h0=None) -> Forward:
+    """h(1..T), o(1..T), ŷ(1..T) as (T, B, ·) float64 arrays."""
+    validate(params, x, h0=h0)
+    hs, os, yhats = [], [], []
+    for _, _, h, o, log_yhat, _ in _sequences(params, x, None, h0):
+        hs.append(np.stack(h[1:]))
+        os.append(np.stack(o[1:]))
+        yhats.append(np.exp(np.stack(log_yhat[1:])))
+    return Forward(h=np.stack(hs, 1), o=np.stack(os, 1), yhat=np.stack(yhats, 1))
+
+
+def step_loss(params: Params, x, y, t: int, h0=None) -> float:
+    """L(t) summed over the batch (1.5)."""
+    validate(params, x, y, h0, t)
+    return sum(_step_loss(ys[t], lp[t]) for _, _, _, _, lp, ys in _sequences(params, x, y, h0))
+
+
+def loss(params: Params, x, y, h0=None) -> float:
+    """L = Σ_t Σ_batch L(t) (1.6)."""
+    validate(params, x, y, h0)
+    return sum(
+        _step_loss(ys[t], lp[t])
+        for _, xs, _, _, lp, ys in _sequences(params, x, y, h0)
+        for t in range(1, len(xs))
+    )
+
+
+def step_gradients(params: Params, x, y, t: int, h0=None) -> tuple[float, Grads]:
+    """(L(t), ∇L(t)) by form A, the ordered Jacobian products. O(T³) work: for checking only."""
+    validate(params, x, y, h0, t)
+    per_sequence = [
+        _sequence_step_gradients(p, xs, h, lp, ys, t)
+        for p, xs, h, _, lp, ys in _sequences(params, x, y, h0)
+    ]
+    return step_loss(params, x, y, t, h0), _batch_grads(per_sequence)
+
+
+def gradients(params: Params, x, y, h0=None) -> tuple[float, Grads]:
+    """(L, ∇L) by form B, the backward recursion, linear in T."""
+    validate(params, x, y, h0)
+    per_sequence = [
+        _sequence_gradients(p, xs, h, lp, ys) for p, xs, h, _, lp, ys in _sequences(params, x, y, h0)
+    ]
+    return loss(params, x, y, h0), _batch_grads(per_sequence)
