@@ -1,0 +1,149 @@
+"""JAX backend: SPEC.md form B with the input projection and the output layer hoisted out of the
+time loop, so that only the recurrence itself scans over t. Keeps the input dtype.
+
+The four kernels are module-level ``jax.jit`` functions, compiled once per shape and dtype and
+shared by every instance; they run on the device their (committed) inputs live on. float64 needs
+JAX's x64 mode, which this module never switches on: that is the user's global setting.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from backends import BackendError
+from backends.base import ClosedFormBackend
+from spec import Grads, Params, SpecError
+
+#: device names accepted, as "name" or "name:N", and the JAX platform each one asks for
+_PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
+
+
+def _hidden_states(p: Params, x, h0):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
+    T, B, D = x.shape
+    inputs = (x.reshape(T * B, D) @ p.U.T + p.b).reshape(T, B, -1)
+
+    def step(h_prev, input_t):  # input_t = U x(t) + b
+        h_t = jnp.tanh(input_t + h_prev @ p.W.T)
+        return h_t, h_t
+
+    _, h = lax.scan(step, h0, inputs)
+    return h
+
+
+def _log_softmax_outputs(p: Params, h):
+    """o(t) = c + V h(t) for all T·B rows in one product (1.3), and log ŷ(t) (1.4)."""
+    T, B, H = h.shape
+    o = (h.reshape(T * B, H) @ p.V.T + p.c).reshape(T, B, -1)
+    return o, jax.nn.log_softmax(o, axis=-1)
+
+
+@jax.jit
+def _forward(p: Params, x, h0):
+    h = _hidden_states(p, x, h0)
+    o, log_yhat = _log_softmax_outputs(p, h)
+    return h, o, jnp.exp(log_yhat)
+
+
+@jax.jit
+def _loss(p: Params, x, y, h0):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+    return -jnp.vdot(y, log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
+
+
+@jax.jit
+def _gradients(p: Params, x, y, h0):
+    T, B, D = x.shape
+    h = _hidden_states(p, x, h0)
+    _, log_yhat = _log_softmax_outputs(p, h)
+    loss = -jnp.vdot(y, log_yhat)
+    e = y.sum(axis=-1, keepdims=True) * jnp.exp(log_yhat) - y  # (2.1) e(t) = (Σ_k y_k) ŷ − y
+    H, K = h.shape[-1], e.shape[-1]
+    e_rows, h_rows = e.reshape(T * B, K), h.reshape(T * B, H)
+    dV = e_rows.T @ h_rows  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows in one product
+    dc = e_rows.sum(axis=0)
+    output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
+
+    def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+        output_grad_t, h_t = inputs
+        delta_t = (output_grad_t + delta_next @ p.W) * (1 - h_t * h_t)
+        return delta_t, delta_t
+
+    _, delta = lax.scan(step, jnp.zeros_like(h0), (output_grad, h), reverse=True)
+    delta_rows = delta.reshape(T * B, H)
+    dU = delta_rows.T @ x.reshape(T * B, D)  # (3.3) Σ_t δ(t) x(t)ᵀ
+    dW = delta[0].T @ h0 + delta_rows[B:].T @ h_rows[:-B]  # (3.3) Σ_t δ(t) h(t−1)ᵀ
+    db = delta_rows.sum(axis=0)
+    dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
+    dx = (delta_rows @ p.U).reshape(T, B, D)  # (3.5) Uᵀ δ(t)
+    return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
+
+
+@jax.jit
+def _autodiff_gradients(p: Params, x, y, h0):
+    loss, (dp, dx, dh0) = jax.value_and_grad(_loss, argnums=(0, 1, 3))(p, x, y, h0)
+    return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
+
+
+class JaxBackend(ClosedFormBackend):
+    name = "jax"
+    framework_version = f"jax {jax.__version__}"
+
+    def __init__(self, device: str | None = None):
+        kind, _, index = ("cpu" if device is None else str(device)).lower().partition(":")
+        if kind not in _PLATFORMS or (index and not index.isdigit()):
+            raise BackendError(
+                "the jax backend runs on 'cpu', 'gpu' or 'gpu:N' ('cuda', 'cuda:N' alike), "
+                f"got device={device!r}"
+            )
+        try:
+            found = jax.devices(_PLATFORMS[kind])
+        except RuntimeError as error:
+            raise BackendError(f"jax has no {kind} device here: {error}") from None
+        if int(index or 0) >= len(found):
+            raise BackendError(f"jax has {len(found)} {kind} device(s), got device={device!r}")
+        self._device = found[int(index or 0)]
+        self.device = f"{self._device.platform}:{self._device.id}"
+
+    def asarray(self, array: np.ndarray, dtype: Any = None) -> jax.Array:
+        array = np.array(array, dtype=dtype, copy=True)
+        if array.dtype == np.float64 and jax.dtypes.canonicalize_dtype(np.float64) != np.float64:
+            raise SpecError(
+                "float64 arrays need JAX's x64 mode, which is off: call "
+                'jax.config.update("jax_enable_x64", True) at startup or set JAX_ENABLE_X64=1'
+            )
+        return jax.device_put(array, self._device)  # int64 becomes int32 without x64 mode
+
+    def to_numpy(self, array: jax.Array) -> np.ndarray:
+        return np.array(jax.device_get(array), copy=True)
+
+    def is_native(self, array: Any) -> bool:
+        return (
+            isinstance(array, jax.Array)
+            and not isinstance(array, jax.core.Tracer)
+            and array.devices() == {self._device}
+        )
+
+    def _zeros_state(self, x, H):
+        return jnp.zeros_like(x, shape=(x.shape[1], H))  # x's dtype, on x's device
+
+    def _one_hot(self, y, K, dtype):
+        return jax.nn.one_hot(y, K, dtype=dtype)
+
+    def _only_step(self, y, t):  # a mask, not an index, so t is data and nothing recompiles
+        return jnp.where((jnp.arange(y.shape[0]) == t - 1)[:, None, None], y, 0)
+
+    _forward = staticmethod(_forward)
+    _loss = staticmethod(_loss)
+    _gradients = staticmethod(_gradients)
+    _autodiff_gradients = staticmethod(_autodiff_gradients)
+
+    def enforce_full_precision(self) -> str:
+        jax.config.update("jax_default_matmul_precision", "highest")
+        return (
+            "jax.config.update('jax_default_matmul_precision', 'highest'): "
+            "float32 matmuls in full float32, not TF32 or bfloat16 passes (a global JAX setting)"
+        )

@@ -1,0 +1,154 @@
+"""TensorFlow backend: SPEC.md form B with the input projection and the output layer hoisted out of the
+time loop, so that only the recurrence itself loops over t (tf.scan). The kernels are module-level
+tf.functions that retrace for a new dtype but generalize over sizes; every call runs on the
+backend's device. Keeps the input dtype.
+
+The loss is −Σ y ⊙ log_softmax(o), never tf.nn.softmax_cross_entropy_with_logits: that op's gradient
+is ŷ − y whatever Σ_k y_k is, where (2.1) needs e(t) = (Σ_k y_k) ŷ − y for soft targets.
+"""
+
+import re
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from backends import BackendError
+from backends.base import ClosedFormBackend
+from spec import Grads, Params
+
+
+def _hidden_states(p: Params, x, h0):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
+    T, B, D = tf.unstack(tf.shape(x))
+    ux = tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b
+    return tf.scan(  # h(t) = tanh(U x(t) + b + W h(t−1)), from h(0) = h0
+        lambda h_prev, ux_t: tf.tanh(ux_t + tf.matmul(h_prev, p.W, transpose_b=True)),
+        tf.reshape(ux, [T, B, -1]),
+        initializer=h0,
+    )
+
+
+def _log_softmax_outputs(p: Params, h):
+    """o(t) = c + V h(t) for all T·B rows in one product (1.3), and log ŷ(t) (1.4)."""
+    T, B, H = tf.unstack(tf.shape(h))
+    o = tf.reshape(tf.matmul(tf.reshape(h, [T * B, H]), p.V, transpose_b=True) + p.c, [T, B, -1])
+    return o, tf.nn.log_softmax(o)
+
+
+@tf.function(reduce_retracing=True)
+def _forward(p, x, h0):
+    h = _hidden_states(p, x, h0)
+    o, log_yhat = _log_softmax_outputs(p, h)
+    return h, o, tf.exp(log_yhat)
+
+
+@tf.function(reduce_retracing=True)
+def _loss(p, x, y, h0):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+    return -tf.reduce_sum(y * log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
+
+
+@tf.function(reduce_retracing=True)
+def _gradients(p, x, y, h0):
+    T, B, D = tf.unstack(tf.shape(x))
+    h = _hidden_states(p, x, h0)
+    _, log_yhat = _log_softmax_outputs(p, h)
+    loss = -tf.reduce_sum(y * log_yhat)
+    e = tf.reduce_sum(y, axis=-1, keepdims=True) * tf.exp(log_yhat) - y  # (2.1) (Σ_k y_k) ŷ − y
+    e_rows, h_rows = tf.reshape(e, [T * B, -1]), tf.reshape(h, [T * B, -1])
+    dV = tf.matmul(e_rows, h_rows, transpose_a=True)  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows at once
+    dc = tf.reduce_sum(e_rows, axis=0)
+    grad_out = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
+    delta = tf.scan(  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows, from δ(T+1) = 0
+        lambda delta_next, g: (g[0] + delta_next @ p.W) * g[1],
+        (grad_out, 1 - h * h),
+        initializer=tf.zeros_like(h0),
+        reverse=True,
+    )
+    delta_rows = tf.reshape(delta, [T * B, -1])
+    dU = tf.matmul(delta_rows, tf.reshape(x, [T * B, D]), transpose_a=True)  # (3.3) Σ_t δ(t) x(t)ᵀ
+    dW = tf.matmul(delta[0], h0, transpose_a=True) + tf.matmul(
+        delta_rows[B:], h_rows[:-B], transpose_a=True
+    )  # (3.3) Σ_t δ(t) h(t−1)ᵀ
+    db = tf.reduce_sum(delta_rows, axis=0)
+    dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
+    dx = tf.reshape(delta_rows @ p.U, tf.shape(x))  # (3.5) Uᵀ δ(t)
+    return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
+
+
+@tf.function(reduce_retracing=True)
+def _autodiff_gradients(p, x, y, h0):
+    with tf.GradientTape() as tape:
+        tape.watch((p, h0, x))
+        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+        loss = -tf.reduce_sum(y * log_yhat)
+    dp, dh0, dx = tape.gradient(loss, (p, h0, x))
+    return loss, Grads(*dp, h0=dh0, x=dx)
+
+
+class TensorflowBackend(ClosedFormBackend):
+    name = "tensorflow"
+    framework_version = f"tensorflow {tf.__version__}"
+
+    def __init__(self, device: str | None = None):
+        match = re.fullmatch(r"(cpu|gpu)(?::(\d+))?", str(device or "cpu"), flags=re.IGNORECASE)
+        if match is None:
+            raise BackendError(
+                "the tensorflow backend runs on 'cpu', 'gpu' or 'gpu:N' (any case, e.g. 'GPU:0'), "
+                f"got device={device!r}"
+            )
+        kind = match[1].upper()
+        self.device = f"{kind}:{int(match[2] or 0)}"
+        visible = [d.name.removeprefix("/device:") for d in tf.config.list_logical_devices(kind)]
+        if self.device not in visible:
+            raise BackendError(
+                f"the tensorflow backend cannot run on {device!r}: TensorFlow {tf.__version__} "
+                f"sees no {self.device} (its {kind} devices: {visible or 'none'})"
+            )
+
+    def asarray(self, array: np.ndarray, dtype: Any = None) -> tf.Tensor:
+        with tf.device(self.device):
+            return tf.constant(array, dtype=dtype)  # copies the NumPy buffer
+
+    def to_numpy(self, array: tf.Tensor) -> np.ndarray:
+        return np.array(array, copy=True)
+
+    def is_native(self, array: Any) -> bool:
+        return (
+            isinstance(array, tf.Tensor)
+            and not tf.is_symbolic_tensor(array)
+            and array.device.endswith(f"device:{self.device}")
+        )
+
+    def _zeros_state(self, x, H):
+        with tf.device(self.device):
+            return tf.zeros((x.shape[1], H), dtype=x.dtype)
+
+    def _one_hot(self, y, K, dtype):
+        with tf.device(self.device):  # tf.one_hot takes int8/uint8/int32/int64 indices only
+            return tf.one_hot(tf.cast(y, tf.int64), K, dtype=dtype)
+
+    def _only_step(self, y, t):
+        with tf.device(self.device):  # the same shape for every t: _gradients does not retrace
+            return tf.tensor_scatter_nd_update(tf.zeros_like(y), [[t - 1]], y[t - 1 : t])
+
+    def _forward(self, p, x, h0):
+        with tf.device(self.device):
+            return _forward(p, x, h0)
+
+    def _loss(self, p, x, y, h0):
+        with tf.device(self.device):
+            return _loss(p, x, y, h0)
+
+    def _gradients(self, p, x, y, h0):
+        with tf.device(self.device):
+            return _gradients(p, x, y, h0)
+
+    def _autodiff_gradients(self, p, x, y, h0):
+        with tf.device(self.device):
+            return _autodiff_gradients(p, x, y, h0)
+
+    def enforce_full_precision(self) -> str:
+        tf.config.experimental.enable_tensor_float_32_execution(False)
+        return "TensorFloat-32 disabled: tf.config.experimental.enable_tensor_float_32_execution(False)"

@@ -1,0 +1,137 @@
+"""PyTorch backend: SPEC.md form B with the input projection and the output layer hoisted out of the
+time loop, so that only the recurrence itself loops over t. Keeps the input dtype and device."""
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from backends import BackendError
+from backends.base import ClosedFormBackend
+from spec import Grads, Params
+
+
+def _hidden_states(p: Params, x, h0):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
+    T, B, D = x.shape
+    h = torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
+    h_prev = h0
+    for h_t in h.unbind(0):  # h_t holds U x(t) + b until it is overwritten by h(t), in place
+        h_prev = h_t.addmm_(h_prev, p.W.T).tanh_()
+    return h
+
+
+def _log_softmax_outputs(p: Params, h):
+    """o(t) = c + V h(t) for all T·B rows in one product (1.3), and log ŷ(t) (1.4)."""
+    T, B, H = h.shape
+    o = torch.addmm(p.c, h.reshape(T * B, H), p.V.T).reshape(T, B, -1)
+    return o, torch.log_softmax(o, dim=-1)
+
+
+def _torch_dtype(dtype: Any) -> torch.dtype:
+    """torch.float32 for "float32", numpy.float32, numpy.dtype("float32") or torch.float32."""
+    return dtype if isinstance(dtype, torch.dtype) else getattr(torch, np.dtype(dtype).name)
+
+
+class TorchBackend(ClosedFormBackend):
+    name = "torch"
+    framework_version = f"torch {torch.__version__}"
+
+    def __init__(self, device: str | None = None):
+        try:
+            where = torch.device("cpu" if device is None else device)
+        except (RuntimeError, TypeError) as error:
+            raise BackendError(f"the torch backend: bad device {device!r}: {error}") from None
+        if where.type == "cuda":
+            if not torch.cuda.is_available():
+                raise BackendError(f"the torch backend: device={device!r}, but CUDA is unavailable")
+            index = torch.cuda.current_device() if where.index is None else where.index
+            if index >= torch.cuda.device_count():
+                raise BackendError(
+                    f"the torch backend: device={device!r}, but only "
+                    f"{torch.cuda.device_count()} CUDA device(s) are visible"
+                )
+            where = torch.device("cuda", index)
+        elif where.type != "cpu":
+            raise BackendError(f"the torch backend runs on 'cpu' or 'cuda[:N]', got {device!r}")
+        self._device = where
+        self.device = str(where)
+
+    def asarray(self, array: np.ndarray, dtype: Any = None) -> torch.Tensor:
+        dtype = None if dtype is None else _torch_dtype(dtype)
+        return torch.tensor(np.asarray(array), dtype=dtype, device=self._device)
+
+    def to_numpy(self, array: torch.Tensor) -> np.ndarray:
+        return array.detach().to("cpu", copy=True).numpy()
+
+    def is_native(self, array: Any) -> bool:
+        return isinstance(array, torch.Tensor) and array.device == self._device
+
+    def _zeros_state(self, x, H):
+        return x.new_zeros((x.shape[1], H))
+
+    def _one_hot(self, y, K, dtype):
+        return torch.eye(K, dtype=_torch_dtype(dtype), device=y.device)[y]
+
+    def _only_step(self, y, t):
+        masked = torch.zeros_like(y)
+        masked[t - 1] = y[t - 1]
+        return masked
+
+    @torch.no_grad()
+    def _forward(self, p, x, h0):
+        h = _hidden_states(p, x, h0)
+        o, log_yhat = _log_softmax_outputs(p, h)
+        return h, o, log_yhat.exp()
+
+    @torch.no_grad()
+    def _loss(self, p, x, y, h0):
+        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+        return -torch.vdot(y.flatten(), log_yhat.flatten())  # (1.5)–(1.6) L = −Σ_t Σ_k y_k log ŷ_k
+
+    @torch.no_grad()
+    def _gradients(self, p, x, y, h0):
+        T, B, D = x.shape
+        h = _hidden_states(p, x, h0)
+        _, log_yhat = _log_softmax_outputs(p, h)
+        loss = -torch.vdot(y.flatten(), log_yhat.flatten())
+        e = y.sum(dim=-1, keepdim=True) * log_yhat.exp() - y  # (2.1) e(t) = (Σ_k y_k) ŷ − y
+        H, K = h.shape[-1], e.shape[-1]
+        e_rows, h_rows = e.reshape(T * B, K), h.reshape(T * B, H)
+        dV = e_rows.T @ h_rows  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows in one product
+        dc = e_rows.sum(dim=0)
+        delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
+        delta_next = torch.zeros_like(h0)
+        for delta_t, h_t in zip(reversed(delta.unbind(0)), reversed(h.unbind(0)), strict=True):
+            # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+            delta_next = delta_t.addmm_(delta_next, p.W).mul_(1 - h_t * h_t)
+        delta_rows = delta.reshape(T * B, H)
+        dU = delta_rows.T @ x.reshape(T * B, D)  # (3.3) Σ_t δ(t) x(t)ᵀ
+        dW = torch.addmm(delta[0].T @ h0, delta_rows[B:].T, h_rows[:-B])  # (3.3) Σ_t δ(t) h(t−1)ᵀ
+        db = delta_rows.sum(dim=0)
+        dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
+        dx = (delta_rows @ p.U).reshape(T, B, D)  # (3.5) Uᵀ δ(t)
+        return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
+
+    def _autodiff_gradients(self, p, x, y, h0):
+        inputs = [a.detach().requires_grad_() for a in (*p, h0, x)]  # the caller's stay untouched
+        with torch.enable_grad():
+            U, W, b, V, c, h0, x = inputs
+            T, B, D = x.shape
+            xu = torch.addmm(b, x.reshape(T * B, D), U.T).reshape(T, B, -1)
+            h = [h0]  # _hidden_states writes in place, which autograd cannot trace: the same
+            for xu_t in xu.unbind(0):  # recurrence (1.1)–(1.2) out of place
+                h.append(torch.tanh(torch.addmm(xu_t, h[-1], W.T)))
+            _, log_yhat = _log_softmax_outputs(Params(U, W, b, V, c), torch.stack(h[1:]))
+            loss = -(y * log_yhat).sum()  # (1.5)–(1.6)
+            grads = torch.autograd.grad(loss, inputs)
+        return loss.detach(), Grads(*grads)
+
+    def enforce_full_precision(self) -> str:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision("highest")
+        return (
+            "torch: backends.cuda.matmul.allow_tf32 = False, backends.cudnn.allow_tf32 = False, "
+            "float32 matmul precision 'highest'"
+        )

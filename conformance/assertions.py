@@ -1,0 +1,127 @@
+"""Comparisons by the tolerance policy, with failures that say what, where, how far, and how to
+reproduce; every ratio is recorded so that the report can show the worst per check."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from conformance.cases import Case
+from conformance.oracle import expected
+from spec import tolerance
+from spec.validation import shape_of
+
+#: test id -> worst error / tolerance seen in it; filled while the suite runs, read by the report.
+WORST_RATIO: dict[str, float] = {}
+current_test = ""  # set by conftest for each test
+
+
+def record(ratio: float) -> None:
+    WORST_RATIO[current_test] = max(WORST_RATIO.get(current_test, 0.0), ratio)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One backend call, enough to print it and to reproduce it."""
+
+    backend: object  # the Backend under test
+    method: str  # "forward", "loss", "gradients", "step_gradients", "autodiff_gradients"
+    case: Case
+    dtype: str
+    t: int | None = None
+
+    def args(self) -> str:
+        if self.method == "forward":
+            return "params, x, h0=h0"
+        if self.method == "step_gradients":
+            return f"params, x, y, {self.t}, h0=h0"
+        return "params, x, y, h0=h0"
+
+    def reproduce(self, pick: str, oracle: str) -> str:
+        backend = self.backend
+        return "\n".join(
+            [
+                "import backends",
+                "from spec import reference",
+                "from conformance.cases import Case",
+                f"case = {self.case!r}",
+                f"backend = backends.load({backend.name!r}, device={backend.device!r})",
+                f"params, x, y, h0 = case.native(backend, {self.dtype!r})",
+                f"got = backend.{self.method}({self.args()}){pick}",
+                f"params, x, y, h0 = case.arrays({self.dtype!r})",
+                f"want = {oracle}",
+            ]
+        )
+
+
+def _preview(array: np.ndarray) -> str:
+    return np.array2string(np.ravel(array)[:6], precision=9, separator=", ")
+
+
+def assert_close(
+    got, want, call: Call, what: str, oracle: str, pick: str = "", kappa: float = 1.0
+) -> float:
+    """``got`` (the backend's array) must match ``want`` (float64 NumPy) by the tolerance policy.
+
+    ``what`` names the tensor (e.g. "Grads.W"), ``oracle`` is the expression that computed
+    ``want``, ``pick`` the one that selects ``what`` from the call's result (for the snippet), and
+    ``kappa`` the tensor's condition number.
+    """
+    got_np = call.backend.to_numpy(got)
+    want = np.asarray(want, np.float64)
+    head = f"{call.method} -> {what} on case {call.case.label()}, {call.dtype}, {call.backend!r}"
+    if shape_of(got_np) != want.shape:
+        raise AssertionError(f"{head}: expected shape {want.shape}, got {shape_of(got_np)}")
+    T = call.case.T
+    ratio = tolerance.ratio(got_np, want, call.dtype, T, kappa)
+    record(ratio)
+    if not ratio <= 1.0:
+        raise AssertionError(
+            f"{head}\n"
+            f"  relative error {tolerance.relative_error(got_np, want):.3e} exceeds the bound "
+            f"{tolerance.bound(call.dtype, T, kappa):.3e} (= MARGIN·u·√T·max(1, κ), κ = {kappa:.3g};"
+            f" ratio {ratio:.3g})\n"
+            f"  expected {_preview(want)} ...\n"
+            f"  received {_preview(got_np)} ...\n"
+            f"  reproduce:\n    " + call.reproduce(pick, oracle).replace("\n", "\n    ")
+        )
+    return ratio
+
+
+def assert_finite(got, call: Call, what: str) -> None:
+    """For ill-conditioned cases in float32: the true value is finite, so must the result be."""
+    got_np = call.backend.to_numpy(got)
+    if not np.isfinite(got_np).all():
+        raise AssertionError(
+            f"{call.method} -> {what} on case {call.case.label()}, {call.dtype}, "
+            f"{call.backend!r}: NaN or infinity where the true value is finite\n"
+            f"  received {_preview(got_np)} ..."
+        )
+
+
+def flatten(method: str, result) -> list:
+    """A call's result as the flat list of tensors that oracle.expected lists."""
+    if method == "forward":
+        return list(result)
+    if method == "loss":
+        return [result]
+    loss, grads = result
+    return [loss, *grads]
+
+
+def assert_matches_reference(result, call: Call) -> float:
+    """Every tensor of a call's result against spec.reference, by the tolerance policy.
+
+    Ill-conditioned cases (saturated tanh, chaotic recurrences) amplify float32 rounding beyond what
+    κ measures, so in float32 they are held to finiteness only and compared in float64 (SPEC.md §6).
+    """
+    want = expected(call.case, call.dtype, call.method, call.t)
+    worst = 0.0
+    for got, name, value, kappa, pick in zip(
+        flatten(call.method, result), want.names, want.values, want.kappas, want.picks
+    ):
+        if call.case.well_conditioned or call.dtype == "float64":
+            oracle = want.expression + pick
+            worst = max(worst, assert_close(got, value, call, name, oracle, pick, kappa))
+        else:
+            assert_finite(got, call, name)
+    return worst

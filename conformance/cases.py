@@ -1,0 +1,119 @@
+"""The inputs the suite runs: named cases, each a deterministic function of its fields.
+
+Every case's values are exactly representable in float32, so a float32 backend and the float64
+reference see the same numbers and a comparison measures the backend's rounding alone.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from spec import Params
+
+
+class Inputs(NamedTuple):
+    params: Params
+    x: Any
+    y: Any
+    h0: Any
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    T: int = 5
+    B: int = 3
+    D: int = 3
+    H: int = 4
+    K: int = 5
+    seed: int = 0
+    soft_targets: bool = False
+    target_sums: tuple[float, ...] = (1.0,)  # soft targets: each row's Σ_k y_k, cycling; 0 = all-zero
+    h0: bool = True  # False: h0 omitted, i.e. zeros
+    spectral_radius: float = 0.9  # of W; < 1 keeps the recurrence contractive
+    diagonal_W: bool = False
+    logit_offsets: float = 0.0  # c spread over ±this: logits beyond 1e3 when large
+    preactivation_range: tuple[float, float] | None = None  # b spread over it: saturates tanh
+    well_conditioned: bool = True  # False: float32 results are checked for finiteness only
+    tags: tuple[str, ...] = field(default=(), compare=False)
+
+    def arrays(self, dtype: str = "float64") -> Inputs:
+        """NumPy inputs in ``dtype``; targets are int64 class indices or soft weights in ``dtype``."""
+        rng = np.random.default_rng(self.seed)
+        T, B, D, H, K = self.T, self.B, self.D, self.H, self.K
+        W = rng.standard_normal((H, H))
+        if self.diagonal_W:
+            W = np.diag(np.diag(W))
+        radius = max(abs(np.linalg.eigvals(W)).max(), 1e-12)
+        W *= self.spectral_radius / radius
+        U = rng.standard_normal((H, D)) / np.sqrt(D)
+        b = 0.1 * rng.standard_normal(H)
+        V = rng.standard_normal((K, H)) / np.sqrt(H)
+        c = 0.1 * rng.standard_normal(K)
+        x = rng.standard_normal((T, B, D))
+        h0 = 0.5 * rng.standard_normal((B, H)) if self.h0 else None
+        if self.preactivation_range is not None:
+            U, W = 0.05 * U, 0.05 * W / max(self.spectral_radius, 1e-12)
+            b = np.linspace(*self.preactivation_range, H)
+        if self.logit_offsets:
+            c = np.linspace(-self.logit_offsets, self.logit_offsets, K)
+        if self.soft_targets:
+            y = rng.random((T, B, K))
+            sums = np.resize(np.asarray(self.target_sums, np.float64), T * B).reshape(T, B, 1)
+            y = y / y.sum(axis=-1, keepdims=True) * sums
+        else:
+            y = rng.integers(0, K, size=(T, B))
+        params = Params(*(_representable(a, dtype) for a in (U, W, b, V, c)))
+        y = _representable(y, dtype) if self.soft_targets else y.astype(np.int64)
+        h0 = None if h0 is None else _representable(h0, dtype)
+        return Inputs(params, _representable(x, dtype), y, h0)
+
+    def native(self, backend, dtype: str) -> Inputs:
+        """The same inputs as the backend's own arrays on its device."""
+        params, x, y, h0 = self.arrays(dtype)
+        return Inputs(
+            Params(*(backend.asarray(a) for a in params)),
+            backend.asarray(x),
+            backend.asarray(y),
+            None if h0 is None else backend.asarray(h0),
+        )
+
+    def label(self) -> str:
+        kind = f"soft targets Σy∈{self.target_sums}" if self.soft_targets else "class indices"
+        return f"{self.name} (T={self.T}, B={self.B}, D={self.D}, H={self.H}, K={self.K}, {kind})"
+
+
+def _representable(array: np.ndarray, dtype: str) -> np.ndarray:
+    """Round through float32 so that every dtype holds the very same values."""
+    return np.asarray(array, np.float32).astype(dtype)
+
+
+def _cases(*cases: Case) -> dict[str, Case]:
+    return {case.name: case for case in cases}
+
+
+#: The named cases. Errata cases use a non-diagonal, non-symmetric W with H ≥ 2 and D ≠ H ≠ K.
+CASES = _cases(
+    Case("basic", T=5, B=3, D=3, H=4, K=5),
+    Case("soft", T=6, B=3, D=3, H=4, K=5, seed=1, soft_targets=True,
+         target_sums=(0.6, 2.5, 0.0, 1.0)),
+    Case("zero_h0", T=4, B=2, D=2, H=3, K=4, seed=2, h0=False),
+    Case("T1", T=1, B=2, D=3, H=4, K=5, seed=3),
+    Case("T2", T=2, B=2, D=3, H=4, K=5, seed=4, soft_targets=True, target_sums=(0.6, 2.5)),
+    Case("B1", T=7, B=1, D=3, H=4, K=5, seed=5),
+    Case("diagonal_W", T=6, B=2, D=3, H=4, K=5, seed=13, diagonal_W=True),
+    Case("H1", T=6, B=2, D=3, H=1, K=4, seed=6),
+    Case("K2", T=6, B=2, D=3, H=4, K=2, seed=7),
+    Case("batch16", T=20, B=16, D=8, H=16, K=10, seed=8, soft_targets=True,
+         target_sums=(1.0, 0.6, 2.5)),
+    Case("long", T=1000, B=2, D=4, H=8, K=5, seed=9),
+    Case("large_logits", T=8, B=3, D=3, H=4, K=5, seed=10, logit_offsets=2000.0),
+    Case("saturated", T=8, B=3, D=3, H=6, K=5, seed=11, preactivation_range=(3.0, 20.0),
+         well_conditioned=False),
+    Case("chaotic", T=12, B=2, D=3, H=8, K=5, seed=12, spectral_radius=3.0,
+         well_conditioned=False),
+)  # fmt: skip
+
+#: Cases small enough for form A's O(T³) literal products in the reference.
+SHORT = [name for name, case in CASES.items() if case.T <= 20]

@@ -1,0 +1,56 @@
+"""Golden vectors: spec.reference's answers for a few cases, committed as small .npz files so that
+every backend, each in its own environment, is compared on the very same numbers.
+
+Regenerate (only when the cases or the reference change on purpose) with:
+
+    python -m conformance.golden
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from conformance.cases import CASES
+from conformance.oracle import expected
+
+VECTORS = Path(__file__).parent / "vectors"
+GOLDEN_CASES = ("basic", "soft", "zero_h0", "T1", "H1", "K2", "large_logits", "saturated")
+METHODS = ("forward", "loss", "gradients")
+
+
+def _entries(name: str) -> dict[str, np.ndarray]:
+    case = CASES[name]
+    params, x, y, h0 = case.arrays("float64")
+    entries = {f"input.params.{f}": getattr(params, f) for f in params._fields}
+    entries.update({"input.x": x, "input.y": y})
+    if h0 is not None:
+        entries["input.h0"] = h0
+    calls = [(m, None) for m in METHODS] + [("step_gradients", t) for t in range(1, case.T + 1)]
+    for method, t in calls:
+        want = expected(case, "float64", method, t)
+        key = method if t is None else f"{method}.{t}"
+        entries[f"{key}.names"] = np.array(want.names)
+        for name_, value, kappa in zip(want.names, want.values, want.kappas):
+            entries[f"{key}.{name_}"] = value
+            entries[f"{key}.{name_}.kappa"] = np.asarray(kappa)
+    return entries
+
+
+def write(directory: Path = VECTORS) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in GOLDEN_CASES:
+        path = directory / f"{name}.npz"
+        np.savez_compressed(path, **_entries(name))
+        paths.append(path)
+    return paths
+
+
+def load(name: str, directory: Path = VECTORS) -> dict[str, np.ndarray]:
+    with np.load(directory / f"{name}.npz") as data:
+        return dict(data)
+
+
+if __name__ == "__main__":
+    for path in write():
+        print(f"wrote {path} ({path.stat().st_size} bytes)")

@@ -1,0 +1,61 @@
+"""The oracle checked on its own, in float64: spec.reference against central finite differences
+of its own loss (SPEC.md §1–§3), and its form A against its form B (§4). Backend-independent."""
+
+import numpy as np
+import pytest
+
+from conformance.cases import CASES
+from spec import Params, reference, tolerance
+
+# Not "chaotic": there the third derivative, and with it the finite-difference truncation error,
+# grows like the Jacobian products themselves; not "long": 2·10⁴ reference runs per entry sweep.
+FD_CASES = ("basic", "soft", "zero_h0", "T1", "T2", "B1", "H1", "K2", "large_logits", "saturated")
+
+
+def _finite_differences(loss, array: np.ndarray) -> np.ndarray:
+    """Central differences of ``loss`` with respect to every entry of ``array`` (perturbed in place
+    on a private copy), step ε = FD_STEP · max(1, |θ|)."""
+    grad = np.zeros_like(array)
+    for index in np.ndindex(array.shape):
+        saved = array[index]
+        step = tolerance.FD_STEP * max(1.0, abs(saved))
+        array[index] = saved + step
+        above = loss()
+        array[index] = saved - step
+        below = loss()
+        array[index] = saved
+        grad[index] = (above - below) / (2 * step)
+    return grad
+
+
+@pytest.mark.parametrize("name", FD_CASES)
+def test_reference_matches_finite_differences(name):
+    case = CASES[name]
+    params, x, y, h0 = case.arrays("float64")
+    params = Params(*(p.copy() for p in params))
+    h0 = np.zeros((case.B, case.H)) if h0 is None else h0.copy()
+    x = x.copy()
+    loss, grads = reference.gradients(params, x, y, h0)
+    inputs = {**params._asdict(), "h0": h0, "x": x}
+    for field, array in inputs.items():
+        fd = _finite_differences(lambda: reference.loss(params, x, y, h0), array)
+        want = getattr(grads, field)
+        error, bound = float(np.linalg.norm(fd - want)), tolerance.fd_bound(want, loss)
+        assert error <= bound, (
+            f"spec.reference.gradients -> Grads.{field} on case {case.label()} differs from central "
+            f"finite differences by {error:.3e} > {bound:.3e} (absolute, Frobenius)"
+        )
+
+
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.T <= 20])
+def test_reference_form_a_sums_to_form_b(name):
+    """(4.1) Σ_t ∇L(t) by the literal ordered products equals ∇L by the backward recursion."""
+    case = CASES[name]
+    arrays = case.arrays("float64")
+    loss, grads = reference.gradients(*arrays)
+    steps = [reference.step_gradients(*arrays[:3], t, arrays.h0) for t in range(1, case.T + 1)]
+    assert tolerance.ratio(sum(s[0] for s in steps), loss, "float64", case.T) <= 1
+    for field in grads._fields:
+        summed = sum(getattr(s[1], field) for s in steps)
+        ratio = tolerance.ratio(summed, getattr(grads, field), "float64", case.T)
+        assert ratio <= 1, f"Σ_t form A vs form B, Grads.{field}, case {case.label()}: {ratio:.3g}"
