@@ -1,10 +1,10 @@
-"""TensorFlow backend: SPEC.md form B with the input projection and the output layer hoisted out of the
-time loop, so that only the recurrence itself loops over t (tf.scan). The kernels are module-level
-tf.functions that retrace for a new dtype but generalize over sizes; every call runs on the
-backend's device. Keeps the input dtype.
+"""TensorFlow backend: SPEC.md form B with the input projection and the output layer hoisted out of
+the time loop, so that only the recurrence itself scans over t. Keeps the input dtype.
 
-The loss is −Σ y ⊙ log_softmax(o), never tf.nn.softmax_cross_entropy_with_logits: that op's gradient
-is ŷ − y whatever Σ_k y_k is, where (2.1) needs e(t) = (Σ_k y_k) ŷ − y for soft targets.
+The four kernels are module-level ``tf.function``s shared by every instance, traced once per dtype
+and generalized over sizes (``reduce_retracing``); each instance calls them under ``tf.device``.
+The loss is −Σ y ⊙ log_softmax(o), never ``tf.nn.softmax_cross_entropy_with_logits``, whose
+gradient is ŷ − y whatever Σ_k y_k is: (2.1) needs e(t) = (Σ_k y_k) ŷ − y for soft targets.
 """
 
 import re
@@ -21,12 +21,12 @@ from spec import Grads, Params
 def _hidden_states(p: Params, x, h0):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
     T, B, D = tf.unstack(tf.shape(x))
-    ux = tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b
-    return tf.scan(  # h(t) = tanh(U x(t) + b + W h(t−1)), from h(0) = h0
-        lambda h_prev, ux_t: tf.tanh(ux_t + tf.matmul(h_prev, p.W, transpose_b=True)),
-        tf.reshape(ux, [T, B, -1]),
-        initializer=h0,
-    )
+    inputs = tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b
+
+    def step(h_prev, input_t):  # input_t = U x(t) + b
+        return tf.tanh(input_t + tf.matmul(h_prev, p.W, transpose_b=True))
+
+    return tf.scan(step, tf.reshape(inputs, [T, B, -1]), initializer=h0)
 
 
 def _log_softmax_outputs(p: Params, h):
@@ -59,18 +59,17 @@ def _gradients(p, x, y, h0):
     e_rows, h_rows = tf.reshape(e, [T * B, -1]), tf.reshape(h, [T * B, -1])
     dV = tf.matmul(e_rows, h_rows, transpose_a=True)  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows at once
     dc = tf.reduce_sum(e_rows, axis=0)
-    grad_out = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
-    delta = tf.scan(  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows, from δ(T+1) = 0
-        lambda delta_next, g: (g[0] + delta_next @ p.W) * g[1],
-        (grad_out, 1 - h * h),
-        initializer=tf.zeros_like(h0),
-        reverse=True,
-    )
+    output_grad = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
+
+    def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+        output_grad_t, h_t = inputs
+        return (output_grad_t + delta_next @ p.W) * (1 - h_t * h_t)
+
+    delta = tf.scan(step, (output_grad, h), initializer=tf.zeros_like(h0), reverse=True)
     delta_rows = tf.reshape(delta, [T * B, -1])
     dU = tf.matmul(delta_rows, tf.reshape(x, [T * B, D]), transpose_a=True)  # (3.3) Σ_t δ(t) x(t)ᵀ
-    dW = tf.matmul(delta[0], h0, transpose_a=True) + tf.matmul(
-        delta_rows[B:], h_rows[:-B], transpose_a=True
-    )  # (3.3) Σ_t δ(t) h(t−1)ᵀ
+    dW = tf.matmul(delta[0], h0, transpose_a=True)  # (3.3) Σ_t δ(t) h(t−1)ᵀ: t = 1, then t ≥ 2
+    dW += tf.matmul(delta_rows[B:], h_rows[:-B], transpose_a=True)
     db = tf.reduce_sum(delta_rows, axis=0)
     dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
     dx = tf.reshape(delta_rows @ p.U, tf.shape(x))  # (3.5) Uᵀ δ(t)
@@ -151,4 +150,7 @@ class TensorflowBackend(ClosedFormBackend):
 
     def enforce_full_precision(self) -> str:
         tf.config.experimental.enable_tensor_float_32_execution(False)
-        return "TensorFloat-32 disabled: tf.config.experimental.enable_tensor_float_32_execution(False)"
+        return (
+            "tf.config.experimental.enable_tensor_float_32_execution(False): "
+            "float32 matmuls in full float32, not TF32 (a global TensorFlow setting)"
+        )

@@ -59,7 +59,7 @@ class TorchBackend(ClosedFormBackend):
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> torch.Tensor:
         dtype = None if dtype is None else _torch_dtype(dtype)
-        return torch.tensor(np.asarray(array), dtype=dtype, device=self._device)
+        return torch.tensor(np.asarray(array, order="C"), dtype=dtype, device=self._device)
 
     def to_numpy(self, array: torch.Tensor) -> np.ndarray:
         return array.detach().to("cpu", copy=True).numpy()
@@ -71,7 +71,7 @@ class TorchBackend(ClosedFormBackend):
         return x.new_zeros((x.shape[1], H))
 
     def _one_hot(self, y, K, dtype):
-        return torch.eye(K, dtype=_torch_dtype(dtype), device=y.device)[y]
+        return torch.eye(K, dtype=_torch_dtype(dtype), device=y.device)[y.long()]  # uint8: no mask
 
     def _only_step(self, y, t):
         masked = torch.zeros_like(y)

@@ -114,7 +114,7 @@ def assert_matches_reference(result, call: Call) -> float:
     Ill-conditioned cases (saturated tanh, chaotic recurrences) amplify float32 rounding beyond what
     κ measures, so in float32 they are held to finiteness only and compared in float64 (SPEC.md §6).
     """
-    want = expected(call.case, call.dtype, call.method, call.t)
+    want = expected(call.case, call.method, call.t)
     worst = 0.0
     for got, name, value, kappa, pick in zip(
         flatten(call.method, result), want.names, want.values, want.kappas, want.picks

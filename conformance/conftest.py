@@ -6,6 +6,7 @@ import pytest
 
 import backends
 from conformance import SUITE_VERSION, assertions
+from conformance.report import JsonReport
 from spec import PROTOCOL_VERSION
 
 DTYPES = ("float32", "float64")
@@ -19,7 +20,15 @@ def pytest_addoption(parser):
                     help="backend to check: a built-in name, an entry-point name, or module:factory")
     group.addoption("--device", default=None, help="device for the backend (its default if unset)")
     group.addoption("--dtype", action="append", choices=DTYPES,
-                    help="dtype to check; repeat for several (default: float32 and float64)")  # fmt: skip
+                    help="dtype to check; repeat for several (default: float32 and float64)")
+    group.addoption("--report-json", default=None, help="write the results as JSON to this path")
+    # fmt: skip
+
+
+def pytest_configure(config):
+    if config.getoption("report_json"):
+        report = JsonReport(config.getoption("report_json"), _load(config))
+        config.pluginmanager.register(report, "rnnspec-report")
 
 
 def _load(config):

@@ -27,7 +27,7 @@ def _entries(name: str) -> dict[str, np.ndarray]:
         entries["input.h0"] = h0
     calls = [(m, None) for m in METHODS] + [("step_gradients", t) for t in range(1, case.T + 1)]
     for method, t in calls:
-        want = expected(case, "float64", method, t)
+        want = expected(case, method, t)
         key = method if t is None else f"{method}.{t}"
         entries[f"{key}.names"] = np.array(want.names)
         for name_, value, kappa in zip(want.names, want.values, want.kappas):

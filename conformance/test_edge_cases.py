@@ -26,7 +26,7 @@ def test_class_indices_equal_one_hot_targets(backend, dtype, name):
     one_hot = backend.asarray(np.eye(case.K, dtype=dtype)[case.arrays(dtype).y])
     by_index = flatten("gradients", backend.gradients(params, x, y, h0=h0))
     by_weights = flatten("gradients", backend.gradients(params, x, one_hot, h0=h0))
-    want, call = expected(case, dtype, "gradients"), Call(backend, "gradients", case, dtype)
+    want, call = expected(case, "gradients"), Call(backend, "gradients", case, dtype)
     for got, same, name_, kappa, pick in zip(by_weights, by_index, want.names, want.kappas,
                                             want.picks):  # fmt: skip
         oracle = f"backend.gradients(params, x, y, h0=h0){pick} with class indices y"

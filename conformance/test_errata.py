@@ -34,7 +34,7 @@ def _bias_gradient(name: str, t: int, delta_k) -> np.ndarray:
 
 
 def _rejected(got, name: str, t: int, field: str) -> bool:
-    want = expected(CASES[name], "float64", "step_gradients", t)
+    want = expected(CASES[name], "step_gradients", t)
     i = want.names.index(f"Grads.{field}")
     return tolerance.ratio(got, want.values[i], "float64", CASES[name].T, want.kappas[i]) > 1
 
@@ -129,7 +129,7 @@ def test_e4_index_typo():
 def test_e5_total_loss(backend, dtype):
     """E5: the seed derives ∇L(t); training needs ∇L = Σ_t ∇L(t), which ∇L(T) alone is not."""
     case = CASES["basic"]
-    want = expected(case, "float64", "gradients")
+    want = expected(case, "gradients")
     _, last_step = reference.step_gradients(*case.arrays()[:3], case.T, case.arrays().h0)
     for field, value in zip(last_step._fields, last_step):
         i = want.names.index(f"Grads.{field}")
@@ -141,7 +141,7 @@ def test_e5_total_loss(backend, dtype):
 def test_e6_initial_state_and_input_gradients(backend, dtype):
     """E6: ∇_{h(0)} L and ∇_{x(t)} L are missing from the seed; leaving them out (zero) fails."""
     case = CASES["basic"]
-    want = expected(case, "float64", "gradients")
+    want = expected(case, "gradients")
     for field in ("h0", "x"):
         i = want.names.index(f"Grads.{field}")
         missing = np.zeros_like(want.values[i])
@@ -167,6 +167,6 @@ def test_book_eq_10_21():
         for t in range(case.T - 1, 0, -1):  # (10.21) read right, for h(t) from h(t+1)
             grad_h = params.W.T @ np.diag(1 - fwd.h[t, n] ** 2) @ grad_h + params.V.T @ e[t - 1]
         dh0.append(params.W.T @ np.diag(1 - fwd.h[0, n] ** 2) @ grad_h)
-    want = expected(case, "float64", "gradients")
+    want = expected(case, "gradients")
     i = want.names.index("Grads.h0")
     assert tolerance.ratio(np.stack(dh0), want.values[i], "float64", case.T, want.kappas[i]) <= 1

@@ -30,7 +30,7 @@ def test_steps_sum_to_total(backend, dtype, name):
         for t in range(1, case.T + 1)
     ]
     sums = [sum(backend.to_numpy(v).astype(np.float64) for v in column) for column in zip(*steps)]
-    want = expected(case, dtype, "gradients")
+    want = expected(case, "gradients")
     call = Call(backend, "gradients", case, dtype)
     total = flatten("gradients", backend.gradients(*native))
     for got, summed, name, kappa, pick in zip(total, sums, want.names, want.kappas, want.picks):

@@ -1,0 +1,150 @@
+"""The ``rnnspec`` command: ``conform`` certifies backends, ``vectors`` rewrites the golden vectors,
+``calibrate`` measures the tolerance policy's worst ratio on random cases."""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import backends
+from conformance import SUITE_VERSION
+from conformance.report import GROUPS
+from spec import PROTOCOL_VERSION
+
+SUITE_DIR = Path(__file__).parent
+console = Console()
+
+
+@click.group()
+@click.version_option(SUITE_VERSION, prog_name="rnnspec conformance suite")
+def main():
+    """rnnspec: the vanilla RNN's BPTT gradients, specified and certified."""
+
+
+def _run_suite(name, device, dtypes, report_path, pytest_args):
+    command = [sys.executable, "-m", "pytest", str(SUITE_DIR), "-q", "-p", "no:cacheprovider",
+               "--backend", name, "--report-json", str(report_path), *pytest_args]  # fmt: skip
+    if device:
+        command += ["--device", device]
+    for dtype in dtypes:
+        command += ["--dtype", dtype]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    return done, time.perf_counter() - started
+
+
+def _summarise(report: dict) -> dict:
+    """(dtype, group) -> {"failed": n, "passed": n, "skipped": n, "worst_ratio": r}."""
+    cells: dict = defaultdict(lambda: {"passed": 0, "failed": 0, "skipped": 0, "worst_ratio": None})
+    for test in report["tests"]:
+        if test["outcome"] == "not run":
+            continue
+        cell = cells[(test["dtype"], test["group"])]
+        cell[test["outcome"]] = cell.get(test["outcome"], 0) + 1
+        if "worst_ratio" in test:
+            cell["worst_ratio"] = max(cell["worst_ratio"] or 0.0, test["worst_ratio"])
+    return cells
+
+
+def _cell_text(cell) -> str:
+    ratio = "" if cell["worst_ratio"] is None else f" {cell['worst_ratio']:.2g}"
+    if cell["failed"]:
+        return f"[bold red]FAIL {cell['failed']}[/]{ratio}"
+    if cell["passed"]:
+        return f"[green]pass[/]{ratio}"
+    return "[dim]skip[/]"
+
+
+def _table(reports: list[dict]) -> Table:
+    """Check groups down, backends across; a line per dtype in each cell."""
+    table = Table(title=f"rnnspec conformance suite {SUITE_VERSION}: pass/FAIL and the worst "
+                        "error as a fraction of its tolerance")  # fmt: skip
+    table.add_column("check")
+    columns = []
+    for report in reports:
+        table.add_column(f"{report['backend']}\n{report.get('device', '')}")
+        cells = _summarise(report) if "tests" in report else {}
+        report["checks"] = [{"dtype": d, "group": g, **cell} for (d, g), cell in cells.items()]
+        columns.append(cells)
+    for group in GROUPS.values():
+        row = []
+        for cells in columns:
+            lines = [f"{dtype.replace('float', 'f')} {_cell_text(cell)}"
+                     for (dtype, g), cell in sorted(cells.items()) if g == group]  # fmt: skip
+            row.append("\n".join(lines) or ("[bold red]did not run[/]" if not cells else "-"))
+        table.add_row(group, *row)
+    return table
+
+
+@main.command()
+@click.option("--backend", "names", multiple=True,
+              help="Backend to certify (repeatable): built-in, entry-point or module:factory name. "
+                   "Default: every installed backend.")
+@click.option("--device", default=None, help="Device for every backend, e.g. cuda, gpu, GPU:0.")
+@click.option("--dtype", "dtypes", multiple=True, type=click.Choice(["float32", "float64"]),
+              help="Dtype to check (repeatable). Default: both.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
+              help="Write the machine-readable report here.")
+@click.option("--show-failures", default=5, show_default=True,
+              help="How many failures to print in full, with their reproduction snippets.")
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def conform(names, device, dtypes, json_path, show_failures, pytest_args):
+    """Run the conformance suite against backends and print backend × check.
+
+    Each cell shows pass/FAIL and the worst error as a fraction of its tolerance (≤ 1 passes).
+    Extra arguments go to pytest, e.g. `rnnspec conform -- -k golden`.
+    """
+    names = list(names) or backends.available()
+    reports, failures, exit_code = [], [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            report_path = Path(tmp) / f"{len(reports)}.json"
+            with console.status(f"conformance suite {SUITE_VERSION} on {name} ..."):
+                done, seconds = _run_suite(name, device, dtypes, report_path, pytest_args)
+            summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+            if not report_path.exists():
+                console.print(f"[bold red]{name}: the suite did not run[/]\n{done.stdout}{done.stderr}")
+                reports.append({"backend": name, "error": (done.stdout + done.stderr)[-4000:]})
+                exit_code = 1
+                continue
+            report = json.loads(report_path.read_text())
+            report["summary"], report["seconds"] = summary, round(seconds, 1)
+            reports.append(report)
+            console.print(f"{report['backend']} ({report['framework_version']}) on "
+                          f"{report['device']}: {summary}")  # fmt: skip
+            if done.returncode != 0:
+                exit_code = 1
+            failures += [(report["backend"], t) for t in report["tests"] if t["outcome"] == "failed"]
+
+    console.print(_table(reports))
+
+    for backend, test in failures[:show_failures]:
+        console.rule(f"[red]{backend}: {test['id']}")
+        console.print(test.get("message", ""), markup=False, highlight=False)
+    if len(failures) > show_failures:
+        console.print(f"... and {len(failures) - show_failures} more failures (--show-failures)")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"suite_version": SUITE_VERSION,
+                                               "protocol_version": PROTOCOL_VERSION,
+                                               "backends": reports}, indent=1))  # fmt: skip
+        console.print(f"wrote {json_path}")
+    if exit_code == 0:
+        console.print(f"[green]certified[/]: {', '.join(names)} pass conformance suite "
+                      f"{SUITE_VERSION} (protocol {PROTOCOL_VERSION})")  # fmt: skip
+    sys.exit(exit_code)
+
+
+@main.command()
+def vectors():
+    """Rewrite the golden vectors in conformance/vectors/ from spec.reference."""
+    from conformance import golden
+
+    for path in golden.write():
+        console.print(f"wrote {path} ({path.stat().st_size} bytes)")

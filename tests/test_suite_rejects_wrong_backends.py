@@ -1,0 +1,40 @@
+"""Every check can fail: the suite rejects each deliberately wrong backend, and the failure names
+the tensor and reproduces. The control (same code, no mistake) passes the same checks."""
+
+import pytest
+
+# The wrong backends compute form A step by step, O(T²): the T = 1000 case is left out for time.
+NOT_LONG = "not long"
+
+WRONG = {  # backend: the tensor the form B failure must name first
+    "seed_commuted_product": "Grads.U",
+    "seed_p_minus_y": "Grads.U",
+    "missing_transpose": "Grads.U",
+    "h_k_in_place_of_h_k_minus_1": "Grads.W",
+}
+
+
+@pytest.mark.parametrize("name", WRONG)
+def test_suite_rejects(run_suite, name):
+    done = run_suite(f"tests.wrong_backends:{name}", "-x", "-k", NOT_LONG)
+    assert done.returncode == 1, f"the suite passed {name}:\n{done.stdout[-2000:]}"
+    assert "1 failed" in done.stdout.splitlines()[-1], done.stdout[-2000:]
+
+
+@pytest.mark.parametrize("name", WRONG)
+def test_suite_rejects_in_each_form(run_suite, name):
+    """Not only the first failure: the mistake shows in form B, in golden vectors and properties."""
+    done = run_suite(f"tests.wrong_backends:{name}", "-k",
+                     f"(form_b or golden or properties) and {NOT_LONG}", dtypes=("float64",))  # fmt: skip
+    assert done.returncode == 1
+    for module in ("test_form_b.py", "test_golden.py", "test_properties.py"):
+        assert f"FAILED conformance/{module}" in done.stdout, (module, done.stdout[-3000:])
+    first_failure = done.stdout.split("AssertionError: ", 1)[1]
+    assert first_failure.startswith(f"gradients -> {WRONG[name]}"), first_failure[:300]
+    assert "reproduce:" in first_failure
+
+
+def test_control_passes(run_suite):
+    done = run_suite("tests.wrong_backends:control", "-k",
+                     f"(form_b or golden or properties or errata) and {NOT_LONG}")  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
