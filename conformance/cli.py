@@ -29,8 +29,20 @@ def main():
 
 
 def _run_suite(name, device, dtypes, report_path, pytest_args):
-    command = [sys.executable, "-m", "pytest", str(SUITE_DIR), "-q", "-p", "no:cacheprovider",
-               "--backend", name, "--report-json", str(report_path), *pytest_args]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(SUITE_DIR),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--backend",
+        name,
+        "--report-json",
+        str(report_path),
+        *pytest_args,
+    ]
     if device:
         command += ["--device", device]
     for dtype in dtypes:
@@ -64,8 +76,10 @@ def _cell_text(cell) -> str:
 
 def _table(reports: list[dict]) -> Table:
     """Check groups down, backends across; a line per dtype in each cell."""
-    table = Table(title=f"rnnspec conformance suite {SUITE_VERSION}: pass/FAIL and the worst "
-                        "error as a fraction of its tolerance")  # fmt: skip
+    table = Table(
+        title=f"rnnspec conformance suite {SUITE_VERSION}: pass/FAIL and the worst "
+        "error as a fraction of its tolerance"
+    )
     table.add_column("check")
     columns = []
     for report in reports:
@@ -76,24 +90,44 @@ def _table(reports: list[dict]) -> Table:
     for group in GROUPS.values():
         row = []
         for cells in columns:
-            lines = [f"{dtype.replace('float', 'f')} {_cell_text(cell)}"
-                     for (dtype, g), cell in sorted(cells.items()) if g == group]  # fmt: skip
+            lines = [
+                f"{dtype.replace('float', 'f')} {_cell_text(cell)}"
+                for (dtype, g), cell in sorted(cells.items())
+                if g == group
+            ]
             row.append("\n".join(lines) or ("[bold red]did not run[/]" if not cells else "-"))
         table.add_row(group, *row)
     return table
 
 
 @main.command()
-@click.option("--backend", "names", multiple=True,
-              help="Backend to certify (repeatable): built-in, entry-point or module:factory name. "
-                   "Default: every installed backend.")
+@click.option(
+    "--backend",
+    "names",
+    multiple=True,
+    help="Backend to certify (repeatable): built-in, entry-point or module:factory name. "
+    "Default: every installed backend.",
+)
 @click.option("--device", default=None, help="Device for every backend, e.g. cuda, gpu, GPU:0.")
-@click.option("--dtype", "dtypes", multiple=True, type=click.Choice(["float32", "float64"]),
-              help="Dtype to check (repeatable). Default: both.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True),
-              help="Write the machine-readable report here.")
-@click.option("--show-failures", default=5, show_default=True,
-              help="How many failures to print in full, with their reproduction snippets.")
+@click.option(
+    "--dtype",
+    "dtypes",
+    multiple=True,
+    type=click.Choice(["float32", "float64"]),
+    help="Dtype to check (repeatable). Default: both.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the machine-readable report here.",
+)
+@click.option(
+    "--show-failures",
+    default=5,
+    show_default=True,
+    help="How many failures to print in full, with their reproduction snippets.",
+)
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def conform(names, device, dtypes, json_path, show_failures, pytest_args):
     """Run the conformance suite against backends and print backend × check.
@@ -110,18 +144,24 @@ def conform(names, device, dtypes, json_path, show_failures, pytest_args):
                 done, seconds = _run_suite(name, device, dtypes, report_path, pytest_args)
             summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
             if not report_path.exists():
-                console.print(f"[bold red]{name}: the suite did not run[/]\n{done.stdout}{done.stderr}")
+                console.print(
+                    f"[bold red]{name}: the suite did not run[/]\n{done.stdout}{done.stderr}"
+                )
                 reports.append({"backend": name, "error": (done.stdout + done.stderr)[-4000:]})
                 exit_code = 1
                 continue
             report = json.loads(report_path.read_text())
             report["summary"], report["seconds"] = summary, round(seconds, 1)
             reports.append(report)
-            console.print(f"{report['backend']} ({report['framework_version']}) on "
-                          f"{report['device']}: {summary}")  # fmt: skip
+            console.print(
+                f"{report['backend']} ({report['framework_version']}) on "
+                f"{report['device']}: {summary}"
+            )
             if done.returncode != 0:
                 exit_code = 1
-            failures += [(report["backend"], t) for t in report["tests"] if t["outcome"] == "failed"]
+            failures += [
+                (report["backend"], t) for t in report["tests"] if t["outcome"] == "failed"
+            ]
 
     console.print(_table(reports))
 
@@ -131,13 +171,22 @@ def conform(names, device, dtypes, json_path, show_failures, pytest_args):
     if len(failures) > show_failures:
         console.print(f"... and {len(failures) - show_failures} more failures (--show-failures)")
     if json_path:
-        Path(json_path).write_text(json.dumps({"suite_version": SUITE_VERSION,
-                                               "protocol_version": PROTOCOL_VERSION,
-                                               "backends": reports}, indent=1))  # fmt: skip
+        Path(json_path).write_text(
+            json.dumps(
+                {
+                    "suite_version": SUITE_VERSION,
+                    "protocol_version": PROTOCOL_VERSION,
+                    "backends": reports,
+                },
+                indent=1,
+            )
+        )
         console.print(f"wrote {json_path}")
     if exit_code == 0:
-        console.print(f"[green]certified[/]: {', '.join(names)} pass conformance suite "
-                      f"{SUITE_VERSION} (protocol {PROTOCOL_VERSION})")  # fmt: skip
+        console.print(
+            f"[green]certified[/]: {', '.join(names)} pass conformance suite "
+            f"{SUITE_VERSION} (protocol {PROTOCOL_VERSION})"
+        )
     sys.exit(exit_code)
 
 

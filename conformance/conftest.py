@@ -16,13 +16,19 @@ _precision_key = pytest.StashKey[str]()
 
 def pytest_addoption(parser):
     group = parser.getgroup("rnnspec conformance")
-    group.addoption("--backend", default="numpy",
-                    help="backend to check: a built-in name, an entry-point name, or module:factory")
+    group.addoption(
+        "--backend",
+        default="numpy",
+        help="backend to check: a built-in name, an entry-point name, or module:factory",
+    )
     group.addoption("--device", default=None, help="device for the backend (its default if unset)")
-    group.addoption("--dtype", action="append", choices=DTYPES,
-                    help="dtype to check; repeat for several (default: float32 and float64)")
+    group.addoption(
+        "--dtype",
+        action="append",
+        choices=DTYPES,
+        help="dtype to check; repeat for several (default: float32 and float64)",
+    )
     group.addoption("--report-json", default=None, help="write the results as JSON to this path")
-    # fmt: skip
 
 
 def pytest_configure(config):

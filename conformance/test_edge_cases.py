@@ -27,8 +27,9 @@ def test_class_indices_equal_one_hot_targets(backend, dtype, name):
     by_index = flatten("gradients", backend.gradients(params, x, y, h0=h0))
     by_weights = flatten("gradients", backend.gradients(params, x, one_hot, h0=h0))
     want, call = expected(case, "gradients"), Call(backend, "gradients", case, dtype)
-    for got, same, name_, kappa, pick in zip(by_weights, by_index, want.names, want.kappas,
-                                            want.picks):  # fmt: skip
+    for got, same, name_, kappa, pick in zip(
+        by_weights, by_index, want.names, want.kappas, want.picks
+    ):
         oracle = f"backend.gradients(params, x, y, h0=h0){pick} with class indices y"
         assert_close(got, backend.to_numpy(same), call, f"{name_} (one-hot y)", oracle, pick, kappa)
 

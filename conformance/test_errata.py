@@ -29,7 +29,7 @@ def _step_setup(name: str, t: int):
 
 def _bias_gradient(name: str, t: int, delta_k) -> np.ndarray:
     """∇_b L(t) = Σ_batch Σ_{k≤t} δ_k(t) for a given rule δ_k(t) = delta_k(params, D, e, k)."""
-    case, params, _, seqs = _step_setup(name, t)
+    _case, params, _, seqs = _step_setup(name, t)
     return sum(delta_k(params, D, e, k) for _, D, e, _ in seqs for k in range(1, t + 1))
 
 
@@ -62,8 +62,9 @@ def test_e1_soft_target_factor(backend, dtype):
         seed_dc = sum(p_minus_y for *_, p_minus_y in _step_setup("basic", t)[3])
         assert not _rejected(seed_dc, "basic", t, "c")
     case = CASES["soft"]
-    assert_matches_reference(backend.gradients(*case.native(backend, dtype)),
-                             Call(backend, "gradients", case, dtype))  # fmt: skip
+    assert_matches_reference(
+        backend.gradients(*case.native(backend, dtype)), Call(backend, "gradients", case, dtype)
+    )
 
 
 @pytest.mark.parametrize("name", ["basic", "soft", "B1"])
@@ -83,15 +84,19 @@ def test_e2_ordered_product(backend, dtype, name):
     assert not _rejected(seed, name, 1, "b")
     native = case.native(backend, dtype)
     for t in range(1, case.T + 1):
-        assert_matches_reference(backend.step_gradients(*native[:3], t, h0=native.h0),
-                                 Call(backend, "step_gradients", case, dtype, t))  # fmt: skip
+        assert_matches_reference(
+            backend.step_gradients(*native[:3], t, h0=native.h0),
+            Call(backend, "step_gradients", case, dtype, t),
+        )
 
 
 def test_e3_transposes(backend, dtype):
     """E3: row-vector notation loses δ x(k)ᵀ, δ h(k−1)ᵀ and the Wᵀ of the recursion."""
     name, t = "basic", CASES["basic"].T
     case, params, x, seqs = _step_setup(name, t)
-    deltas = [[None] + [_ordered(params, D, e, k, t) for k in range(1, t + 1)] for _, D, e, _ in seqs]
+    deltas = [
+        [None] + [_ordered(params, D, e, k, t) for k in range(1, t + 1)] for _, D, e, _ in seqs
+    ]
     transposed_dW = sum(
         np.outer(h[k - 1], d[k]) for (h, *_), d in zip(seqs, deltas) for k in range(1, t + 1)
     )  # h(k−1) δᵀ in place of δ h(k−1)ᵀ
@@ -108,8 +113,9 @@ def test_e3_transposes(backend, dtype):
         return D[k] @ out
 
     assert _rejected(_bias_gradient(name, t, untransposed), name, t, "b")
-    assert_matches_reference(backend.gradients(*case.native(backend, dtype)),
-                             Call(backend, "gradients", case, dtype))  # fmt: skip
+    assert_matches_reference(
+        backend.gradients(*case.native(backend, dtype)), Call(backend, "gradients", case, dtype)
+    )
 
 
 def test_e4_index_typo():
@@ -134,8 +140,9 @@ def test_e5_total_loss(backend, dtype):
     for field, value in zip(last_step._fields, last_step):
         i = want.names.index(f"Grads.{field}")
         assert tolerance.ratio(value, want.values[i], "float64", case.T, want.kappas[i]) > 1
-    assert_matches_reference(backend.gradients(*case.native(backend, dtype)),
-                             Call(backend, "gradients", case, dtype))  # fmt: skip
+    assert_matches_reference(
+        backend.gradients(*case.native(backend, dtype)), Call(backend, "gradients", case, dtype)
+    )
 
 
 def test_e6_initial_state_and_input_gradients(backend, dtype):
@@ -146,8 +153,9 @@ def test_e6_initial_state_and_input_gradients(backend, dtype):
         i = want.names.index(f"Grads.{field}")
         missing = np.zeros_like(want.values[i])
         assert tolerance.ratio(missing, want.values[i], "float64", case.T, want.kappas[i]) > 1
-    assert_matches_reference(backend.gradients(*case.native(backend, dtype)),
-                             Call(backend, "gradients", case, dtype))  # fmt: skip
+    assert_matches_reference(
+        backend.gradients(*case.native(backend, dtype)), Call(backend, "gradients", case, dtype)
+    )
 
 
 def test_book_eq_10_21():

@@ -19,7 +19,7 @@ def _soft(case, dtype, K=None):
 def _bad_inputs(dtype):
     """name -> (edit of the basic case's (params, x, y, h0, t), the start of the message)."""
     case = CASES["basic"]
-    T, B, K = case.T, case.B, case.K
+    T, _B, K = case.T, case.B, case.K
 
     def with_param(field, edit):
         return lambda p, x, y, h0, t: (p._replace(**{field: edit(getattr(p, field))}), x, y, h0, t)
@@ -43,7 +43,10 @@ def _bad_inputs(dtype):
     return {
         "params not Params": (lambda p, x, y, h0, t: (list(p), x, y, h0, t), "params: expected"),
         "x rank 2": (lambda p, x, y, h0, t: (p, x[0], y, h0, t), "x: expected rank 3"),
-        "x integer": (lambda p, x, y, h0, t: (p, x.astype(np.int32), y, h0, t), "x: expected dtype"),
+        "x integer": (
+            lambda p, x, y, h0, t: (p, x.astype(np.int32), y, h0, t),
+            "x: expected dtype",
+        ),
         "T = 0": (lambda p, x, y, h0, t: (p, x[:0], y[:0], h0, t), "x: expected shape"),
         "B = 0": (lambda p, x, y, h0, t: (p, x[:, :0], y[:, :0], h0[:0], t), "x: expected shape"),
         "U wrong D": (with_param("U", lambda a: a[:, :-1]), "params.U: expected shape (H, D)"),
@@ -51,20 +54,38 @@ def _bad_inputs(dtype):
         "b wrong H": (with_param("b", lambda a: a[:-1]), "params.b: expected shape (H,)"),
         "V wrong H": (with_param("V", lambda a: a[:, :-1]), "params.V: expected shape (K, H)"),
         "c wrong K": (with_param("c", lambda a: a[:-1]), "params.c: expected shape (K,)"),
-        "W mixed dtype": (with_param("W", lambda a: a.astype(OTHER[dtype])), "params.W: expected dtype"),
+        "W mixed dtype": (
+            with_param("W", lambda a: a.astype(OTHER[dtype])),
+            "params.W: expected dtype",
+        ),
         "h0 wrong B": (lambda p, x, y, h0, t: (p, x, y, h0[:-1], t), "h0: expected shape (B, H)"),
         "h0 rank 1": (lambda p, x, y, h0, t: (p, x, y, h0[0], t), "h0: expected rank 2"),
-        "h0 mixed dtype": (lambda p, x, y, h0, t: (p, x, y, h0.astype(OTHER[dtype]), t), "h0: expected dtype"),
+        "h0 mixed dtype": (
+            lambda p, x, y, h0, t: (p, x, y, h0.astype(OTHER[dtype]), t),
+            "h0: expected dtype",
+        ),
         "y wrong T": (lambda p, x, y, h0, t: (p, x, y[:-1], h0, t), "y: expected shape (T, B)"),
         "y index K": (set_y(K), "y: expected class indices in [0, K)"),
         "y index -1": (set_y(-1), "y: expected class indices in [0, K)"),
-        "y soft wrong K": (lambda p, x, y, h0, t: (p, x, _soft(case, dtype, K + 1), h0, t), "y: expected shape (T, B, K)"),
+        "y soft wrong K": (
+            lambda p, x, y, h0, t: (p, x, _soft(case, dtype, K + 1), h0, t),
+            "y: expected shape (T, B, K)",
+        ),
         "y soft negative": (soft_with(-0.5), "y: expected non-negative"),
         "y soft NaN": (soft_with(np.nan), "y: expected finite"),
-        "y soft mixed dtype": (lambda p, x, y, h0, t: (p, x, _soft(case, OTHER[dtype]), h0, t), "y: expected dtype"),
-        "t = 0": (lambda p, x, y, h0, t: (p, x, y, h0, 0), "t: expected an integer with 1 <= t <= T"),
-        "t = T + 1": (lambda p, x, y, h0, t: (p, x, y, h0, T + 1), "t: expected an integer with 1 <= t <= T"),
-    }  # fmt: skip
+        "y soft mixed dtype": (
+            lambda p, x, y, h0, t: (p, x, _soft(case, OTHER[dtype]), h0, t),
+            "y: expected dtype",
+        ),
+        "t = 0": (
+            lambda p, x, y, h0, t: (p, x, y, h0, 0),
+            "t: expected an integer with 1 <= t <= T",
+        ),
+        "t = T + 1": (
+            lambda p, x, y, h0, t: (p, x, y, h0, T + 1),
+            "t: expected an integer with 1 <= t <= T",
+        ),
+    }
 
 
 def _native(backend, array):
@@ -82,12 +103,20 @@ def test_bad_input_raises_spec_error(backend, dtype, bad, method):
     if method != "step_gradients" and bad.startswith("t "):
         pytest.skip("only step_gradients takes t")
     with pytest.raises(SpecError) as spec_says:  # the spec's own message for the NumPy arrays
-        validate(params, x, None if method == "forward" else y, h0,
-                 t if method == "step_gradients" else None)  # fmt: skip
+        validate(
+            params,
+            x,
+            None if method == "forward" else y,
+            h0,
+            t if method == "step_gradients" else None,
+        )
     assert str(spec_says.value).startswith(message_start), str(spec_says.value)
 
-    native_params = Params(*(_native(backend, a) for a in params)) if isinstance(params, Params) else [
-        _native(backend, a) for a in params]  # fmt: skip
+    native_params = (
+        Params(*(_native(backend, a) for a in params))
+        if isinstance(params, Params)
+        else [_native(backend, a) for a in params]
+    )
     native = [native_params, _native(backend, x), _native(backend, y), _native(backend, h0)]
     before = [backend.to_numpy(a) for a in (*native_params, *native[1:]) if a is not None]
     args = {"forward": (native[0], native[1]), "step_gradients": (*native[:3], t)}.get(

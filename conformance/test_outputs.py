@@ -42,7 +42,9 @@ def test_outputs_dtype_shape_device(backend, dtype, name, method):
         pytest.skip(f"{backend.name} has no {method}")
     for i, (out, shape) in enumerate(zip(outputs, _expected_shapes(case, method), strict=True)):
         where = f"{method} output #{i} on case {case.label()}"
-        assert backend.is_native(out), f"{where}: {type(out).__name__} is not native on {backend.device}"
+        assert backend.is_native(out), (
+            f"{where}: {type(out).__name__} is not native on {backend.device}"
+        )
         assert dtype_name(out) == dtype, f"{where}: expected dtype {dtype}, got {dtype_name(out)}"
         assert shape_of(out) == shape, f"{where}: expected shape {shape}, got {shape_of(out)}"
 

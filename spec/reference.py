@@ -15,7 +15,7 @@ from spec.validation import validate
 def _float64(params, x, h0):
     params = Params(*(np.asarray(p, np.float64) for p in params))
     x = np.asarray(x, np.float64)
-    T, B, _ = x.shape
+    _T, B, _ = x.shape
     H = params.W.shape[0]
     h0 = np.zeros((B, H)) if h0 is None else np.asarray(h0, np.float64)
     return params, x, h0
@@ -41,7 +41,9 @@ def log_softmax(o: np.ndarray) -> np.ndarray:
 def _sequence_forward(p: Params, xs: list, h0: np.ndarray):
     """(1.1)–(1.4) for one sequence; returns lists h[0..T], o[1..T], log ŷ[1..T] (index 0 unused)."""
     T = len(xs) - 1
-    h, o, log_yhat = [h0], [None], [None]
+    h: list = [h0]
+    o: list = [None]
+    log_yhat: list = [None]
     for t in range(1, T + 1):
         a = p.b + p.W @ h[t - 1] + p.U @ xs[t]  # (1.1) a(t) = b + W h(t−1) + U x(t)
         h.append(np.tanh(a))  # (1.2) h(t) = tanh(a(t))
@@ -113,18 +115,23 @@ def _sequences(params, x, y, h0):
     params, x, h0 = _float64(params, x, h0)
     weights = None if y is None else target_weights(y, params.V.shape[0])
     for n in range(x.shape[1]):
-        xs = [None] + list(x[:, n])
+        xs = [None, *list(x[:, n])]
         h, o, log_yhat = _sequence_forward(params, xs, h0[n])
-        ys = None if weights is None else [None] + list(weights[:, n])
+        ys = None if weights is None else [None, *list(weights[:, n])]
         yield params, xs, h, o, log_yhat, ys
 
 
 def _batch_grads(per_sequence: list) -> Grads:
     dU, dW, db, dV, dc, dh0, dx = zip(*per_sequence)
     return Grads(
-        U=sum(dU), W=sum(dW), b=sum(db), V=sum(dV), c=sum(dc),
-        h0=np.stack(dh0), x=np.stack(dx, axis=1),
-    )  # fmt: skip
+        U=sum(dU),
+        W=sum(dW),
+        b=sum(db),
+        V=sum(dV),
+        c=sum(dc),
+        h0=np.stack(dh0),
+        x=np.stack(dx, axis=1),
+    )
 
 
 def forward(params: Params, x, h0=None) -> Forward:
@@ -168,6 +175,7 @@ def gradients(params: Params, x, y, h0=None) -> tuple[float, Grads]:
     """(L, ∇L) by form B, the backward recursion, linear in T."""
     validate(params, x, y, h0)
     per_sequence = [
-        _sequence_gradients(p, xs, h, lp, ys) for p, xs, h, _, lp, ys in _sequences(params, x, y, h0)
+        _sequence_gradients(p, xs, h, lp, ys)
+        for p, xs, h, _, lp, ys in _sequences(params, x, y, h0)
     ]
     return loss(params, x, y, h0), _batch_grads(per_sequence)

@@ -139,8 +139,7 @@ def _check_targets(
     values = to_numpy(y)
     if not np.isfinite(values).all():
         raise SpecError("y: expected finite soft targets, got NaN or infinity")
-    low = float(values.min())
-    if low < 0:
-        raise SpecError(f"y: expected non-negative soft targets, got a minimum of {low:g}")
+    smallest = float(values.min())
+    if smallest < 0:
+        raise SpecError(f"y: expected non-negative soft targets, got a minimum of {smallest:g}")
     return True
-

@@ -12,8 +12,18 @@ def run_suite():
     """Run the conformance suite in a fresh process; returns the CompletedProcess."""
 
     def run(backend: str, *args: str, dtypes=("float32", "float64")):
-        command = [sys.executable, "-m", "pytest", str(ROOT / "conformance"), "-q",
-                   "-p", "no:cacheprovider", "--backend", backend, *args]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ROOT / "conformance"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--backend",
+            backend,
+            *args,
+        ]
         for dtype in dtypes:
             command += ["--dtype", dtype]
         return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)

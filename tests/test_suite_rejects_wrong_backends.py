@@ -24,8 +24,12 @@ def test_suite_rejects(run_suite, name):
 @pytest.mark.parametrize("name", WRONG)
 def test_suite_rejects_in_each_form(run_suite, name):
     """Not only the first failure: the mistake shows in form B, in golden vectors and properties."""
-    done = run_suite(f"tests.wrong_backends:{name}", "-k",
-                     f"(form_b or golden or properties) and {NOT_LONG}", dtypes=("float64",))  # fmt: skip
+    done = run_suite(
+        f"tests.wrong_backends:{name}",
+        "-k",
+        f"(form_b or golden or properties) and {NOT_LONG}",
+        dtypes=("float64",),
+    )
     assert done.returncode == 1
     for module in ("test_form_b.py", "test_golden.py", "test_properties.py"):
         assert f"FAILED conformance/{module}" in done.stdout, (module, done.stdout[-3000:])
@@ -35,6 +39,9 @@ def test_suite_rejects_in_each_form(run_suite, name):
 
 
 def test_control_passes(run_suite):
-    done = run_suite("tests.wrong_backends:control", "-k",
-                     f"(form_b or golden or properties or errata) and {NOT_LONG}")  # fmt: skip
+    done = run_suite(
+        "tests.wrong_backends:control",
+        "-k",
+        f"(form_b or golden or properties or errata) and {NOT_LONG}",
+    )
     assert done.returncode == 0, done.stdout[-3000:]

@@ -17,7 +17,7 @@ class _WrongBackend(NumpyBackend):
     h_k_for_h_k_minus_1 = False  # E3/E4: δ(k) h(k)ᵀ in place of δ(k) h(k−1)ᵀ
 
     def _gradients(self, p, x, y, h0):
-        T, B, _ = x.shape
+        T, _B, _ = x.shape
         h = _hidden_states(p, x, h0)
         _, log_yhat = _log_softmax_outputs(p, h)
         yhat = np.exp(log_yhat)

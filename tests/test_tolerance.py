@@ -1,0 +1,47 @@
+"""The tolerance policy's own arithmetic (spec/tolerance.py)."""
+
+import math
+
+import numpy as np
+
+from spec import tolerance
+
+
+def test_relative_error_edge_values():
+    assert tolerance.relative_error(np.zeros(3), np.zeros(3)) == 0.0
+    assert tolerance.relative_error(np.ones(3), np.zeros(3)) == math.inf
+    assert tolerance.relative_error(np.array([np.nan]), np.array([1.0])) == math.inf
+    assert tolerance.relative_error(np.array([np.inf]), np.array([1.0])) == math.inf
+    assert tolerance.relative_error(np.array([3.0, 4.0]), np.array([3.0, 0.0])) == 4.0 / 3.0
+
+
+def test_bound_grows_with_sqrt_T_and_kappa():
+    u = tolerance.UNIT_ROUNDOFF["float32"]
+    assert tolerance.bound("float32", 1) == tolerance.MARGIN * u
+    assert math.isclose(tolerance.bound("float32", 100), 10 * tolerance.bound("float32", 1))
+    assert tolerance.bound("float32", 4, kappa=0.5) == tolerance.bound("float32", 4)
+    assert tolerance.bound("float32", 4, kappa=3.0) == 3 * tolerance.bound("float32", 4)
+    assert tolerance.bound("float64", 1) < tolerance.bound("float32", 1) * 1e-8
+
+
+def test_ratio_rejects_an_error_of_one_percent_and_accepts_roundoff():
+    ref = np.linspace(1, 2, 50)
+    assert tolerance.ratio(ref * 1.01, ref, "float32", 10) > 1
+    assert tolerance.ratio(ref.astype(np.float32), ref, "float32", 1) <= 1
+    assert tolerance.ratio(ref.astype(np.float32), ref, "float64", 1) > 1  # float32 is not float64
+
+
+def test_condition_numbers_see_cancellation():
+    x = np.array([1.0, 2.0, 3.0])
+    assert math.isclose(tolerance.condition_numbers(lambda a: [a], [x])[0], 1.0, rel_tol=1e-6)
+    nearly = np.array([1.0, 1.0 - 1e-6])
+    (kappa,) = tolerance.condition_numbers(lambda a: [a[0] - a[1]], [nearly])
+    assert kappa > 1e5  # a difference of nearly equal numbers is ill-conditioned
+    (fixed,) = tolerance.condition_numbers(lambda a, k: [a * k[0]], [x, np.array([2])])
+    assert math.isclose(fixed, 1.0, rel_tol=1e-6)  # integer inputs are not perturbed
+
+
+def test_fd_bound_scales_with_loss_and_gradient():
+    grad = np.ones(4)
+    assert tolerance.fd_bound(grad, 0.0) < tolerance.fd_bound(grad, 100.0)
+    assert tolerance.fd_bound(2 * grad, 0.0) == 2 * tolerance.fd_bound(grad, 0.0)
