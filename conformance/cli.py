@@ -197,3 +197,55 @@ def vectors():
 
     for path in golden.write():
         console.print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+@main.command()
+@click.option("--backend", "name", default="numpy", show_default=True)
+@click.option("--device", default=None)
+@click.option("--cases", "count", default=400, show_default=True, help="Random cases per dtype.")
+@click.option("--seed", default=0, show_default=True)
+def calibrate(name, device, count, seed):
+    """Measure the worst error / (u·√T·max(1, κ)) on random small cases: MARGIN must exceed it.
+
+    Sizes are drawn as in the suite's property tests (T ≤ 8, B ≤ 4, D ≤ 5, H ≤ 6, 2 ≤ K ≤ 6), with
+    both target kinds; gradients and one random step's gradients are compared with spec.reference.
+    """
+    import numpy as np
+
+    from conformance.assertions import flatten
+    from conformance.cases import Case
+    from conformance.oracle import expected
+    from spec import tolerance
+
+    backend = backends.load(name, device=device)
+    rng = np.random.default_rng(seed)
+    table = Table(title=f"calibration: {backend!r}, {count} random cases per dtype, seed {seed}")
+    for column in ("dtype", "worst ratio", "MARGIN", "case", "call", "tensor", "κ"):
+        table.add_column(column)
+    for dtype in ("float32", "float64"):
+        worst = (0.0, None)
+        for i in range(count):
+            T, B, D, H = (int(rng.integers(1, n + 1)) for n in (8, 4, 5, 6))
+            soft = bool(rng.integers(2))
+            case = Case(
+                "random", T, B, D, H, K=int(rng.integers(2, 7)), seed=seed * 100_000 + i,
+                soft_targets=soft, target_sums=(0.6, 2.5, 0.0, 1.0) if soft else (1.0,),
+                h0=bool(rng.integers(2)), spectral_radius=float(rng.uniform(0.1, 1.2)),
+            )  # fmt: skip
+            native = case.native(backend, dtype)
+            t = int(rng.integers(1, T + 1))
+            for method, result in (
+                ("gradients", backend.gradients(*native)),
+                ("step_gradients", backend.step_gradients(*native[:3], t, h0=native.h0)),
+            ):
+                want = expected(case, method, t if method == "step_gradients" else None)
+                for got, value, kappa, tensor in zip(
+                    flatten(method, result), want.values, want.kappas, want.names
+                ):
+                    error = tolerance.relative_error(backend.to_numpy(got), value)
+                    ratio = error / (tolerance.bound(dtype, T, kappa) / tolerance.MARGIN)
+                    if ratio > worst[0]:
+                        worst = (ratio, (case.label(), f"{method}(t={t})", tensor, f"{kappa:.3g}"))
+        ratio, where = worst
+        table.add_row(dtype, f"{ratio:.3g}", f"{tolerance.MARGIN:g}", *(where or ("",) * 4))
+    console.print(table)
