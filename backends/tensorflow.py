@@ -91,7 +91,8 @@ class TensorflowBackend(ClosedFormBackend):
     framework_version = f"tensorflow {tf.__version__}"
 
     def __init__(self, device: str | None = None):
-        match = re.fullmatch(r"(cpu|gpu)(?::(\d+))?", str(device or "cpu"), flags=re.IGNORECASE)
+        requested = "cpu" if device is None else str(device)
+        match = re.fullmatch(r"(cpu|gpu)(?::(\d+))?", requested, flags=re.IGNORECASE)
         if match is None:
             raise BackendError(
                 "the tensorflow backend runs on 'cpu', 'gpu' or 'gpu:N' (any case, e.g. 'GPU:0'), "
