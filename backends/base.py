@@ -106,7 +106,7 @@ class ClosedFormBackend(ABC):
     # --- shared plumbing ------------------------------------------------------------------------
 
     def _validate(self, params, x, y, h0, t=None) -> Dims:
-        return validate(params, x, y, h0, t, to_numpy=self.to_numpy)
+        return validate(params, x, y, h0, t, to_numpy=self.to_numpy, is_native=self.is_native)
 
     def _initial_state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
         return self._zeros_state(x, dims.H) if h0 is None else h0

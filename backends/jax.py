@@ -1,5 +1,5 @@
 """JAX backend: SPEC.md form B with the input projection and the output layer hoisted out of the
-time loop, so that only the recurrence itself scans over t. Keeps the input dtype.
+time loop, so that only the recurrence itself scans over t. Keeps the input dtype and device.
 
 The four kernels are module-level ``jax.jit`` functions, compiled once per shape and dtype and
 shared by every instance; they run on the device their (committed) inputs live on. float64 needs
@@ -96,8 +96,7 @@ class JaxBackend(ClosedFormBackend):
         kind, _, index = ("cpu" if device is None else str(device)).lower().partition(":")
         if kind not in _PLATFORMS or (index and not index.isdigit()):
             raise BackendError(
-                "the jax backend runs on 'cpu', 'gpu' or 'gpu:N' ('cuda', 'cuda:N' alike), "
-                f"got device={device!r}"
+                f"the jax backend runs on 'cpu', 'gpu[:N]' or 'cuda[:N]', got device={device!r}"
             )
         try:
             found = jax.devices(_PLATFORMS[kind])
@@ -136,6 +135,7 @@ class JaxBackend(ClosedFormBackend):
     def _only_step(self, y, t):  # t reaches the eager ops as data: nothing recompiles per t
         return jnp.zeros_like(y).at[t - 1].set(y[t - 1])
 
+    # the kernels are the module's jitted functions above, one compilation cache for all instances
     _forward = staticmethod(_forward)
     _loss = staticmethod(_loss)
     _gradients = staticmethod(_gradients)

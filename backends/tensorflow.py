@@ -83,7 +83,7 @@ def _autodiff_gradients(p, x, y, h0):
         _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
         loss = -tf.reduce_sum(y * log_yhat)
     dp, dh0, dx = tape.gradient(loss, (p, h0, x))
-    return loss, Grads(*dp, h0=dh0, x=dx)
+    return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
 
 class TensorflowBackend(ClosedFormBackend):

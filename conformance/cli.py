@@ -10,11 +10,12 @@ from collections import defaultdict
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 import backends
-from conformance import SUITE_VERSION
+from conformance import SUITE_VERSION, cross
 from conformance.report import GROUPS
 from spec import PROTOCOL_VERSION
 
@@ -100,6 +101,24 @@ def _table(reports: list[dict]) -> Table:
     return table
 
 
+def _cross_table(rows: list[dict]) -> Table:
+    """One row per pair and dtype: its worst tensor, as a fraction of the tolerance bound."""
+    table = Table(
+        title=f"cross-backend agreement: worst difference / tolerance bound (pass ≤ {cross.PAIR_LIMIT:g})"
+    )
+    for column in ("pair", "dtype", "worst", "tensor"):
+        table.add_column(column)
+    worst: dict = {}
+    for row in rows:
+        key = (row["pair"], row["dtype"])
+        if key not in worst or row["ratio"] > worst[key]["ratio"]:
+            worst[key] = row
+    for (pair, dtype), row in sorted(worst.items()):
+        style = "green" if row["ratio"] <= cross.PAIR_LIMIT else "bold red"
+        table.add_row(pair, dtype, f"[{style}]{row['ratio']:.2g}[/]", row["tensor"])
+    return table
+
+
 @main.command()
 @click.option(
     "--backend",
@@ -137,6 +156,7 @@ def conform(names, device, dtypes, json_path, show_failures, pytest_args):
     """
     names = list(names) or backends.available()
     reports, failures, exit_code = [], [], 0
+    dumps: dict[str, dict] = defaultdict(dict)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             report_path = Path(tmp) / f"{len(reports)}.json"
@@ -152,6 +172,10 @@ def conform(names, device, dtypes, json_path, show_failures, pytest_args):
                 continue
             report = json.loads(report_path.read_text())
             report["summary"], report["seconds"] = summary, round(seconds, 1)
+            for dtype in dtypes or ("float32", "float64"):
+                with np.load(report_path.with_suffix(f".{dtype}.npz")) as dump:
+                    if "error" not in dump:
+                        dumps[dtype][f"{report['backend']} on {report['device']}"] = dict(dump)
             reports.append(report)
             console.print(
                 f"{report['backend']} ({report['framework_version']}) on "
@@ -164,6 +188,14 @@ def conform(names, device, dtypes, json_path, show_failures, pytest_args):
             ]
 
     console.print(_table(reports))
+
+    agreement = [
+        row for dtype, by in dumps.items() if len(by) > 1 for row in cross.matrix(by, dtype)
+    ]
+    if agreement:
+        console.print(_cross_table(agreement))
+        if any(not row["ratio"] <= cross.PAIR_LIMIT for row in agreement):
+            exit_code = 1
 
     for backend, test in failures[:show_failures]:
         console.rule(f"[red]{backend}: {test['id']}")
@@ -205,7 +237,7 @@ def vectors():
 @click.option("--cases", "count", default=400, show_default=True, help="Random cases per dtype.")
 @click.option("--seed", default=0, show_default=True)
 def calibrate(name, device, count, seed):
-    """Measure the worst error / (u·√T·max(1, κ)) on random small cases: MARGIN must exceed it.
+    """Measure the worst error / ((u + u₆₄)·√T·max(1, κ)) on random cases: MARGIN must exceed it.
 
     Sizes are drawn as in the suite's property tests (T ≤ 8, B ≤ 4, D ≤ 5, H ≤ 6, 2 ≤ K ≤ 6), with
     both target kinds; gradients and one random step's gradients are compared with spec.reference.

@@ -4,9 +4,10 @@ and worst error / tolerance, with the backend's identity. ``rnnspec conform`` re
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from conformance import SUITE_VERSION, assertions
+from conformance import SUITE_VERSION, assertions, cross
 from spec import PROTOCOL_VERSION
 
 #: test module -> the check group the report shows, in SPEC.md's order.
@@ -58,6 +59,13 @@ class JsonReport:
 
     def pytest_sessionfinish(self, session):
         backend = self.backend
+        dtypes = session.config.getoption("dtype") or ("float32", "float64")
+        for dtype in dtypes:  # outputs on shared inputs, for the cross-backend matrix
+            try:
+                dump = cross.results(backend, dtype)
+            except Exception as error:  # a broken backend: its failures are already reported
+                dump = {"error": np.array(repr(error))}
+            np.savez_compressed(self.path.with_suffix(f".{dtype}.npz"), **dump)
         self.path.write_text(
             json.dumps(
                 {

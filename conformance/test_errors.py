@@ -2,6 +2,8 @@
 shape or dtype, with the same message on every backend (the one spec.validate gives for the same
 NumPy arrays), and leaves the caller's arrays unchanged."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,36 @@ def test_bad_input_raises_spec_error(backend, dtype, bad, method):
     after = [backend.to_numpy(a) for a in (*native_params, *native[1:]) if a is not None]
     for i, (old, new) in enumerate(zip(before, after)):
         assert np.array_equal(old, new, equal_nan=old.dtype.kind == "f"), f"argument #{i} changed"
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("arg", ["x", "y", "h0", "params.W"])
+def test_foreign_arrays_are_rejected(backend, dtype, method, arg):
+    """A list, or a NumPy array given to a backend whose arrays are not NumPy's, is a SpecError
+    that names the argument, not an AttributeError from deep inside the framework."""
+    if method == "forward" and arg == "y":
+        pytest.skip("forward takes no y")
+    params, x, y, h0 = CASES["basic"].native(backend, dtype)
+    value = {"x": x, "y": y, "h0": h0, "params.W": params.W}[arg]
+    foreigners = [backend.to_numpy(value).tolist()]
+    if not backend.is_native(backend.to_numpy(value)):
+        foreigners.append(backend.to_numpy(value))
+    for foreign in foreigners:
+        args = {"x": x, "y": y, "h0": h0, "params": params}
+        if arg == "params.W":
+            args["params"] = params._replace(W=foreign)
+        else:
+            args[arg] = foreign
+        try:
+            with pytest.raises(SpecError, match=rf"^{re.escape(arg)}: expected an array"):
+                _invoke(backend, method, **args)
+        except NotImplementedError:
+            pytest.skip(f"{backend.name} has no {method}")
+
+
+def _invoke(backend, method, params, x, y, h0):
+    if method == "forward":
+        return backend.forward(params, x, h0=h0)
+    if method == "step_gradients":
+        return backend.step_gradients(params, x, y, 1, h0=h0)
+    return getattr(backend, method)(params, x, y, h0=h0)

@@ -22,8 +22,6 @@ def test_step_gradients(backend, dtype, name):
 def test_steps_sum_to_total(backend, dtype, name):
     """(4.1) ∇L = Σ_t ∇L(t), both sides computed by the backend."""
     case = CASES[name]
-    if not (case.well_conditioned or dtype == "float64"):
-        pytest.skip("ill-conditioned in float32: compared in float64 only (SPEC.md §6)")
     native = case.native(backend, dtype)
     steps = [
         flatten("step_gradients", backend.step_gradients(*native[:3], t, h0=native.h0))
@@ -34,5 +32,7 @@ def test_steps_sum_to_total(backend, dtype, name):
     call = Call(backend, "gradients", case, dtype)
     total = flatten("gradients", backend.gradients(*native))
     for got, summed, name, kappa, pick in zip(total, sums, want.names, want.kappas, want.picks):
+        if case.finite_only(dtype, name):
+            continue
         oracle = f"sum(backend.step_gradients(params, x, y, t, h0){pick} for t in 1..T)"
         assert_close(got, summed, call, f"{name} against Σ_t", oracle, pick, kappa)

@@ -2,9 +2,10 @@
 
 A computed tensor g passes against its float64 reference r when
 
-    ‖g − r‖ ≤ MARGIN · u · √T · κ · ‖r‖        (Frobenius norms over the whole tensor)
+    ‖g − r‖ ≤ MARGIN · (u + u₆₄) · √T · max(1, κ) · ‖r‖        (Frobenius norms, whole tensor)
 
-with u the unit roundoff of the computing dtype and T the sequence length: the summed loss and its
+with u the unit roundoff of the computing dtype, u₆₄ that of the float64 reference (whose own
+rounding is as large as a float64 backend's) and T the sequence length: the summed loss and its
 gradients accumulate O(T) rounding errors that mostly cancel, so the error grows like √T, not T.
 κ ≥ 1 is the tensor's measured condition number (:func:`condition_numbers`): 1 for the usual
 well-conditioned case, larger where the result is much smaller than the terms it sums (cancellation,
@@ -37,8 +38,10 @@ CONDITION_STEP = 2.0**-20
 
 
 def bound(dtype: str, T: int, kappa: float = 1.0) -> float:
-    """The relative bound MARGIN · u · √T · max(1, κ) for a tensor computed in ``dtype``."""
-    return MARGIN * UNIT_ROUNDOFF[dtype] * math.sqrt(T) * max(1.0, kappa)
+    """The relative bound MARGIN · (u + u₆₄) · √T · max(1, κ) for a tensor computed in ``dtype``
+    and compared with the float64 reference, whose own rounding (u₆₄) counts too."""
+    u = UNIT_ROUNDOFF[dtype] + UNIT_ROUNDOFF["float64"]
+    return MARGIN * u * math.sqrt(T) * max(1.0, kappa)
 
 
 def fd_bound(grad: np.ndarray, loss: float) -> float:

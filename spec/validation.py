@@ -73,14 +73,24 @@ def validate(
     t: Any = None,
     *,
     to_numpy: Callable[[Any], np.ndarray] = np.asarray,
+    is_native: Callable[[Any], bool] | None = None,
 ) -> Dims:
     """Check one call's arguments and return its sizes; raise SpecError on the first problem.
 
     ``y`` and ``t`` are checked only when given (forward takes neither). ``to_numpy`` reads the
-    targets' values for the range checks; nothing else leaves the backend's device.
+    targets' values for the range checks; nothing else leaves the backend's device. ``is_native``,
+    the backend's own test, rejects arrays of another framework or on another device.
     """
     if not isinstance(params, Params):
         raise SpecError(f"params: expected spec.Params(U, W, b, V, c), got {type(params).__name__}")
+    if is_native is not None:
+        named = [(f"params.{f}", a) for f, a in zip(Params._fields, params)]
+        for arg, array in [*named, ("x", x), ("y", y), ("h0", h0)]:
+            if array is not None and not is_native(array):
+                raise SpecError(
+                    f"{arg}: expected an array of the backend's own framework on its device, "
+                    f"got {type(array).__module__}.{type(array).__name__}"
+                )
 
     _check_shape("x", x, "(T, B, D)", (None, None, None))
     T, B, D = shape_of(x)

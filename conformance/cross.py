@@ -1,0 +1,68 @@
+"""Cross-backend agreement: every backend's results on the same inputs, compared pair by pair.
+
+Each backend's results are plain NumPy arrays keyed "case/method/tensor", so backends that ran in
+different processes or environments can be compared from their dumps. Two backends that each meet
+the tolerance policy against the reference differ from each other by at most twice the bound, so a
+pair passes when its ratio (difference / bound) is at most PAIR_LIMIT = 2.
+"""
+
+from itertools import combinations
+
+import numpy as np
+
+from conformance.assertions import flatten
+from conformance.cases import CASES
+from conformance.oracle import expected
+from spec import tolerance
+
+CROSS_CASES = ("basic", "soft", "batch16", "long")
+PAIR_LIMIT = 2.0
+
+
+def results(backend, dtype: str) -> dict[str, np.ndarray]:
+    """The backend's outputs on the cross cases as NumPy arrays, keyed 'case/method/tensor'."""
+    out = {}
+    for name in CROSS_CASES:
+        case = CASES[name]
+        params, x, y, h0 = case.native(backend, dtype)
+        calls = {
+            "forward": (backend.forward, (params, x)),
+            "gradients": (backend.gradients, (params, x, y)),
+            "step_gradients": (backend.step_gradients, (params, x, y, 1)),
+        }
+        for method, (function, args) in calls.items():
+            names = expected(case, method, 1 if method == "step_gradients" else None).names
+            result = function(*args, h0=h0)
+            for tensor, value in zip(names, flatten(method, result), strict=True):
+                out[f"{name}/{method}/{tensor}"] = backend.to_numpy(value)
+    return out
+
+
+def matrix(by_backend: dict[str, dict[str, np.ndarray]], dtype: str) -> list[dict]:
+    """For each pair of backends and each tensor, the difference as a fraction of the policy's
+    bound (MARGIN·(u + u₆₄)·√T·max(1, κ)·‖reference‖); pairs pass at ≤ PAIR_LIMIT."""
+    rows = []
+    for a, b in combinations(sorted(by_backend), 2):
+        for key in sorted(by_backend[a].keys() & by_backend[b].keys()):
+            name, method, tensor = key.split("/")
+            case = CASES[name]
+            want = expected(case, method, 1 if method == "step_gradients" else None)
+            i = want.names.index(tensor)
+            if case.finite_only(dtype, tensor):
+                continue
+            scale = float(np.linalg.norm(want.values[i]))
+            diff = float(np.linalg.norm(by_backend[a][key].astype(np.float64) - by_backend[b][key]))
+            bound = tolerance.bound(dtype, case.T, want.kappas[i]) * scale
+            ratio = 0.0 if diff == 0 else (diff / bound if bound > 0 else float("inf"))
+            rows.append({"pair": f"{a} vs {b}", "dtype": dtype, "tensor": key, "ratio": ratio})
+    return rows
+
+
+def worst_by_pair(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    """(pair, tensor name without the case) -> the worst row."""
+    worst: dict = {}
+    for row in rows:
+        key = (row["pair"], row["dtype"], row["tensor"].split("/", 1)[1])
+        if key not in worst or row["ratio"] > worst[key]["ratio"]:
+            worst[key] = row
+    return worst

@@ -1,0 +1,148 @@
+"""An rnnspec backend over the Python array API standard, with ``array_api_strict`` as its namespace.
+
+It implements the ``spec.Backend`` protocol directly (SPEC.md §8) and uses nothing but the functions
+and array methods the standard defines, through ``xp``. array_api_strict rejects everything else, so
+the kernels below would run unchanged on any conforming namespace.
+"""
+
+from typing import Any
+
+import array_api_strict as xp
+import numpy as np
+
+from backends import BackendError
+from spec import PROTOCOL_VERSION, Dims, Forward, Grads, Params, validate
+from spec.types import Array
+
+__all__ = ["ArrayApiBackend"]
+
+
+def _rows(a: Array) -> Array:
+    """(T, B, n) -> (T·B, n): every step of every sequence as one row."""
+    return xp.reshape(a, (a.shape[0] * a.shape[1], a.shape[2]))
+
+
+def _hidden_states(p: Params, x: Array, h0: Array) -> Array:
+    """(1.1)–(1.2): U x(t) + b for all T·B rows in one product; only the recurrence loops over t."""
+    T, B, _ = x.shape
+    inputs = xp.reshape(_rows(x) @ p.U.mT + p.b, (T, B, -1))
+    h, h_prev = [], h0
+    for t in range(T):  # rows: H_t = tanh(X_t Uᵀ + b + H_{t-1} Wᵀ)
+        h_prev = xp.tanh(inputs[t, ...] + h_prev @ p.W.mT)
+        h.append(h_prev)
+    return xp.stack(h)
+
+
+def _outputs(p: Params, h: Array) -> tuple[Array, Array]:
+    """(1.3)–(1.4): o(t) = c + V h(t) for all T·B rows in one product, and the shifted log ŷ(t)."""
+    T, B, _ = h.shape
+    o = xp.reshape(_rows(h) @ p.V.mT + p.c, (T, B, -1))
+    shifted = o - xp.max(o, axis=-1, keepdims=True)
+    return o, shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+
+
+def _form_b(p: Params, x: Array, y: Array, h0: Array) -> tuple[Array, Grads]:
+    """SPEC.md §3 in its batched row form, for target weights y of shape (T, B, K)."""
+    T, B, D = x.shape
+    h = _hidden_states(p, x, h0)
+    _, log_yhat = _outputs(p, h)
+    loss = -xp.sum(y * log_yhat)  # (1.5)–(1.6)
+    e = xp.sum(y, axis=-1, keepdims=True) * xp.exp(log_yhat) - y  # (2.1) e = (Σ_k y_k) ŷ − y
+    from_output = xp.reshape(_rows(e) @ p.V, h.shape)  # Vᵀ e(t) for every t, as rows
+    deltas, delta = [], xp.zeros_like(h0)  # δ(T+1) = 0
+    for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), as rows
+        delta = (from_output[t, ...] + delta @ p.W.mT) * (1 - h[t, ...] * h[t, ...])
+        deltas.append(delta)
+    delta = xp.stack(deltas[::-1])
+    h_prev = xp.concat([xp.expand_dims(h0, axis=0), h[:-1, ...]])  # h(0..T−1)
+    return loss, Grads(
+        U=_rows(delta).mT @ _rows(x),  # (3.3) Σ_t δ(t) x(t)ᵀ
+        W=_rows(delta).mT @ _rows(h_prev),  # (3.3) Σ_t δ(t) h(t−1)ᵀ
+        b=xp.sum(_rows(delta), axis=0),  # (3.3) Σ_t δ(t)
+        V=_rows(e).mT @ _rows(h),  # (3.4) Σ_t e(t) h(t)ᵀ
+        c=xp.sum(_rows(e), axis=0),  # (3.4) Σ_t e(t)
+        h0=delta[0, ...] @ p.W,  # (3.5) Wᵀ δ(1)
+        x=xp.reshape(_rows(delta) @ p.U, (T, B, D)),  # (3.5) Uᵀ δ(t)
+    )
+
+
+class ArrayApiBackend:
+    """The ``spec.Backend`` protocol on array_api_strict (CPU), closed form only."""
+
+    name = "array_api_strict"
+    framework_version = f"array_api_strict {xp.__version__}"
+    protocol_version = PROTOCOL_VERSION
+
+    def __init__(self, device: str | None = None):
+        if device not in (None, "cpu"):  # refuse at load time; never fall back (SPEC.md §7)
+            raise BackendError(f"the {self.name} backend runs on 'cpu' only, got device={device!r}")
+        self.device = "cpu"
+        self._device = xp.asarray(0.0).device  # the namespace's default (CPU) device
+
+    def __repr__(self) -> str:  # failure messages print the backend with this
+        return f"<rnnspec {self.name} backend on {self.device}, {self.framework_version}>"
+
+    # --- arrays in and out ----------------------------------------------------------------------
+
+    def asarray(self, array: np.ndarray, dtype: Any = None) -> Array:
+        if dtype is not None and not isinstance(dtype, type(xp.float64)):
+            dtype = getattr(xp, np.dtype(dtype).name)  # "float32", np.float32 -> xp.float32
+        return xp.asarray(array, dtype=dtype, device=self._device, copy=True)
+
+    def to_numpy(self, array: Array) -> np.ndarray:
+        return np.array(np.from_dlpack(array))  # DLPack: the standard's interchange; then a copy
+
+    def is_native(self, array: Any) -> bool:
+        namespace = getattr(array, "__array_namespace__", None)
+        return namespace is not None and namespace() is xp and array.device == self._device
+
+    def enforce_full_precision(self) -> str:
+        return "array_api_strict computes in full precision on the CPU; nothing to change"
+
+    # --- the model ------------------------------------------------------------------------------
+
+    def forward(self, params: Params, x: Array, h0: Array | None = None) -> Forward:
+        dims = validate(params, x, None, h0, to_numpy=self.to_numpy)
+        h = _hidden_states(params, x, self._state(x, h0, dims.H))
+        o, log_yhat = _outputs(params, h)
+        return Forward(h=h, o=o, yhat=xp.exp(log_yhat))
+
+    def loss(self, params: Params, x: Array, y: Array, h0: Array | None = None) -> Array:
+        dims = validate(params, x, y, h0, to_numpy=self.to_numpy)
+        _, log_yhat = _outputs(params, _hidden_states(params, x, self._state(x, h0, dims.H)))
+        return -xp.sum(self._weights(x, y, dims) * log_yhat)
+
+    def gradients(
+        self, params: Params, x: Array, y: Array, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        dims = validate(params, x, y, h0, to_numpy=self.to_numpy)
+        return _form_b(params, x, self._weights(x, y, dims), self._state(x, h0, dims.H))
+
+    def step_gradients(
+        self, params: Params, x: Array, y: Array, t: int, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        """Form A as form B on targets zeroed outside step t (SPEC.md §2.10): L(t) and e(t) are
+        linear in y(t), and y(s) = 0 makes e(s) = 0 exactly, so the recursion starts at t."""
+        dims = validate(params, x, y, h0, t, to_numpy=self.to_numpy)
+        at_t = xp.arange(dims.T, device=x.device) == int(t) - 1
+        only_t = xp.reshape(xp.astype(at_t, x.dtype), (dims.T, 1, 1))
+        return _form_b(params, x, self._weights(x, y, dims) * only_t, self._state(x, h0, dims.H))
+
+    def autodiff_gradients(
+        self, params: Params, x: Array, y: Array, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        validate(params, x, y, h0, to_numpy=self.to_numpy)  # bad input is still a SpecError
+        raise NotImplementedError("the Python array API standard has no automatic differentiation")
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _state(self, x: Array, h0: Array | None, H: int) -> Array:
+        """h(0): zeros when omitted."""
+        return xp.zeros((x.shape[1], H), dtype=x.dtype, device=x.device) if h0 is None else h0
+
+    def _weights(self, x: Array, y: Array, dims: Dims) -> Array:
+        """Targets as (T, B, K) weights in x's dtype: soft targets as given, class k as one-hot e_k."""
+        if dims.soft_targets:
+            return y
+        classes = xp.arange(dims.K, dtype=y.dtype, device=y.device)
+        return xp.astype(xp.expand_dims(y, axis=-1) == classes, x.dtype)
