@@ -1,5 +1,6 @@
 """Options and fixtures: which backend, device and dtypes the suite checks."""
 
+import os
 import platform
 
 import pytest
@@ -32,6 +33,10 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # JAX computes float64 only in its x64 mode, off by default; this is the suite's own process,
+    # and the flag must be set before jax is first imported (a user's process is never touched).
+    if "float64" in (config.getoption("dtype") or DTYPES):
+        os.environ.setdefault("JAX_ENABLE_X64", "1")
     if config.getoption("report_json"):
         report = JsonReport(config.getoption("report_json"), _load(config))
         config.pluginmanager.register(report, "rnnspec-report")

@@ -14,8 +14,6 @@ from backends import BackendError
 from spec import PROTOCOL_VERSION, Dims, Forward, Grads, Params, validate
 from spec.types import Array
 
-__all__ = ["ArrayApiBackend"]
-
 
 def _rows(a: Array) -> Array:
     """(T, B, n) -> (T·B, n): every step of every sequence as one row."""
@@ -51,7 +49,7 @@ def _form_b(p: Params, x: Array, y: Array, h0: Array) -> tuple[Array, Grads]:
     from_output = xp.reshape(_rows(e) @ p.V, h.shape)  # Vᵀ e(t) for every t, as rows
     deltas, delta = [], xp.zeros_like(h0)  # δ(T+1) = 0
     for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), as rows
-        delta = (from_output[t, ...] + delta @ p.W.mT) * (1 - h[t, ...] * h[t, ...])
+        delta = (from_output[t, ...] + delta @ p.W) * (1 - h[t, ...] * h[t, ...])
         deltas.append(delta)
     delta = xp.stack(deltas[::-1])
     h_prev = xp.concat([xp.expand_dims(h0, axis=0), h[:-1, ...]])  # h(0..T−1)
@@ -102,20 +100,20 @@ class ArrayApiBackend:
     # --- the model ------------------------------------------------------------------------------
 
     def forward(self, params: Params, x: Array, h0: Array | None = None) -> Forward:
-        dims = validate(params, x, None, h0, to_numpy=self.to_numpy)
+        dims = self._validate(params, x, None, h0)
         h = _hidden_states(params, x, self._state(x, h0, dims.H))
         o, log_yhat = _outputs(params, h)
         return Forward(h=h, o=o, yhat=xp.exp(log_yhat))
 
     def loss(self, params: Params, x: Array, y: Array, h0: Array | None = None) -> Array:
-        dims = validate(params, x, y, h0, to_numpy=self.to_numpy)
+        dims = self._validate(params, x, y, h0)
         _, log_yhat = _outputs(params, _hidden_states(params, x, self._state(x, h0, dims.H)))
         return -xp.sum(self._weights(x, y, dims) * log_yhat)
 
     def gradients(
         self, params: Params, x: Array, y: Array, h0: Array | None = None
     ) -> tuple[Array, Grads]:
-        dims = validate(params, x, y, h0, to_numpy=self.to_numpy)
+        dims = self._validate(params, x, y, h0)
         return _form_b(params, x, self._weights(x, y, dims), self._state(x, h0, dims.H))
 
     def step_gradients(
@@ -123,7 +121,7 @@ class ArrayApiBackend:
     ) -> tuple[Array, Grads]:
         """Form A as form B on targets zeroed outside step t (SPEC.md §2.10): L(t) and e(t) are
         linear in y(t), and y(s) = 0 makes e(s) = 0 exactly, so the recursion starts at t."""
-        dims = validate(params, x, y, h0, t, to_numpy=self.to_numpy)
+        dims = self._validate(params, x, y, h0, t)
         at_t = xp.arange(dims.T, device=x.device) == int(t) - 1
         only_t = xp.reshape(xp.astype(at_t, x.dtype), (dims.T, 1, 1))
         return _form_b(params, x, self._weights(x, y, dims) * only_t, self._state(x, h0, dims.H))
@@ -131,10 +129,14 @@ class ArrayApiBackend:
     def autodiff_gradients(
         self, params: Params, x: Array, y: Array, h0: Array | None = None
     ) -> tuple[Array, Grads]:
-        validate(params, x, y, h0, to_numpy=self.to_numpy)  # bad input is still a SpecError
+        self._validate(params, x, y, h0)  # bad input is still a SpecError
         raise NotImplementedError("the Python array API standard has no automatic differentiation")
 
     # --- helpers --------------------------------------------------------------------------------
+
+    def _validate(self, params, x, y, h0, t=None) -> Dims:
+        """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend."""
+        return validate(params, x, y, h0, t, to_numpy=self.to_numpy, is_native=self.is_native)
 
     def _state(self, x: Array, h0: Array | None, H: int) -> Array:
         """h(0): zeros when omitted."""
