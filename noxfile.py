@@ -8,14 +8,13 @@ that no multi-gigabyte CUDA build is pulled onto a CPU machine.
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.reuse_existing_virtualenvs = False
-nox.options.sessions = ["lint", "numpy"]
+nox.options.sessions = ["lint", "numpy", "torch", "jax", "tensorflow", "cross"]
 
 CPU = ("-c", "constraints/cpu.txt")
 
 
-def conform(session, backend, *args):
-    session.run("pytest", "conformance", "--backend", backend, *args, *session.posargs)
+def conform(session, backend):
+    session.run("pytest", "conformance", "--backend", backend, *session.posargs)
 
 
 @nox.session
@@ -32,3 +31,30 @@ def numpy(session):
     session.install(*CPU, "-e", ".[numpy,test]")
     conform(session, "numpy")
     session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session(name="torch")
+def torch_session(session):
+    session.install(*CPU, "-e", ".[torch]")
+    conform(session, "torch")
+
+
+@nox.session(name="jax")
+def jax_session(session):
+    session.install(*CPU, "-e", ".[jax,test]")
+    conform(session, "jax")  # the suite enables x64 in its own process for float64
+    session.run("pytest", "tests/test_jax_x64.py", *session.posargs)
+
+
+@nox.session(name="tensorflow")
+def tensorflow_session(session):
+    session.install(*CPU, "-e", ".[tensorflow-cpu]")
+    conform(session, "tensorflow")
+
+
+@nox.session
+def cross(session):
+    """Every framework in one environment; every backend compared with every other."""
+    session.install(*CPU, "-e", ".[torch,jax,tensorflow-cpu,test]")
+    session.run("pytest", "tests/test_cross.py", "-v", *session.posargs,
+                env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
