@@ -124,8 +124,8 @@ def _cross_table(rows: list[dict]) -> Table:
     "--backend",
     "names",
     multiple=True,
-    help="Backend to certify (repeatable): built-in, entry-point or module:factory name. "
-    "Default: every installed backend.",
+    help="Backend to certify (repeatable): built-in, entry-point or module:factory name, "
+    "optionally NAME@DEVICE. Default: every installed backend.",
 )
 @click.option("--device", default=None, help="Device for every backend, e.g. cuda, gpu, GPU:0.")
 @click.option(
@@ -158,10 +158,13 @@ def conform(names, device, dtypes, json_path, show_failures, pytest_args):
     reports, failures, exit_code = [], [], 0
     dumps: dict[str, dict] = defaultdict(dict)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
+        for spec_ in names:
+            name, _, own_device = spec_.partition("@")
             report_path = Path(tmp) / f"{len(reports)}.json"
-            with console.status(f"conformance suite {SUITE_VERSION} on {name} ..."):
-                done, seconds = _run_suite(name, device, dtypes, report_path, pytest_args)
+            with console.status(f"conformance suite {SUITE_VERSION} on {spec_} ..."):
+                done, seconds = _run_suite(
+                    name, own_device or device, dtypes, report_path, pytest_args
+                )
             summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
             if not report_path.exists():
                 console.print(
@@ -281,3 +284,7 @@ def calibrate(name, device, count, seed):
         ratio, where = worst
         table.add_row(dtype, f"{ratio:.3g}", f"{tolerance.MARGIN:g}", *(where or ("",) * 4))
     console.print(table)
+
+
+if __name__ == "__main__":
+    main()
