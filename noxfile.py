@@ -5,10 +5,13 @@ suite against it in float32 and float64. CPU sessions pin CPU builds through con
 that no multi-gigabyte CUDA build is pulled onto a CPU machine.
 """
 
+import json
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "numpy", "torch", "jax", "tensorflow", "cross"]
+nox.options.sessions = ["lint", "numpy", "torch", "jax", "tensorflow", "cross", "examples"]
 
 CPU = ("-c", "constraints/cpu.txt")
 
@@ -58,3 +61,20 @@ def cross(session):
     session.install(*CPU, "-e", ".[torch,jax,tensorflow-cpu,test]")
     session.run("pytest", "tests/test_cross.py", "-v", *session.posargs,
                 env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
+
+
+@nox.session
+def examples(session):
+    """The worked third-party backend in examples/array-api-backend, installed as a user installs it
+    (not editable, from its folder) and certified through its entry point by `rnnspec conform`."""
+    session.install(*CPU, "-e", ".")
+    session.install(*CPU, "./examples/array-api-backend")
+    report = Path(session.create_tmp()) / "report.json"
+    session.run("rnnspec", "conform", "--backend", "array_api_strict", "--json", str(report))
+    certificate = json.loads(report.read_text())  # the exit code said pass; this says what passed
+    (backend,) = certificate["backends"]
+    session.log(
+        f"certified: {backend['backend']} ({backend['framework_version']}) passes conformance "
+        f"suite {certificate['suite_version']}, protocol {certificate['protocol_version']}: "
+        f"{backend['summary']}"
+    )

@@ -13,6 +13,7 @@ from spec.validation import shape_of
 #: test id -> worst error / tolerance seen in it; filled while the suite runs, read by the report.
 WORST_RATIO: dict[str, float] = {}
 current_test = ""  # set by conftest for each test
+loaded_as: tuple[str, str | None] | None = None  # conftest: the --backend and --device given
 
 
 def record(ratio: float) -> None:
@@ -38,13 +39,14 @@ class Call:
 
     def reproduce(self, pick: str, oracle: str) -> str:
         backend = self.backend
+        name, device = loaded_as or (backend.name, backend.device)
         return "\n".join(
             [
                 "import backends",
                 "from spec import reference",
                 "from conformance.cases import Case",
                 f"case = {self.case!r}",
-                f"backend = backends.load({backend.name!r}, device={backend.device!r})",
+                f"backend = backends.load({name!r}, device={device!r})",
                 f"params, x, y, h0 = case.native(backend, {self.dtype!r})",
                 f"got = backend.{self.method}({self.args()}){pick}",
                 f"params, x, y, h0 = case.arrays({self.dtype!r})",

@@ -44,7 +44,8 @@ def pytest_configure(config):
 
 def _load(config):
     if _backend_key not in config.stash:
-        backend = backends.load(config.getoption("backend"), device=config.getoption("device"))
+        assertions.loaded_as = (config.getoption("backend"), config.getoption("device"))
+        backend = backends.load(*assertions.loaded_as)
         # The tolerance policy assumes full float32 matmuls; GPUs default to TF32 in most frameworks.
         config.stash[_precision_key] = backend.enforce_full_precision()
         config.stash[_backend_key] = backend

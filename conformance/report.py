@@ -12,6 +12,7 @@ from spec import PROTOCOL_VERSION
 
 #: test module -> the check group the report shows, in SPEC.md's order.
 GROUPS = {
+    "test_protocol": "protocol",
     "test_forward": "forward & loss",
     "test_form_a": "form A (per step)",
     "test_form_b": "form B (BPTT)",

@@ -57,6 +57,11 @@ class Backend(Protocol):
         """(L(t), ∇L(t)) for one step 1 ≤ t ≤ T, SPEC.md form A."""
         ...
 
+    def enforce_full_precision(self) -> str:
+        """Turn off reduced-precision float32 matmuls (TF32 and the like) on ``device``, which would
+        break the tolerance policy; return what was done, for the suite's report header."""
+        ...
+
     def autodiff_gradients(
         self, params: Params, x: Array, y: Array, h0: Array | None = None
     ) -> tuple[Array, Grads]:

@@ -37,9 +37,9 @@ def test_missing_framework_names_the_pip_extra(monkeypatch):
 def test_bad_module_factory_names():
     with pytest.raises(BackendError, match="cannot import 'no_such_module'"):
         backends.load("no_such_module:make")
-    with pytest.raises(BackendError, match="'backends.numpy' has no 'nothing'"):
+    with pytest.raises(BackendError, match=r"'backends\.numpy' has no 'nothing'"):
         backends.load("backends.numpy:nothing")
-    with pytest.raises(BackendError, match="did not return a spec.Backend"):
+    with pytest.raises(BackendError, match=r"did not return a spec\.Backend"):
         backends.load("builtins:dict")
 
 
