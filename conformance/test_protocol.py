@@ -13,7 +13,9 @@ def test_is_a_backend_of_this_protocol_version(backend):
     )
     for attribute in ("name", "device", "framework_version"):
         value = getattr(backend, attribute)
-        assert isinstance(value, str) and value, f"{attribute} must be a non-empty string: {value!r}"
+        assert isinstance(value, str) and value, (
+            f"{attribute} must be a non-empty string: {value!r}"
+        )
 
 
 def test_asarray_and_to_numpy_copy_both_ways(backend, dtype):
