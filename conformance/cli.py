@@ -212,6 +212,7 @@ def conform(names, device, dtypes, json_path, show_failures, pytest_args):
                     "suite_version": SUITE_VERSION,
                     "protocol_version": PROTOCOL_VERSION,
                     "backends": reports,
+                    "cross_backend": list(cross.worst_by_pair(agreement).values()),
                 },
                 indent=1,
             )

@@ -48,3 +48,18 @@ def test_unknown_backend_is_a_clear_failure():
     result = CliRunner().invoke(main, ["conform", "--backend", "no_such_backend"])
     assert result.exit_code == 1
     assert "unknown backend 'no_such_backend'" in result.output
+
+
+def test_several_backends_add_the_cross_backend_matrix(tmp_path):
+    report = tmp_path / "report.json"
+    wrong = "tests.wrong_backends:missing_transpose"
+    result = CliRunner().invoke(
+        main,
+        ["conform", "--backend", "numpy", "--backend", wrong, "--dtype", "float64",
+         "--json", str(report), "--", "-k", "protocol"],
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # the suite's subset passes, the matrix does not
+    assert "cross-backend agreement" in result.output
+    rows = json.loads(report.read_text())["cross_backend"]
+    worst = {row["tensor"].split("/", 1)[1]: row["ratio"] for row in rows}  # without the case
+    assert worst["gradients/Grads.W"] > 2 and worst["forward/Forward.h"] <= 2
