@@ -59,7 +59,7 @@ def tensorflow_session(session):
 def cross(session):
     """Every framework in one environment; every backend compared with every other."""
     session.install(*CPU, "-e", ".[torch,jax,tensorflow-cpu,test]")
-    session.run("pytest", "tests/test_cross.py", "-v", *session.posargs,
+    session.run("pytest", "tests/test_cross.py", "tests/test_devices.py", "-v", *session.posargs,
                 env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
 
 
