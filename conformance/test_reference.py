@@ -59,3 +59,28 @@ def test_reference_form_a_sums_to_form_b(name):
         summed = sum(getattr(s[1], field) for s in steps)
         ratio = tolerance.ratio(summed, getattr(grads, field), "float64", case.T)
         assert ratio <= 1, f"Σ_t form A vs form B, Grads.{field}, case {case.label()}: {ratio:.3g}"
+
+
+@pytest.mark.parametrize("name", ["basic", "soft", "H1", "K2"])
+def test_delta_is_the_sum_of_per_step_deltas(name):
+    """(4.2) δ(k) = Σ_{t≥k} δ_k(t): the recursion's δ (3.1)–(3.2) against the ordered products (2.3)."""
+    case = CASES[name]
+    params, x, y, h0 = case.arrays("float64")
+    h0 = np.zeros((case.B, case.H)) if h0 is None else h0
+    fwd = reference.forward(params, x, h0=h0)
+    weights = reference.target_weights(y, case.K)
+    e = weights.sum(-1, keepdims=True) * fwd.yhat - weights  # (2.1), (T, B, K)
+    for n in range(case.B):
+        D = [None] + [np.diag(1 - fwd.h[i - 1, n] ** 2) for i in range(1, case.T + 1)]  # (2.2)
+        per_step = np.zeros((case.T + 1, case.H))
+        for t in range(1, case.T + 1):
+            product = D[t] @ params.V.T @ e[t - 1, n]  # δ_t(t)
+            for k in range(t, 0, -1):
+                per_step[k] += product  # Σ_{t ≥ k} δ_k(t)
+                if k > 1:
+                    product = D[k - 1] @ params.W.T @ product  # (2.10)
+        delta_next = np.zeros(case.H)
+        for k in range(case.T, 0, -1):
+            delta = D[k] @ (params.V.T @ e[k - 1, n] + params.W.T @ delta_next)  # (3.1)–(3.2)
+            assert tolerance.ratio(delta, per_step[k], "float64", case.T) <= 1, (name, n, k)
+            delta_next = delta
