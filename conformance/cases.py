@@ -4,7 +4,7 @@ Every case's values are exactly representable in float32, so a float32 backend a
 reference see the same numbers and a comparison measures the backend's rounding alone.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -38,7 +38,6 @@ class Case:
     logit_offsets: float = 0.0  # c spread over ±this: logits beyond 1e3 when large
     preactivation_range: tuple[float, float] | None = None  # b spread over it: saturates tanh
     conditioning: str = "well"  # or "saturated", "chaotic": see finite_only
-    tags: tuple[str, ...] = field(default=(), compare=False)
 
     def arrays(self, dtype: str = "float64") -> Inputs:
         """NumPy inputs in ``dtype``; targets are int64 class indices or soft weights in ``dtype``."""
