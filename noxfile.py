@@ -78,3 +78,17 @@ def examples(session):
         f"suite {certificate['suite_version']}, protocol {certificate['protocol_version']}: "
         f"{backend['summary']}"
     )
+
+
+@nox.session
+def bench(session):
+    """`rnnspec bench` over every framework: the table, bench-results/cpu.bench.json and
+    bench-results/cpu.png (docs/benchmarks.md). Not in the default list: about 12 minutes, and it
+    wants a quiet machine. Extra options go to rnnspec bench: `nox -s bench -- --quick`."""
+    session.install(*CPU, "-e", ".[torch,jax,tensorflow-cpu,bench]")
+    Path("bench-results").mkdir(exist_ok=True)
+    session.run(
+        "rnnspec", "bench", "--rounds", "2",
+        "--json", "bench-results/cpu.bench.json", "--plot", "bench-results/cpu.png",
+        *session.posargs, env={"TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip

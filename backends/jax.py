@@ -1,9 +1,10 @@
 """JAX backend: SPEC.md form B with the input projection and the output layer hoisted out of the
 time loop, so that only the recurrence itself scans over t. Keeps the input dtype and device.
 
-The four kernels are module-level ``jax.jit`` functions, compiled once per shape and dtype and
-shared by every instance; they run on the device their (committed) inputs live on. float64 needs
-JAX's x64 mode, which this module never switches on: that is the user's global setting.
+The four kernels (and the one-hot targets) are module-level ``jax.jit`` functions, compiled once
+per shape and dtype and shared by every instance; they run on the device their (committed) inputs
+live on. float64 needs JAX's x64 mode, which this module never switches on: that is the user's
+global setting.
 """
 
 from typing import Any
@@ -41,6 +42,22 @@ def _log_softmax_outputs(p: Params, h):
     return o, jax.nn.log_softmax(o, axis=-1)
 
 
+def _loss_and_output_errors(p: Params, h, y):
+    """L (1.3)–(1.6) and e(t) = (Σ_k y_k) ŷ − y (2.1) for all T·B rows, with one exp.
+
+    With s = o − max o and Z = Σ_j exp(s_j): log ŷ = s − log Z, so L = Σ_rows ((Σ_k y_k) log Z −
+    Σ_k y_k s_k), two sums of non-negative terms, and e = (Σ_k y_k / Z) exp(s) − y.
+    """
+    T, B, H = h.shape
+    y_rows = y.reshape(T * B, -1)
+    o = h.reshape(T * B, H) @ p.V.T + p.c  # o(t) = c + V h(t) for all T·B rows (1.3)
+    s = o - o.max(axis=1, keepdims=True)
+    exp_s = jnp.exp(s)
+    Z, y_sums = exp_s.sum(axis=1), y_rows.sum(axis=1)
+    loss = jnp.vdot(y_sums, jnp.log(Z)) - jnp.vdot(y_rows, s)
+    return loss, (y_sums / Z)[:, None] * exp_s - y_rows
+
+
 @jax.jit
 def _forward(p: Params, x, h0):
     h = _hidden_states(p, x, h0)
@@ -58,11 +75,9 @@ def _loss(p: Params, x, y, h0):
 def _gradients(p: Params, x, y, h0):
     T, B, D = x.shape
     h = _hidden_states(p, x, h0)
-    _, log_yhat = _log_softmax_outputs(p, h)
-    loss = -jnp.vdot(y, log_yhat)
-    e = y.sum(axis=-1, keepdims=True) * jnp.exp(log_yhat) - y  # (2.1) e(t) = (Σ_k y_k) ŷ − y
-    H, K = h.shape[-1], e.shape[-1]
-    e_rows, h_rows = e.reshape(T * B, K), h.reshape(T * B, H)
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+    H = h.shape[-1]
+    h_rows = h.reshape(T * B, H)
     dV = e_rows.T @ h_rows  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows in one product
     dc = e_rows.sum(axis=0)
     output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
@@ -86,6 +101,10 @@ def _gradients(p: Params, x, y, h0):
 def _autodiff_gradients(p: Params, x, y, h0):
     loss, (dp, dx, dh0) = jax.value_and_grad(_loss, argnums=(0, 1, 3))(p, x, y, h0)
     return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
+
+
+#: one compiled dispatch, not the several of an eager jax.nn.one_hot
+_one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
 
 
 class JaxBackend(ClosedFormBackend):
@@ -130,7 +149,7 @@ class JaxBackend(ClosedFormBackend):
         return jnp.zeros_like(x, shape=(x.shape[1], H))  # x's dtype, on x's device
 
     def _one_hot(self, y, K, dtype):
-        return jax.nn.one_hot(y, K, dtype=dtype)
+        return _one_hot(y, K, dtype=np.dtype(dtype))
 
     def _only_step(self, y, t):  # t reaches the eager ops as data: nothing recompiles per t
         return jnp.zeros_like(y).at[t - 1].set(y[t - 1])

@@ -13,10 +13,13 @@ from spec import Grads, Params
 def _hidden_states(p: Params, x, h0):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
     T, B, D = x.shape
-    h = (x.reshape(T * B, D) @ p.U.T + p.b).reshape(T, B, -1)
+    h = np.matmul(x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
+    h += p.b
+    W_T = np.ascontiguousarray(p.W.T)  # OpenBLAS multiplies a row-major Wᵀ faster than the view
+    hW = np.empty_like(h0)
     h_prev = h0
-    for t in range(T):  # h[t] holds U x(t) + b until it is overwritten by h(t)
-        h_prev = np.tanh(h[t] + h_prev @ p.W.T, out=h[t])
+    for h_t in h:  # h_t holds U x(t) + b until it is overwritten by h(t), in place
+        h_prev = np.tanh(np.add(h_t, np.matmul(h_prev, W_T, out=hW), out=h_t), out=h_t)
     return h
 
 
@@ -26,6 +29,26 @@ def _log_softmax_outputs(p: Params, h):
     o = (h.reshape(T * B, H) @ p.V.T + p.c).reshape(T, B, -1)
     shifted = o - o.max(axis=-1, keepdims=True)
     return o, shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _loss_and_output_errors(p: Params, h, y):
+    """L (1.3)–(1.6) and e(t) = (Σ_k y_k) ŷ − y (2.1) for all T·B rows, in place in one buffer.
+
+    With s = o − max o and Z = Σ_j exp(s_j): log ŷ = s − log Z, so L = Σ_rows ((Σ_k y_k) log Z −
+    Σ_k y_k s_k), two sums of non-negative terms, and e = (Σ_k y_k / Z) exp(s) − y.
+    """
+    T, B, H = h.shape
+    y_rows = y.reshape(T * B, -1)
+    e = np.matmul(h.reshape(T * B, H), p.V.T)  # o(t) = c + V h(t) for all T·B rows (1.3)
+    e += p.c
+    e -= e.max(axis=1, keepdims=True)  # s
+    loss = -np.vdot(y_rows, e)
+    np.exp(e, out=e)
+    Z, y_sums = e.sum(axis=1), y_rows.sum(axis=1)
+    loss += np.vdot(y_sums, np.log(Z))
+    e *= (y_sums / Z)[:, None]
+    e -= y_rows
+    return loss, e
 
 
 class NumpyBackend(ClosedFormBackend):
@@ -50,7 +73,9 @@ class NumpyBackend(ClosedFormBackend):
         return np.zeros((x.shape[1], H), dtype=x.dtype)
 
     def _one_hot(self, y, K, dtype):
-        return np.eye(K, dtype=dtype)[y]
+        weights = np.zeros((*y.shape, K), dtype=dtype)  # scattering ones beats gathering rows of I
+        np.put_along_axis(weights, y[..., None], 1, axis=-1)
+        return weights
 
     def _only_step(self, y, t):
         masked = np.zeros_like(y)
@@ -69,22 +94,21 @@ class NumpyBackend(ClosedFormBackend):
     def _gradients(self, p, x, y, h0):
         T, B, D = x.shape
         h = _hidden_states(p, x, h0)
-        _, log_yhat = _log_softmax_outputs(p, h)
-        loss = -np.vdot(y, log_yhat)
-        e = y.sum(axis=-1, keepdims=True) * np.exp(log_yhat) - y  # (2.1) e(t) = (Σ_k y_k) ŷ − y
-        H, K = h.shape[-1], e.shape[-1]
-        e_rows, h_rows = e.reshape(T * B, K), h.reshape(T * B, H)
+        loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+        H = h.shape[-1]
+        h_rows = h.reshape(T * B, H)
         dV = e_rows.T @ h_rows  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows in one product
         dc = e_rows.sum(axis=0)
-        delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
-        delta_next = np.zeros_like(h0)
+        delta = np.matmul(e_rows, p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
+        scratch = np.empty_like(h0)
         for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-            delta[t] += delta_next @ p.W
-            delta[t] *= 1 - h[t] * h[t]
-            delta_next = delta[t]
+            if t + 1 < T:
+                delta[t] += np.matmul(delta[t + 1], p.W, out=scratch)
+            delta[t] *= np.subtract(1, np.square(h[t], out=scratch), out=scratch)
         delta_rows = delta.reshape(T * B, H)
         dU = delta_rows.T @ x.reshape(T * B, D)  # (3.3) Σ_t δ(t) x(t)ᵀ
-        dW = delta[0].T @ h0 + delta_rows[B:].T @ h_rows[:-B]  # (3.3) Σ_t δ(t) h(t−1)ᵀ
+        dW = delta_rows[B:].T @ h_rows[:-B]  # (3.3) Σ_t δ(t) h(t−1)ᵀ: t ≥ 2, then t = 1
+        dW += delta[0].T @ h0
         db = delta_rows.sum(axis=0)
         dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
         dx = (delta_rows @ p.U).reshape(T, B, D)  # (3.5) Uᵀ δ(t)

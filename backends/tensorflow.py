@@ -22,9 +22,10 @@ def _hidden_states(p: Params, x, h0):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
     T, B, D = tf.unstack(tf.shape(x))
     inputs = tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b
+    W_T = tf.transpose(p.W)  # once, not a transposed product at every step
 
     def step(h_prev, input_t):  # input_t = U x(t) + b
-        return tf.tanh(input_t + tf.matmul(h_prev, p.W, transpose_b=True))
+        return tf.tanh(input_t + tf.matmul(h_prev, W_T))
 
     return tf.scan(step, tf.reshape(inputs, [T, B, -1]), initializer=h0)
 
@@ -34,6 +35,22 @@ def _log_softmax_outputs(p: Params, h):
     T, B, H = tf.unstack(tf.shape(h))
     o = tf.reshape(tf.matmul(tf.reshape(h, [T * B, H]), p.V, transpose_b=True) + p.c, [T, B, -1])
     return o, tf.nn.log_softmax(o)
+
+
+def _loss_and_output_errors(p: Params, h, y):
+    """L (1.3)–(1.6) and e(t) = (Σ_k y_k) ŷ − y (2.1) for all T·B rows, with one exp.
+
+    With s = o − max o and Z = Σ_j exp(s_j): log ŷ = s − log Z, so L = Σ_rows ((Σ_k y_k) log Z −
+    Σ_k y_k s_k), two sums of non-negative terms, and e = (Σ_k y_k / Z) exp(s) − y.
+    """
+    T, B, H = tf.unstack(tf.shape(h))
+    y_rows = tf.reshape(y, [T * B, -1])
+    o = tf.matmul(tf.reshape(h, [T * B, H]), p.V, transpose_b=True) + p.c  # c + V h(t) (1.3)
+    s = o - tf.reduce_max(o, axis=1, keepdims=True)
+    exp_s = tf.exp(s)
+    Z, y_sums = tf.reduce_sum(exp_s, axis=1), tf.reduce_sum(y_rows, axis=1)
+    loss = tf.reduce_sum(y_sums * tf.math.log(Z)) - tf.reduce_sum(y_rows * s)
+    return loss, (y_sums / Z)[:, None] * exp_s - y_rows
 
 
 @tf.function(reduce_retracing=True)
@@ -53,10 +70,8 @@ def _loss(p, x, y, h0):
 def _gradients(p, x, y, h0):
     T, B, D = tf.unstack(tf.shape(x))
     h = _hidden_states(p, x, h0)
-    _, log_yhat = _log_softmax_outputs(p, h)
-    loss = -tf.reduce_sum(y * log_yhat)
-    e = tf.reduce_sum(y, axis=-1, keepdims=True) * tf.exp(log_yhat) - y  # (2.1) (Σ_k y_k) ŷ − y
-    e_rows, h_rows = tf.reshape(e, [T * B, -1]), tf.reshape(h, [T * B, -1])
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+    h_rows = tf.reshape(h, [T * B, -1])
     dV = tf.matmul(e_rows, h_rows, transpose_a=True)  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows at once
     dc = tf.reduce_sum(e_rows, axis=0)
     output_grad = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t

@@ -15,9 +15,10 @@ def _hidden_states(p: Params, x, h0):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
     T, B, D = x.shape
     h = torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
+    W_T = p.W.T.contiguous()  # a row-major Wᵀ multiplies faster than the transposed view
     h_prev = h0
     for h_t in h.unbind(0):  # h_t holds U x(t) + b until it is overwritten by h(t), in place
-        h_prev = h_t.addmm_(h_prev, p.W.T).tanh_()
+        h_prev = h_t.addmm_(h_prev, W_T).tanh_()
     return h
 
 
@@ -26,6 +27,24 @@ def _log_softmax_outputs(p: Params, h):
     T, B, H = h.shape
     o = torch.addmm(p.c, h.reshape(T * B, H), p.V.T).reshape(T, B, -1)
     return o, torch.log_softmax(o, dim=-1)
+
+
+def _loss_and_output_errors(p: Params, h, y):
+    """L (1.3)–(1.6) and e(t) = (Σ_k y_k) ŷ − y (2.1) for all T·B rows, in place in one buffer.
+
+    With s = o − max o and Z = Σ_j exp(s_j): log ŷ = s − log Z, so L = Σ_rows ((Σ_k y_k) log Z −
+    Σ_k y_k s_k), two sums of non-negative terms, and e = (Σ_k y_k / Z) exp(s) − y.
+    """
+    T, B, H = h.shape
+    y_rows = y.reshape(T * B, -1)
+    e = torch.addmm(p.c, h.reshape(T * B, H), p.V.T)  # o(t) = c + V h(t) for all T·B rows (1.3)
+    e -= e.amax(dim=1, keepdim=True)  # s
+    loss = -torch.vdot(y_rows.flatten(), e.flatten())
+    e.exp_()
+    Z, y_sums = e.sum(dim=1), y_rows.sum(dim=1)
+    loss += torch.vdot(y_sums, Z.log())
+    e.mul_((y_sums / Z)[:, None]).sub_(y_rows)
+    return loss, e
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:
@@ -71,7 +90,8 @@ class TorchBackend(ClosedFormBackend):
         return x.new_zeros((x.shape[1], H))
 
     def _one_hot(self, y, K, dtype):
-        return torch.eye(K, dtype=_torch_dtype(dtype), device=y.device)[y.long()]  # uint8: no mask
+        weights = torch.zeros((*y.shape, K), dtype=_torch_dtype(dtype), device=y.device)
+        return weights.scatter_(-1, y.long()[..., None], 1)  # faster than gathering rows of I
 
     def _only_step(self, y, t):
         masked = torch.zeros_like(y)
@@ -93,18 +113,18 @@ class TorchBackend(ClosedFormBackend):
     def _gradients(self, p, x, y, h0):
         T, B, D = x.shape
         h = _hidden_states(p, x, h0)
-        _, log_yhat = _log_softmax_outputs(p, h)
-        loss = -torch.vdot(y.flatten(), log_yhat.flatten())
-        e = y.sum(dim=-1, keepdim=True) * log_yhat.exp() - y  # (2.1) e(t) = (Σ_k y_k) ŷ − y
-        H, K = h.shape[-1], e.shape[-1]
-        e_rows, h_rows = e.reshape(T * B, K), h.reshape(T * B, H)
+        loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+        H = h.shape[-1]
+        h_rows = h.reshape(T * B, H)
         dV = e_rows.T @ h_rows  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows in one product
         dc = e_rows.sum(dim=0)
         delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
-        delta_next = torch.zeros_like(h0)
+        one, D_t = h.new_ones(()), torch.empty_like(h0)
+        delta_next = None
         for delta_t, h_t in zip(reversed(delta.unbind(0)), reversed(h.unbind(0)), strict=True):
-            # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-            delta_next = delta_t.addmm_(delta_next, p.W).mul_(1 - h_t * h_t)
+            if delta_next is not None:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+                delta_t.addmm_(delta_next, p.W)
+            delta_next = delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t))  # (2.2)
         delta_rows = delta.reshape(T * B, H)
         dU = delta_rows.T @ x.reshape(T * B, D)  # (3.3) Σ_t δ(t) x(t)ᵀ
         dW = torch.addmm(delta[0].T @ h0, delta_rows[B:].T, h_rows[:-B])  # (3.3) Σ_t δ(t) h(t−1)ᵀ

@@ -1,5 +1,6 @@
 """The ``rnnspec`` command: ``conform`` certifies backends, ``vectors`` rewrites the golden vectors,
-``calibrate`` measures the tolerance policy's worst ratio on random cases."""
+``calibrate`` measures the tolerance policy's worst ratio on random cases, ``bench`` times the backends
+(the bench package; docs/benchmarks.md)."""
 
 import json
 import subprocess
@@ -285,6 +286,19 @@ def calibrate(name, device, count, seed):
         ratio, where = worst
         table.add_row(dtype, f"{ratio:.3g}", f"{tolerance.MARGIN:g}", *(where or ("",) * 4))
     console.print(table)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args):
+    """Time closed-form gradients against autodiff on every installed backend (see
+    docs/benchmarks.md; `rnnspec bench --help` for the options)."""
+    from bench.run import main as run_bench  # the benchmark's own package, imported on use
+
+    run_bench.main(args=list(args), prog_name="rnnspec bench")
 
 
 if __name__ == "__main__":

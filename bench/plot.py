@@ -1,0 +1,55 @@
+"""The plot: ms per call by workload and implementation, log scale, one panel per dtype.
+
+``python -m bench.plot RESULTS.json PLOT.png`` or ``rnnspec bench --plot PLOT.png``.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+from bench.workloads import WORKLOADS
+
+COLORS = {"numpy": "C2", "torch": "C3", "jax": "C0", "tensorflow": "C1"}
+
+
+def plot(data: dict, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in data["rows"] if "median_ms" in r]
+    dtypes = sorted({r["dtype"] for r in rows})
+    workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
+    impls = sorted({r["impl"] for r in rows}, key=lambda i: (i.split()[0], "closed" not in i, i))
+    fig, axes = plt.subplots(1, len(dtypes), figsize=(5 * len(dtypes) + 1.5, 3.6), squeeze=False)
+    width = 0.8 / len(impls)
+    for ax, dtype in zip(axes[0], dtypes):
+        for i, impl in enumerate(impls):
+            ms = {r["workload"]: r for r in rows if r["dtype"] == dtype and r["impl"] == impl}
+            xs = [
+                j + (i - (len(impls) - 1) / 2) * width for j, w in enumerate(workloads) if w in ms
+            ]
+            medians = [ms[w]["median_ms"] for w in workloads if w in ms]
+            errors = [
+                [ms[w]["median_ms"] - ms[w]["q1_ms"] for w in workloads if w in ms],
+                [ms[w]["q3_ms"] - ms[w]["median_ms"] for w in workloads if w in ms],
+            ]
+            hatch = "" if "closed form" in impl else "xx" if "nn.RNN" in impl else "//"
+            color = COLORS.get(impl.split()[0].split(".")[0], "C7")  # one color per framework
+            ax.bar(xs, medians, width, yerr=errors, label=impl, hatch=hatch, color=color)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(workloads)), workloads)
+        ax.set_title(f"loss + all gradients, {dtype}", fontsize=10)
+        ax.set_ylabel("ms per call (median, IQR)")
+        ax.grid(axis="y", which="both", alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m bench.plot RESULTS.json PLOT.png")
+    plot(json.loads(Path(sys.argv[1]).read_text()), sys.argv[2])
