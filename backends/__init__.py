@@ -10,21 +10,19 @@ import importlib.util
 from importlib.metadata import entry_points
 from typing import Any
 
-from spec import Backend
+from rnnspec.spec import Backend, BackendError, protocol_problems
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BackendError", "available", "load"]
 
 ENTRY_POINT_GROUP = "rnnspec.backends"
 
 #: name -> (factory as "module:callable", the framework's import name, the pip extra that installs it)
 BUILTIN = {
-    "numpy": ("backends.numpy:NumpyBackend", "numpy", "numpy"),
-    "torch": ("backends.torch:TorchBackend", "torch", "torch"),
-    "jax": ("backends.jax:JaxBackend", "jax", "jax"),
-    "tensorflow": ("backends.tensorflow:TensorflowBackend", "tensorflow", "tensorflow"),
+    "numpy": ("rnnspec.backends.numpy:NumpyBackend", "numpy", "numpy"),
+    "torch": ("rnnspec.backends.torch:TorchBackend", "torch", "torch"),
+    "jax": ("rnnspec.backends.jax:JaxBackend", "jax", "jax"),
+    "tensorflow": ("rnnspec.backends.tensorflow:TensorflowBackend", "tensorflow", "tensorflow"),
 }
-
-
-class BackendError(RuntimeError):
-    """A backend that cannot be loaded: unknown, not installed, or asked for a missing device."""
 
 
 def _import_factory(target: str) -> Any:
@@ -63,8 +61,9 @@ def load(name: str, device: str | None = None) -> Backend:
             f"unknown backend {name!r}: expected one of {known} or 'package.module:factory'"
         )
     backend = factory(device=device)
-    if not isinstance(backend, Backend):
-        raise BackendError(f"backend {name!r}: {factory!r} did not return a spec.Backend")
+    problems = protocol_problems(backend)
+    if problems:
+        raise BackendError(f"backend {name!r} ({factory!r}): " + "; ".join(problems))
     return backend
 
 

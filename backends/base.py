@@ -1,12 +1,14 @@
-"""The public methods every built-in backend shares: validate, then hand native arrays to kernels.
+"""What every built-in backend shares: the public methods (validate, then hand native arrays to
+kernels), the end of form B, and device parsing with its error wording.
 
-A backend module subclasses :class:`ClosedFormBackend` and supplies the array conversions and four
-kernels written with its framework's own operations (see backends/numpy.py, the plainest one):
+A backend module subclasses :class:`ClosedFormBackend` (or :class:`ClosedFormAutodiffBackend`, when
+its framework differentiates) and supplies the array conversions and the kernels, written with its
+framework's own operations (see backends/numpy.py, the plainest one):
 
-- ``_one_hot(y, K)``: class indices (T, B) as float weights (T, B, K) in x's dtype;
-- ``_only_step(y, t)``: weights zeroed outside step t (1-based);
+- ``_one_hot(y, K, dtype)``: class indices (T, B) as float weights (T, B, K) in x's dtype;
 - ``_forward(params, x, h0) -> (h, o, ŷ)`` and ``_loss(params, x, y, h0)``, y as weights;
-- ``_gradients(params, x, y, h0) -> (loss, Grads)``: SPEC.md form B, y as weights;
+- ``_gradients(params, x, y, h0) -> (loss, Grads)``: SPEC.md form B, y as weights, ending in
+  :func:`grads_from_deltas` with the framework's :class:`Ops`;
 - ``_autodiff_gradients(params, x, y, h0) -> (loss, Grads)``: the framework's autodiff.
 
 Because e(t) = (Σ_k y_k(t)) ŷ(t) − y(t) and L(t) are linear in y(t), the gradient of L(t) alone is
@@ -16,12 +18,67 @@ evaluated right to left (SPEC.md §2.10).
 """
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from spec import PROTOCOL_VERSION, Dims, Forward, Grads, Params, validate
-from spec.types import Array
+from rnnspec.spec import (
+    PROTOCOL_VERSION,
+    BackendError,
+    Capabilities,
+    Dims,
+    Forward,
+    Grads,
+    Params,
+    validate,
+)
+from rnnspec.spec.types import Array
+
+
+class Ops(NamedTuple):
+    """The three array operations :func:`grads_from_deltas` needs, bound to one framework."""
+
+    t_matmul: Callable[[Array, Array], Array]  # (a, b) -> aᵀ b
+    sum_rows: Callable[[Array], Array]  # a -> Σ over the first axis
+    reshape_like: Callable[[Array, Array], Array]  # (a, like) -> a in the shape of like
+
+
+def grads_from_deltas(ops: Ops, p: Params, x, h0, B, rows: tuple) -> Grads:
+    """SPEC.md (3.3)–(3.5) from δ(t) and e(t), with every step of every sequence as one row:
+    ``rows`` = (x, h, e, δ), each (T·B, ·), rows 0..B−1 being t = 1. One matrix product over all
+    T·B rows per gradient; ``B`` may be a traced size (TensorFlow)."""
+    x_rows, h_rows, e_rows, delta_rows = rows
+    return Grads(
+        U=ops.t_matmul(delta_rows, x_rows),  # (3.3) Σ_t δ(t) x(t)ᵀ
+        W=ops.t_matmul(delta_rows[:B], h0) + ops.t_matmul(delta_rows[B:], h_rows[:-B]),  # (3.3)
+        b=ops.sum_rows(delta_rows),  # (3.3) Σ_t δ(t)
+        V=ops.t_matmul(e_rows, h_rows),  # (3.4) Σ_t e(t) h(t)ᵀ
+        c=ops.sum_rows(e_rows),  # (3.4) Σ_t e(t)
+        h0=delta_rows[:B] @ p.W,  # (3.5) Wᵀ δ(1), as rows
+        x=ops.reshape_like(delta_rows @ p.U, x),  # (3.5) Uᵀ δ(t), as rows
+    )
+
+
+def parse_device(backend: str, device: str | None, kinds: dict[str, str]) -> tuple[str, int | None]:
+    """The kind and index a device name asks for: "GPU:1" -> ("gpu", 1), "cpu" -> ("cpu", None).
+
+    ``kinds`` maps each accepted name (lowercase; any case is accepted) to the kind it means, e.g.
+    {"gpu": "gpu", "cuda": "gpu"}. None means "cpu". Anything else is a BackendError.
+    """
+    name, _, index = ("cpu" if device is None else str(device)).lower().partition(":")
+    if name not in kinds or (index and not index.isdigit()):
+        accepted = ", ".join(f"'{k}'" if k == "cpu" else f"'{k}[:N]'" for k in kinds)
+        raise BackendError(f"the {backend} backend runs on {accepted}; got device={device!r}")
+    return kinds[name], int(index) if index else None
+
+
+def missing_device(backend: str, device: str | None, kind: str, visible: list[str]) -> BackendError:
+    """The error for a device that is well named but not there (never a fallback to another)."""
+    return BackendError(
+        f"the {backend} backend cannot run on device={device!r}: "
+        f"{len(visible)} {kind} device(s) visible{': ' + ', '.join(visible) if visible else ''}"
+    )
 
 
 class ClosedFormBackend(ABC):
@@ -29,6 +86,7 @@ class ClosedFormBackend(ABC):
     device: str
     framework_version: str
     protocol_version = PROTOCOL_VERSION
+    capabilities: Capabilities
 
     # --- supplied by each backend, in this order in every backend module ----------------------
 
@@ -48,9 +106,6 @@ class ClosedFormBackend(ABC):
     def _one_hot(self, y: Array, K: int, dtype: str) -> Array: ...
 
     @abstractmethod
-    def _only_step(self, y: Array, t: int) -> Array: ...
-
-    @abstractmethod
     def _forward(self, params: Params, x: Array, h0: Array) -> tuple[Array, Array, Array]: ...
 
     @abstractmethod
@@ -58,11 +113,6 @@ class ClosedFormBackend(ABC):
 
     @abstractmethod
     def _gradients(self, params: Params, x: Array, y: Array, h0: Array) -> tuple[Array, Grads]: ...
-
-    @abstractmethod
-    def _autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array
-    ) -> tuple[Array, Grads]: ...
 
     # --- the Backend protocol -------------------------------------------------------------------
 
@@ -84,16 +134,10 @@ class ClosedFormBackend(ABC):
         self, params: Params, x: Array, y: Array, t: int, h0: Array | None = None
     ) -> tuple[Array, Grads]:
         dims = self._validate(params, x, y, h0, t)
-        weights = self._only_step(self._weights(y, dims), int(t))
+        at_t = np.zeros((dims.T, 1, 1), dims.dtype)  # (2.10): targets zeroed outside step t
+        at_t[int(t) - 1] = 1
+        weights = self._weights(y, dims) * self.asarray(at_t)
         return self._gradients(params, x, weights, self._initial_state(x, h0, dims))
-
-    def autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None
-    ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0)
-        return self._autodiff_gradients(
-            params, x, self._weights(y, dims), self._initial_state(x, h0, dims)
-        )
 
     def enforce_full_precision(self) -> str:
         """Turn off reduced-precision float32 matmuls (TF32 and the like); say what was done.
@@ -116,3 +160,20 @@ class ClosedFormBackend(ABC):
 
     def __repr__(self) -> str:
         return f"<rnnspec {self.name} backend on {self.device}, {self.framework_version}>"
+
+
+class ClosedFormAutodiffBackend(ClosedFormBackend):
+    """A built-in backend whose framework differentiates: ``autodiff_gradients`` too."""
+
+    @abstractmethod
+    def _autodiff_gradients(
+        self, params: Params, x: Array, y: Array, h0: Array
+    ) -> tuple[Array, Grads]: ...
+
+    def autodiff_gradients(
+        self, params: Params, x: Array, y: Array, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        dims = self._validate(params, x, y, h0)
+        return self._autodiff_gradients(
+            params, x, self._weights(y, dims), self._initial_state(x, h0, dims)
+        )

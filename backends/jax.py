@@ -14,12 +14,20 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from backends import BackendError
-from backends.base import ClosedFormBackend
-from spec import Grads, Params, SpecError
+from rnnspec.backends.base import (
+    ClosedFormAutodiffBackend,
+    Ops,
+    grads_from_deltas,
+    missing_device,
+    parse_device,
+)
+from rnnspec.spec import Capabilities, Grads, Params, SpecError
 
-#: device names accepted, as "name" or "name:N", and the JAX platform each one asks for
-_PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
+OPS = Ops(
+    t_matmul=lambda a, b: a.T @ b,
+    sum_rows=lambda a: a.sum(axis=0),
+    reshape_like=lambda a, like: a.reshape(like.shape),
+)
 
 
 def _hidden_states(p: Params, x, h0):
@@ -77,9 +85,6 @@ def _gradients(p: Params, x, y, h0):
     h = _hidden_states(p, x, h0)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
     H = h.shape[-1]
-    h_rows = h.reshape(T * B, H)
-    dV = e_rows.T @ h_rows  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows in one product
-    dc = e_rows.sum(axis=0)
     output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
 
     def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
@@ -88,13 +93,8 @@ def _gradients(p: Params, x, y, h0):
         return delta_t, delta_t
 
     _, delta = lax.scan(step, jnp.zeros_like(h0), (output_grad, h), reverse=True)
-    delta_rows = delta.reshape(T * B, H)
-    dU = delta_rows.T @ x.reshape(T * B, D)  # (3.3) Σ_t δ(t) x(t)ᵀ
-    dW = delta[0].T @ h0 + delta_rows[B:].T @ h_rows[:-B]  # (3.3) Σ_t δ(t) h(t−1)ᵀ
-    db = delta_rows.sum(axis=0)
-    dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
-    dx = (delta_rows @ p.U).reshape(T, B, D)  # (3.5) Uᵀ δ(t)
-    return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
+    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+    return loss, grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
 
 @jax.jit
@@ -107,23 +107,20 @@ def _autodiff_gradients(p: Params, x, y, h0):
 _one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
 
 
-class JaxBackend(ClosedFormBackend):
+class JaxBackend(ClosedFormAutodiffBackend):
     name = "jax"
     framework_version = f"jax {jax.__version__}"
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
 
     def __init__(self, device: str | None = None):
-        kind, _, index = ("cpu" if device is None else str(device)).lower().partition(":")
-        if kind not in _PLATFORMS or (index and not index.isdigit()):
-            raise BackendError(
-                f"the jax backend runs on 'cpu', 'gpu[:N]' or 'cuda[:N]', got device={device!r}"
-            )
+        kind, index = parse_device(self.name, device, {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"})
         try:
-            found = jax.devices(_PLATFORMS[kind])
-        except RuntimeError as error:
-            raise BackendError(f"jax has no {kind} device here: {error}") from None
-        if int(index or 0) >= len(found):
-            raise BackendError(f"jax has {len(found)} {kind} device(s), got device={device!r}")
-        self._device = found[int(index or 0)]
+            found = jax.devices(kind)
+        except RuntimeError:  # no backend for the platform at all
+            found = []
+        if (index or 0) >= len(found):
+            raise missing_device(self.name, device, kind, [f"{d.platform}:{d.id}" for d in found])
+        self._device = found[index or 0]
         self.device = f"{self._device.platform}:{self._device.id}"
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> jax.Array:
@@ -150,9 +147,6 @@ class JaxBackend(ClosedFormBackend):
 
     def _one_hot(self, y, K, dtype):
         return _one_hot(y, K, dtype=np.dtype(dtype))
-
-    def _only_step(self, y, t):  # t reaches the eager ops as data: nothing recompiles per t
-        return jnp.zeros_like(y).at[t - 1].set(y[t - 1])
 
     # the kernels are the module's jitted functions above, one compilation cache for all instances
     _forward = staticmethod(_forward)

@@ -5,9 +5,20 @@ from typing import Any
 
 import numpy as np
 
-from backends import BackendError
-from backends.base import ClosedFormBackend
-from spec import Grads, Params
+from rnnspec.backends.base import (
+    ClosedFormBackend,
+    Ops,
+    grads_from_deltas,
+    missing_device,
+    parse_device,
+)
+from rnnspec.spec import Capabilities, Params
+
+OPS = Ops(
+    t_matmul=lambda a, b: a.T @ b,
+    sum_rows=lambda a: a.sum(axis=0),
+    reshape_like=lambda a, like: a.reshape(like.shape),
+)
 
 
 def _hidden_states(p: Params, x, h0):
@@ -54,10 +65,12 @@ def _loss_and_output_errors(p: Params, h, y):
 class NumpyBackend(ClosedFormBackend):
     name = "numpy"
     framework_version = f"numpy {np.__version__}"
+    capabilities = Capabilities(autodiff=False, devices=("cpu",))
 
     def __init__(self, device: str | None = None):
-        if device not in (None, "cpu"):
-            raise BackendError(f"the numpy backend runs on 'cpu' only, got device={device!r}")
+        _, index = parse_device(self.name, device, {"cpu": "cpu"})
+        if index not in (None, 0):
+            raise missing_device(self.name, device, "cpu", ["cpu"])
         self.device = "cpu"
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:
@@ -77,11 +90,6 @@ class NumpyBackend(ClosedFormBackend):
         np.put_along_axis(weights, y[..., None], 1, axis=-1)
         return weights
 
-    def _only_step(self, y, t):
-        masked = np.zeros_like(y)
-        masked[t - 1] = y[t - 1]
-        return masked
-
     def _forward(self, p, x, h0):
         h = _hidden_states(p, x, h0)
         o, log_yhat = _log_softmax_outputs(p, h)
@@ -96,23 +104,11 @@ class NumpyBackend(ClosedFormBackend):
         h = _hidden_states(p, x, h0)
         loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
         H = h.shape[-1]
-        h_rows = h.reshape(T * B, H)
-        dV = e_rows.T @ h_rows  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows in one product
-        dc = e_rows.sum(axis=0)
         delta = np.matmul(e_rows, p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
         scratch = np.empty_like(h0)
         for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
             if t + 1 < T:
                 delta[t] += np.matmul(delta[t + 1], p.W, out=scratch)
             delta[t] *= np.subtract(1, np.square(h[t], out=scratch), out=scratch)
-        delta_rows = delta.reshape(T * B, H)
-        dU = delta_rows.T @ x.reshape(T * B, D)  # (3.3) Σ_t δ(t) x(t)ᵀ
-        dW = delta_rows[B:].T @ h_rows[:-B]  # (3.3) Σ_t δ(t) h(t−1)ᵀ: t ≥ 2, then t = 1
-        dW += delta[0].T @ h0
-        db = delta_rows.sum(axis=0)
-        dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
-        dx = (delta_rows @ p.U).reshape(T, B, D)  # (3.5) Uᵀ δ(t)
-        return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
-
-    def _autodiff_gradients(self, p, x, y, h0):
-        raise NotImplementedError("NumPy has no automatic differentiation")
+        rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+        return loss, grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)

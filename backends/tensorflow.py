@@ -7,15 +7,25 @@ The loss is −Σ y ⊙ log_softmax(o), never ``tf.nn.softmax_cross_entropy_with
 gradient is ŷ − y whatever Σ_k y_k is: (2.1) needs e(t) = (Σ_k y_k) ŷ − y for soft targets.
 """
 
-import re
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from backends import BackendError
-from backends.base import ClosedFormBackend
-from spec import Grads, Params
+from rnnspec.backends.base import (
+    ClosedFormAutodiffBackend,
+    Ops,
+    grads_from_deltas,
+    missing_device,
+    parse_device,
+)
+from rnnspec.spec import Capabilities, Grads, Params
+
+OPS = Ops(
+    t_matmul=lambda a, b: tf.matmul(a, b, transpose_a=True),
+    sum_rows=lambda a: tf.reduce_sum(a, axis=0),
+    reshape_like=lambda a, like: tf.reshape(a, tf.shape(like)),
+)
 
 
 def _hidden_states(p: Params, x, h0):
@@ -71,9 +81,6 @@ def _gradients(p, x, y, h0):
     T, B, D = tf.unstack(tf.shape(x))
     h = _hidden_states(p, x, h0)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
-    h_rows = tf.reshape(h, [T * B, -1])
-    dV = tf.matmul(e_rows, h_rows, transpose_a=True)  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows at once
-    dc = tf.reduce_sum(e_rows, axis=0)
     output_grad = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
 
     def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
@@ -81,14 +88,13 @@ def _gradients(p, x, y, h0):
         return (output_grad_t + delta_next @ p.W) * (1 - h_t * h_t)
 
     delta = tf.scan(step, (output_grad, h), initializer=tf.zeros_like(h0), reverse=True)
-    delta_rows = tf.reshape(delta, [T * B, -1])
-    dU = tf.matmul(delta_rows, tf.reshape(x, [T * B, D]), transpose_a=True)  # (3.3) Σ_t δ(t) x(t)ᵀ
-    dW = tf.matmul(delta[0], h0, transpose_a=True)  # (3.3) Σ_t δ(t) h(t−1)ᵀ: t = 1, then t ≥ 2
-    dW += tf.matmul(delta_rows[B:], h_rows[:-B], transpose_a=True)
-    db = tf.reduce_sum(delta_rows, axis=0)
-    dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
-    dx = tf.reshape(delta_rows @ p.U, tf.shape(x))  # (3.5) Uᵀ δ(t)
-    return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
+    rows = (
+        tf.reshape(x, [T * B, D]),
+        tf.reshape(h, [T * B, -1]),
+        e_rows,
+        tf.reshape(delta, [T * B, -1]),
+    )
+    return loss, grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
 
 @tf.function(reduce_retracing=True)
@@ -101,26 +107,17 @@ def _autodiff_gradients(p, x, y, h0):
     return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
 
-class TensorflowBackend(ClosedFormBackend):
+class TensorflowBackend(ClosedFormAutodiffBackend):
     name = "tensorflow"
     framework_version = f"tensorflow {tf.__version__}"
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
 
     def __init__(self, device: str | None = None):
-        requested = "cpu" if device is None else str(device)
-        match = re.fullmatch(r"(cpu|gpu)(?::(\d+))?", requested, flags=re.IGNORECASE)
-        if match is None:
-            raise BackendError(
-                "the tensorflow backend runs on 'cpu', 'gpu' or 'gpu:N' (any case, e.g. 'GPU:0'), "
-                f"got device={device!r}"
-            )
-        kind = match[1].upper()
-        self.device = f"{kind}:{int(match[2] or 0)}"
-        visible = [d.name.removeprefix("/device:") for d in tf.config.list_logical_devices(kind)]
+        kind, index = parse_device(self.name, device, {"cpu": "cpu", "gpu": "gpu"})
+        self.device = f"{kind.upper()}:{index or 0}"
+        visible = [d.name.removeprefix("/device:") for d in tf.config.list_logical_devices(kind.upper())]
         if self.device not in visible:
-            raise BackendError(
-                f"the tensorflow backend cannot run on {device!r}: TensorFlow {tf.__version__} "
-                f"sees no {self.device} (its {kind} devices: {visible or 'none'})"
-            )
+            raise missing_device(self.name, device, kind, visible)
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> tf.Tensor:
         with tf.device(self.device):
@@ -143,10 +140,6 @@ class TensorflowBackend(ClosedFormBackend):
     def _one_hot(self, y, K, dtype):
         with tf.device(self.device):  # tf.one_hot takes int8/uint8/int32/int64 indices only
             return tf.one_hot(tf.cast(y, tf.int64), K, dtype=dtype)
-
-    def _only_step(self, y, t):
-        with tf.device(self.device):  # the same shape for every t: _gradients does not retrace
-            return tf.tensor_scatter_nd_update(tf.zeros_like(y), [[t - 1]], y[t - 1 : t])
 
     def _forward(self, p, x, h0):
         with tf.device(self.device):

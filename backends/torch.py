@@ -6,9 +6,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from backends import BackendError
-from backends.base import ClosedFormBackend
-from spec import Grads, Params
+from rnnspec.backends.base import (
+    ClosedFormAutodiffBackend,
+    Ops,
+    grads_from_deltas,
+    missing_device,
+    parse_device,
+)
+from rnnspec.spec import Capabilities, Grads, Params
+
+OPS = Ops(
+    t_matmul=lambda a, b: a.T @ b,
+    sum_rows=lambda a: a.sum(dim=0),
+    reshape_like=lambda a, like: a.reshape(like.shape),
+)
 
 
 def _hidden_states(p: Params, x, h0):
@@ -52,29 +63,23 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else getattr(torch, np.dtype(dtype).name)
 
 
-class TorchBackend(ClosedFormBackend):
+class TorchBackend(ClosedFormAutodiffBackend):
     name = "torch"
     framework_version = f"torch {torch.__version__}"
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "cuda"))
 
     def __init__(self, device: str | None = None):
-        try:
-            where = torch.device("cpu" if device is None else device)
-        except (RuntimeError, TypeError) as error:
-            raise BackendError(f"the torch backend: bad device {device!r}: {error}") from None
-        if where.type == "cuda":
-            if not torch.cuda.is_available():
-                raise BackendError(f"the torch backend: device={device!r}, but CUDA is unavailable")
-            index = torch.cuda.current_device() if where.index is None else where.index
-            if index >= torch.cuda.device_count():
-                raise BackendError(
-                    f"the torch backend: device={device!r}, but only "
-                    f"{torch.cuda.device_count()} CUDA device(s) are visible"
-                )
-            where = torch.device("cuda", index)
-        elif where.type != "cpu":
-            raise BackendError(f"the torch backend runs on 'cpu' or 'cuda[:N]', got {device!r}")
-        self._device = where
-        self.device = str(where)
+        kind, index = parse_device(self.name, device, {"cpu": "cpu", "cuda": "cuda"})
+        if kind == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            index = (torch.cuda.current_device() if count else 0) if index is None else index
+            if index >= count:
+                visible = [f"cuda:{i}" for i in range(count)]
+                raise missing_device(self.name, device, "cuda", visible)
+        elif index not in (None, 0):
+            raise missing_device(self.name, device, "cpu", ["cpu"])
+        self._device = torch.device(kind, index) if kind == "cuda" else torch.device("cpu")
+        self.device = str(self._device)
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> torch.Tensor:
         dtype = None if dtype is None else _torch_dtype(dtype)
@@ -93,11 +98,6 @@ class TorchBackend(ClosedFormBackend):
         weights = torch.zeros((*y.shape, K), dtype=_torch_dtype(dtype), device=y.device)
         return weights.scatter_(-1, y.long()[..., None], 1)  # faster than gathering rows of I
 
-    def _only_step(self, y, t):
-        masked = torch.zeros_like(y)
-        masked[t - 1] = y[t - 1]
-        return masked
-
     @torch.no_grad()
     def _forward(self, p, x, h0):
         h = _hidden_states(p, x, h0)
@@ -115,9 +115,6 @@ class TorchBackend(ClosedFormBackend):
         h = _hidden_states(p, x, h0)
         loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
         H = h.shape[-1]
-        h_rows = h.reshape(T * B, H)
-        dV = e_rows.T @ h_rows  # (3.4) Σ_t e(t) h(t)ᵀ, all T·B rows in one product
-        dc = e_rows.sum(dim=0)
         delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
         one, D_t = h.new_ones(()), torch.empty_like(h0)
         delta_next = None
@@ -125,13 +122,8 @@ class TorchBackend(ClosedFormBackend):
             if delta_next is not None:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
                 delta_t.addmm_(delta_next, p.W)
             delta_next = delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t))  # (2.2)
-        delta_rows = delta.reshape(T * B, H)
-        dU = delta_rows.T @ x.reshape(T * B, D)  # (3.3) Σ_t δ(t) x(t)ᵀ
-        dW = torch.addmm(delta[0].T @ h0, delta_rows[B:].T, h_rows[:-B])  # (3.3) Σ_t δ(t) h(t−1)ᵀ
-        db = delta_rows.sum(dim=0)
-        dh0 = delta[0] @ p.W  # (3.5) Wᵀ δ(1)
-        dx = (delta_rows @ p.U).reshape(T, B, D)  # (3.5) Uᵀ δ(t)
-        return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
+        rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+        return loss, grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
     def _autodiff_gradients(self, p, x, y, h0):
         inputs = [a.detach().requires_grad_() for a in (*p, h0, x)]  # the caller's stay untouched

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench.workloads import WORKLOADS
+from rnnspec.bench.workloads import WORKLOADS
 
 COLORS = {"numpy": "C2", "torch": "C3", "jax": "C0", "tensorflow": "C1"}
 

@@ -15,9 +15,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-import backends
-from bench.worker import summary
-from bench.workloads import MEMORY_WORKLOAD, QUICK, WORKLOADS
+from rnnspec import backends
+from rnnspec.bench.worker import summary
+from rnnspec.bench.workloads import MEMORY_WORKLOAD, QUICK, WORKLOADS
 
 console = Console()
 if not console.is_terminal:  # a log file or a pipe: no wrapping of the wide table
@@ -50,7 +50,7 @@ def machine() -> dict[str, Any]:
 
 
 def run_worker(framework: str, args: list[str], env: dict[str, str] | None = None) -> dict:
-    command = [sys.executable, "-m", "bench.worker", framework, *args]
+    command = [sys.executable, "-m", "rnnspec.bench.worker", framework, *args]
     done = subprocess.run(
         command,
         capture_output=True,
@@ -256,7 +256,7 @@ def print_setup(data: dict) -> None:
         )
 
 
-@click.command()
+@click.command(name="bench")
 @click.option(
     "--backend",
     "frameworks",
@@ -314,7 +314,7 @@ def print_setup(data: dict) -> None:
     show_default=True,
     help="Where the float64 reference results are kept between runs.",
 )
-def main(
+def bench(
     frameworks, dtypes, workloads, quick, repeats, max_seconds, rounds, device, env_pairs, memory,
     json_path, plot_path, cache,
 ):  # fmt: skip
@@ -355,7 +355,7 @@ def main(
         Path(json_path).write_text(json.dumps(data, indent=1, default=str))
         console.print(f"wrote {json_path}")
     if plot_path:
-        from bench.plot import plot
+        from rnnspec.bench.plot import plot
 
         plot(data, plot_path)
         console.print(f"wrote {plot_path}")
@@ -369,4 +369,4 @@ def main(
 
 
 if __name__ == "__main__":
-    main()
+    bench()

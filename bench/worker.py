@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-import backends
-from bench.workloads import MEMORY_WORKLOAD, WORKLOADS, Workload, inputs
-from spec import Grads, Params, reference, tolerance
+from rnnspec import backends
+from rnnspec.bench.workloads import MEMORY_WORKLOAD, WORKLOADS, Workload, inputs
+from rnnspec.spec import Grads, Params, reference, tolerance
 
 #: A result is timed only if every tensor's ‖g − r‖/‖r‖ ≤ CHECK_FACTOR · tolerance.bound(dtype, T):
 #: the policy's own bound (SPEC.md §6) with κ = 1, κ not being measured here (the suite measures

@@ -4,7 +4,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from spec import Params
+from rnnspec.spec import Params
 
 
 class Workload(NamedTuple):

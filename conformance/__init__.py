@@ -1,7 +1,8 @@
-"""rnnspec's conformance suite: run it against any Backend with ``pytest --pyargs conformance``.
+"""rnnspec's conformance suite: the checks any Backend must pass, as a pytest plugin.
 
-``pytest conformance --backend NAME [--device DEV] [--dtype float32|float64]`` from a checkout, or
+``pytest --pyargs rnnspec.conformance --backend NAME [--device DEV] [--dtype float32|float64]``
+from anywhere once rnnspec is installed (``pytest conformance --backend NAME`` in a checkout), or
 ``rnnspec conform`` for a report table. SUITE_VERSION names the suite a backend passed.
 """
 
-SUITE_VERSION = "1.0.0"
+SUITE_VERSION = "2.0.0"

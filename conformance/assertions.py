@@ -1,23 +1,17 @@
 """Comparisons by the tolerance policy, with failures that say what, where, how far, and how to
-reproduce; every ratio is recorded so that the report can show the worst per check."""
+reproduce. Each comparison reports its error / tolerance through the call's ``log``, so that the
+report can show the worst per check; nothing is kept in this module."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from conformance.cases import Case
-from conformance.oracle import expected
-from spec import tolerance
-from spec.validation import shape_of
-
-#: test id -> worst error / tolerance seen in it; filled while the suite runs, read by the report.
-WORST_RATIO: dict[str, float] = {}
-current_test = ""  # set by conftest for each test
-loaded_as: tuple[str, str | None] | None = None  # conftest: the --backend and --device given
-
-
-def record(ratio: float) -> None:
-    WORST_RATIO[current_test] = max(WORST_RATIO.get(current_test, 0.0), ratio)
+from rnnspec.conformance.calls import flatten, source
+from rnnspec.conformance.cases import Case
+from rnnspec.conformance.oracle import expected
+from rnnspec.spec import tolerance
+from rnnspec.spec.validation import shape_of
 
 
 @dataclass(frozen=True)
@@ -25,30 +19,24 @@ class Call:
     """One backend call, enough to print it and to reproduce it."""
 
     backend: object  # the Backend under test
-    method: str  # "forward", "loss", "gradients", "step_gradients", "autodiff_gradients"
+    method: str  # one of calls.METHODS
     case: Case
     dtype: str
     t: int | None = None
-
-    def args(self) -> str:
-        if self.method == "forward":
-            return "params, x, h0=h0"
-        if self.method == "step_gradients":
-            return f"params, x, y, {self.t}, h0=h0"
-        return "params, x, y, h0=h0"
+    log: Callable[[float], None] | None = None  # receives every error / tolerance ratio
+    loaded_as: tuple[str, str | None] | None = None  # the --backend and --device it was loaded by
 
     def reproduce(self, pick: str, oracle: str) -> str:
-        backend = self.backend
-        name, device = loaded_as or (backend.name, backend.device)
+        name, device = self.loaded_as or (self.backend.name, self.backend.device)
         return "\n".join(
             [
-                "import backends",
-                "from spec import reference",
-                "from conformance.cases import Case",
+                "from rnnspec import backends",
+                "from rnnspec.spec import reference",
+                "from rnnspec.conformance.cases import Case",
                 f"case = {self.case!r}",
                 f"backend = backends.load({name!r}, device={device!r})",
                 f"params, x, y, h0 = case.native(backend, {self.dtype!r})",
-                f"got = backend.{self.method}({self.args()}){pick}",
+                f"got = {source(self.method, self.t)}{pick}",
                 f"params, x, y, h0 = case.arrays({self.dtype!r})",
                 f"want = {oracle}",
             ]
@@ -75,7 +63,8 @@ def assert_close(
         raise AssertionError(f"{head}: expected shape {want.shape}, got {shape_of(got_np)}")
     T = call.case.T
     ratio = tolerance.ratio(got_np, want, call.dtype, T, kappa)
-    record(ratio)
+    if call.log is not None:
+        call.log(ratio)
     if not ratio <= 1.0:
         raise AssertionError(
             f"{head}\n"
@@ -100,18 +89,8 @@ def assert_finite(got, call: Call, what: str) -> None:
         )
 
 
-def flatten(method: str, result) -> list:
-    """A call's result as the flat list of tensors that oracle.expected lists."""
-    if method == "forward":
-        return list(result)
-    if method == "loss":
-        return [result]
-    loss, grads = result
-    return [loss, *grads]
-
-
 def assert_matches_reference(result, call: Call) -> float:
-    """Every tensor of a call's result against spec.reference, by the tolerance policy.
+    """Every tensor of a call's result against rnnspec.spec.reference, by the tolerance policy.
 
     Tensors of ill-conditioned cases (saturated tanh, chaotic recurrences) whose rounding errors are
     amplified beyond what κ measures are held to finiteness only (Case.finite_only, SPEC.md §6.3).

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from spec import Params
+from rnnspec.spec import Params
 
 
 class Inputs(NamedTuple):
@@ -155,3 +155,29 @@ CASES = _cases(
 
 #: Cases small enough for form A's O(T³) literal products in the reference.
 SHORT = [name for name, case in CASES.items() if case.T <= 20]
+
+
+def random_case(integer, uniform, boolean) -> tuple[Case, int]:
+    """A random case and step t, from the one distribution that the property checks and
+    ``rnnspec calibrate`` share: T ≤ 8, B ≤ 4, D ≤ 5, H ≤ 6, 2 ≤ K ≤ 6, class indices or soft
+    targets summing to 0.6, 2.5, 0 and 1, h0 given or zero, W's spectral radius in [0.1, 1.2].
+
+    ``integer(lo, hi)`` (both included), ``uniform(lo, hi)`` and ``boolean()`` draw the numbers:
+    Hypothesis's strategies in the property checks, a NumPy generator in calibrate.
+    """
+    T = integer(1, 8)
+    soft = boolean()
+    case = Case(
+        "random",
+        T=T,
+        B=integer(1, 4),
+        D=integer(1, 5),
+        H=integer(1, 6),
+        K=integer(2, 6),
+        seed=integer(0, 2**16),
+        soft_targets=soft,
+        target_sums=(0.6, 2.5, 0.0, 1.0) if soft else (1.0,),
+        h0=boolean(),
+        spectral_radius=uniform(0.1, 1.2),
+    )
+    return case, integer(1, T)

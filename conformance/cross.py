@@ -10,12 +10,13 @@ from itertools import combinations
 
 import numpy as np
 
-from conformance.assertions import flatten
-from conformance.cases import CASES
-from conformance.oracle import expected
-from spec import tolerance
+from rnnspec.conformance.calls import TENSORS, flatten, invoke
+from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.oracle import expected
+from rnnspec.spec import tolerance
 
 CROSS_CASES = ("basic", "soft", "batch16", "long")
+CROSS_METHODS = ("forward", "gradients", "step_gradients")
 PAIR_LIMIT = 2.0
 
 
@@ -24,16 +25,11 @@ def results(backend, dtype: str) -> dict[str, np.ndarray]:
     out = {}
     for name in CROSS_CASES:
         case = CASES[name]
-        params, x, y, h0 = case.native(backend, dtype)
-        calls = {
-            "forward": (backend.forward, (params, x)),
-            "gradients": (backend.gradients, (params, x, y)),
-            "step_gradients": (backend.step_gradients, (params, x, y, 1)),
-        }
-        for method, (function, args) in calls.items():
-            names = expected(case, method, 1 if method == "step_gradients" else None).names
-            result = function(*args, h0=h0)
-            for tensor, value in zip(names, flatten(method, result), strict=True):
+        native = case.native(backend, dtype)
+        for method in CROSS_METHODS:
+            t = 1 if method == "step_gradients" else None
+            result = invoke(backend, method, *native, t=t)
+            for (tensor, _), value in zip(TENSORS[method], flatten(method, result), strict=True):
                 out[f"{name}/{method}/{tensor}"] = backend.to_numpy(value)
     return out
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from conformance.cases import CASES
-from conformance.oracle import expected
+from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.oracle import expected
 
 VECTORS = Path(__file__).parent / "vectors"
 GOLDEN_CASES = ("basic", "soft", "zero_h0", "T1", "H1", "K2", "large_logits", "saturated")

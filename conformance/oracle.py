@@ -1,13 +1,14 @@
-"""What the backend should return for a case: spec.reference's values in float64, each with its
-condition number κ (spec.tolerance), computed once per case and reused by every check."""
+"""What the backend should return for a case: rnnspec.spec.reference's values in float64, each with
+its condition number κ (rnnspec.spec.tolerance), computed once per case and reused by every check."""
 
 import functools
 from typing import NamedTuple
 
 import numpy as np
 
-from conformance.cases import Case
-from spec import reference, tolerance
+from rnnspec.conformance.calls import TENSORS, flatten
+from rnnspec.conformance.cases import Case
+from rnnspec.spec import reference, tolerance
 
 
 class Expected(NamedTuple):
@@ -18,52 +19,42 @@ class Expected(NamedTuple):
     picks: tuple[str, ...]  # how each value is picked out of the call's result
 
 
-def _flat_result(result) -> list[np.ndarray]:
-    loss, grads = result
-    return [np.asarray(loss), *grads]
-
-
-_GRAD_NAMES = ("L", *(f"Grads.{f}" for f in ("U", "W", "b", "V", "c", "h0", "x")))
-_GRAD_PICKS = ("[0]", *(f"[1].{f}" for f in ("U", "W", "b", "V", "c", "h0", "x")))
+#: method -> the reference's function and the expression shown for it; autodiff expects form B's
+_REFERENCE = {
+    "forward": (lambda p, x, y, h0, t: reference.forward(p, x, h0=h0), "forward(params, x, h0=h0)"),
+    "loss": (lambda p, x, y, h0, t: reference.loss(p, x, y, h0), "loss(params, x, y, h0)"),
+    "gradients": (
+        lambda p, x, y, h0, t: reference.gradients(p, x, y, h0),
+        "gradients(params, x, y, h0)",
+    ),
+    "step_gradients": (
+        lambda p, x, y, h0, t: reference.step_gradients(p, x, y, t, h0),
+        "step_gradients(params, x, y, {t}, h0)",
+    ),
+}
+_REFERENCE["autodiff_gradients"] = _REFERENCE["gradients"]
 
 
 @functools.cache
 def expected(case: Case, method: str, t: int | None = None) -> Expected:
-    """The reference's answer to ``backend.<method>`` on ``case``; autodiff expects form B's.
+    """The reference's answer to ``backend.<method>`` on ``case``.
 
     One answer serves every dtype: a case's values are the same in float32 and float64.
     """
     params, x, y, h0 = case.arrays("float64")
-    if method == "forward":
+    function, expression = _REFERENCE[method]
 
-        def fn(params, x, h0):
-            return list(reference.forward(params, x, h0=h0))
+    def fn(params, x, y, h0):
+        return [np.asarray(v) for v in flatten(method, function(params, x, y, h0, t))]
 
+    if method == "forward":  # κ measures the sensitivity to the inputs the call takes
         args: tuple = (params, x, h0)
-        names = ("Forward.h", "Forward.o", "Forward.yhat")
-        picks = (".h", ".o", ".yhat")
-        expression = "reference.forward(params, x, h0=h0)"
-    elif method == "loss":
-
-        def fn(params, x, y, h0):
-            return [np.asarray(reference.loss(params, x, y, h0))]
-
-        args, names, picks = (params, x, y, h0), ("L",), ("",)
-        expression = "reference.loss(params, x, y, h0)"
-    elif method == "step_gradients":
-
-        def fn(params, x, y, h0):
-            return _flat_result(reference.step_gradients(params, x, y, t, h0))
-
-        args, names, picks = (params, x, y, h0), _GRAD_NAMES, _GRAD_PICKS
-        expression = f"reference.step_gradients(params, x, y, {t}, h0)"
-    else:  # gradients, autodiff_gradients
-
-        def fn(params, x, y, h0):
-            return _flat_result(reference.gradients(params, x, y, h0))
-
-        args, names, picks = (params, x, y, h0), _GRAD_NAMES, _GRAD_PICKS
-        expression = "reference.gradients(params, x, y, h0)"
-    values = tuple(fn(*args))
-    kappas = tuple(tolerance.condition_numbers(fn, args, seed=case.seed))
-    return Expected(names, values, kappas, expression, picks)
+        values = fn(params, x, None, h0)
+        kappas = tolerance.condition_numbers(lambda p, x, h0: fn(p, x, None, h0), args, case.seed)
+    else:
+        args = (params, x, y, h0)
+        values, kappas = fn(*args), tolerance.condition_numbers(fn, args, seed=case.seed)
+    names, picks = zip(*TENSORS[method])
+    return Expected(
+        names, tuple(values), tuple(kappas), "reference." + expression.format(t=t), picks
+    )

@@ -1,5 +1,5 @@
-"""A pytest plugin that writes one run's results as JSON: each test's outcome, check group, dtype
-and worst error / tolerance, with the backend's identity. ``rnnspec conform`` reads it."""
+"""A pytest plugin that writes one run's results as JSON: each check's outcome, group, dtype and
+worst error / tolerance, with the backend's identity. ``rnnspec conform`` reads it."""
 
 import json
 from pathlib import Path
@@ -7,46 +7,52 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conformance import SUITE_VERSION, assertions, cross
-from spec import PROTOCOL_VERSION
+from rnnspec.conformance import SUITE_VERSION, cross
+from rnnspec.conformance.plugin import BACKEND, NOT_APPLICABLE, dtypes, is_check
+from rnnspec.spec import PROTOCOL_VERSION
 
-#: test module -> the check group the report shows, in SPEC.md's order.
-GROUPS = {
-    "test_protocol": "protocol",
-    "test_forward": "forward & loss",
-    "test_form_a": "form A (per step)",
-    "test_form_b": "form B (BPTT)",
-    "test_autodiff": "autodiff",
-    "test_golden": "golden vectors",
-    "test_errata": "errata",
-    "test_edge_cases": "edge cases",
-    "test_errors": "bad input",
-    "test_outputs": "dtype/shape/device",
-    "test_properties": "properties",
-    "test_reference": "reference (FD)",
-}
+#: The check groups, in SPEC.md's order; each check module declares its own with
+#: ``pytestmark = pytest.mark.rnnspec_group(...)``.
+GROUPS = (
+    "protocol",
+    "forward & loss",
+    "form A (per step)",
+    "form B (BPTT)",
+    "autodiff",
+    "golden vectors",
+    "errata",
+    "edge cases",
+    "bad input",
+    "dtype/shape/device",
+    "properties",
+    "reference (FD)",
+)
+WORST_RATIO = "rnnspec_worst_ratio"  # the user property conftest's `call` logs
 
 
 class JsonReport:
-    def __init__(self, path: Path, backend):
-        self.path, self.backend = Path(path), backend
+    def __init__(self, config):
+        self.config = config
+        self.path = Path(config.getoption("report_json"))
         self.items: dict[str, dict] = {}
 
     def pytest_collection_finish(self, session):
-        for item in session.items:
-            module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        for item in filter(is_check, session.items):
             params = getattr(getattr(item, "callspec", None), "params", {})
-            self.items[item.nodeid] = {
+            entry = {
                 "id": item.nodeid,
-                "group": GROUPS.get(module, module),
+                "group": item.get_closest_marker("rnnspec_group").args[0],
                 "dtype": params.get("dtype", "any"),
                 "outcome": "not run",
             }
+            if NOT_APPLICABLE in item.stash:
+                entry["outcome"], entry["message"] = "n/a", item.stash[NOT_APPLICABLE]
+            self.items[item.nodeid] = entry
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logreport(self, report):
         entry = self.items.get(report.nodeid)
-        if entry is None or (report.when != "call" and report.passed):
+        if entry is None or entry["outcome"] == "n/a" or (report.when != "call" and report.passed):
             return
         if report.failed or report.when == "call" or report.skipped:
             entry["outcome"] = "skipped" if report.skipped else report.outcome
@@ -54,14 +60,15 @@ class JsonReport:
                 entry["message"] = report.longreprtext[-4000:]
             if report.skipped and isinstance(report.longrepr, tuple):
                 entry["message"] = report.longrepr[2]
-        ratio = assertions.WORST_RATIO.get(report.nodeid)
-        if ratio is not None:
-            entry["worst_ratio"] = ratio
+        for key, value in report.user_properties:
+            if key == WORST_RATIO:
+                entry["worst_ratio"] = value
 
     def pytest_sessionfinish(self, session):
-        backend = self.backend
-        dtypes = session.config.getoption("dtype") or ("float32", "float64")
-        for dtype in dtypes:  # outputs on shared inputs, for the cross-backend matrix
+        backend = self.config.stash.get(BACKEND, None)
+        if backend is None:
+            return  # the suite's checks were not collected
+        for dtype in dtypes(self.config):  # outputs on shared inputs, for the cross-backend matrix
             try:
                 dump = cross.results(backend, dtype)
             except Exception as error:  # a broken backend: its failures are already reported
@@ -76,6 +83,11 @@ class JsonReport:
                     "backend_protocol_version": getattr(backend, "protocol_version", None),
                     "framework_version": backend.framework_version,
                     "device": backend.device,
+                    "capabilities": {
+                        "autodiff": backend.capabilities.autodiff,
+                        "devices": list(backend.capabilities.devices),
+                        "dtypes": list(backend.capabilities.dtypes),
+                    },
                     "tests": list(self.items.values()),
                 },
                 indent=1,

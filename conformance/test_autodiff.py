@@ -1,17 +1,16 @@
 """The framework's own automatic differentiation on the same forward agrees with the closed form
-(both against spec.reference); skipped where the framework has none (NumPy)."""
+(both against the reference); not applicable where the backend declares none (NumPy)."""
 
 import pytest
 
-from conformance.assertions import Call, assert_matches_reference
-from conformance.cases import CASES
+from rnnspec.conformance.assertions import assert_matches_reference
+from rnnspec.conformance.cases import CASES
+
+pytestmark = [pytest.mark.rnnspec_group("autodiff"), pytest.mark.rnnspec_requires("autodiff")]
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_autodiff_gradients(backend, dtype, name):
+def test_autodiff_gradients(backend, dtype, name, call):
     case = CASES[name]
-    try:
-        result = backend.autodiff_gradients(*case.native(backend, dtype))
-    except NotImplementedError as reason:
-        pytest.skip(f"{backend.name} has no autodiff: {reason}")
-    assert_matches_reference(result, Call(backend, "autodiff_gradients", case, dtype))
+    result = backend.autodiff_gradients(*case.native(backend, dtype))
+    assert_matches_reference(result, call("autodiff_gradients", case, dtype))

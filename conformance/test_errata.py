@@ -5,10 +5,12 @@ and the backend right on that input."""
 import numpy as np
 import pytest
 
-from conformance.assertions import Call, assert_matches_reference
-from conformance.cases import CASES
-from conformance.oracle import expected
-from spec import reference, tolerance
+from rnnspec.conformance.assertions import assert_matches_reference
+from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.oracle import expected
+from rnnspec.spec import reference, tolerance
+
+pytestmark = pytest.mark.rnnspec_group("errata")
 
 
 def _step_setup(name: str, t: int):
@@ -53,7 +55,7 @@ def _commuted(p, D, e, k, t):  # the seed's row form g W^(t−k) ∏ D_i, as col
     return D[k] @ product @ np.linalg.matrix_power(p.W.T, t - k) @ p.V.T @ e
 
 
-def test_e1_soft_target_factor(backend, dtype):
+def test_e1_soft_target_factor(backend, dtype, call):
     """E1: p − y is (Σy) p − y only when Σ_k y_k = 1; soft targets with Σy = 0.6, 2.5, 0 expose it."""
     for t in range(1, CASES["soft"].T + 1):
         seed_dc = sum(p_minus_y for *_, p_minus_y in _step_setup("soft", t)[3])
@@ -63,12 +65,12 @@ def test_e1_soft_target_factor(backend, dtype):
         assert not _rejected(seed_dc, "basic", t, "c")
     case = CASES["soft"]
     assert_matches_reference(
-        backend.gradients(*case.native(backend, dtype)), Call(backend, "gradients", case, dtype)
+        backend.gradients(*case.native(backend, dtype)), call("gradients", case, dtype)
     )
 
 
 @pytest.mark.parametrize("name", ["basic", "soft", "B1"])
-def test_e2_ordered_product(backend, dtype, name):
+def test_e2_ordered_product(backend, dtype, name, call):
     """E2: W^(t−k) ∏ diag(1 − h²) commutes matrices that do not commute."""
     case = CASES[name]
     for t in range(2, case.T + 1):
@@ -86,11 +88,11 @@ def test_e2_ordered_product(backend, dtype, name):
     for t in range(1, case.T + 1):
         assert_matches_reference(
             backend.step_gradients(*native[:3], t, h0=native.h0),
-            Call(backend, "step_gradients", case, dtype, t),
+            call("step_gradients", case, dtype, t),
         )
 
 
-def test_e3_transposes(backend, dtype):
+def test_e3_transposes(backend, dtype, call):
     """E3: row-vector notation loses δ x(k)ᵀ, δ h(k−1)ᵀ and the Wᵀ of the recursion."""
     name, t = "basic", CASES["basic"].T
     case, params, x, seqs = _step_setup(name, t)
@@ -114,7 +116,7 @@ def test_e3_transposes(backend, dtype):
 
     assert _rejected(_bias_gradient(name, t, untransposed), name, t, "b")
     assert_matches_reference(
-        backend.gradients(*case.native(backend, dtype)), Call(backend, "gradients", case, dtype)
+        backend.gradients(*case.native(backend, dtype)), call("gradients", case, dtype)
     )
 
 
@@ -132,7 +134,7 @@ def test_e4_index_typo():
         assert _rejected(_bias_gradient(name, t, typo), name, t, "b"), t
 
 
-def test_e5_total_loss(backend, dtype):
+def test_e5_total_loss(backend, dtype, call):
     """E5: the seed derives ∇L(t); training needs ∇L = Σ_t ∇L(t), which ∇L(T) alone is not."""
     case = CASES["basic"]
     want = expected(case, "gradients")
@@ -141,11 +143,11 @@ def test_e5_total_loss(backend, dtype):
         i = want.names.index(f"Grads.{field}")
         assert tolerance.ratio(value, want.values[i], "float64", case.T, want.kappas[i]) > 1
     assert_matches_reference(
-        backend.gradients(*case.native(backend, dtype)), Call(backend, "gradients", case, dtype)
+        backend.gradients(*case.native(backend, dtype)), call("gradients", case, dtype)
     )
 
 
-def test_e6_initial_state_and_input_gradients(backend, dtype):
+def test_e6_initial_state_and_input_gradients(backend, dtype, call):
     """E6: ∇_{h(0)} L and ∇_{x(t)} L are missing from the seed; leaving them out (zero) fails."""
     case = CASES["basic"]
     want = expected(case, "gradients")
@@ -154,7 +156,7 @@ def test_e6_initial_state_and_input_gradients(backend, dtype):
         missing = np.zeros_like(want.values[i])
         assert tolerance.ratio(missing, want.values[i], "float64", case.T, want.kappas[i]) > 1
     assert_matches_reference(
-        backend.gradients(*case.native(backend, dtype)), Call(backend, "gradients", case, dtype)
+        backend.gradients(*case.native(backend, dtype)), call("gradients", case, dtype)
     )
 
 

@@ -2,12 +2,14 @@
 
 import pytest
 
-from conformance.assertions import Call, assert_matches_reference
-from conformance.cases import CASES
+from rnnspec.conformance.assertions import assert_matches_reference
+from rnnspec.conformance.cases import CASES
+
+pytestmark = pytest.mark.rnnspec_group("form B (BPTT)")
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_gradients(backend, dtype, name):
+def test_gradients(backend, dtype, name, call):
     case = CASES[name]
     result = backend.gradients(*case.native(backend, dtype))
-    assert_matches_reference(result, Call(backend, "gradients", case, dtype))
+    assert_matches_reference(result, call("gradients", case, dtype))

@@ -2,20 +2,22 @@
 
 import pytest
 
-from conformance.assertions import Call, assert_matches_reference
-from conformance.cases import CASES
+from rnnspec.conformance.assertions import assert_matches_reference
+from rnnspec.conformance.cases import CASES
+
+pytestmark = pytest.mark.rnnspec_group("forward & loss")
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_forward(backend, dtype, name):
+def test_forward(backend, dtype, name, call):
     case = CASES[name]
     params, x, _, h0 = case.native(backend, dtype)
     result = backend.forward(params, x, h0=h0)
-    assert_matches_reference(result, Call(backend, "forward", case, dtype))
+    assert_matches_reference(result, call("forward", case, dtype))
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_loss(backend, dtype, name):
+def test_loss(backend, dtype, name, call):
     case = CASES[name]
     result = backend.loss(*case.native(backend, dtype))
-    assert_matches_reference(result, Call(backend, "loss", case, dtype))
+    assert_matches_reference(result, call("loss", case, dtype))

@@ -3,10 +3,13 @@ compared on the very same numbers, whatever environment it runs in."""
 
 import pytest
 
-from conformance import golden
-from conformance.assertions import Call, assert_close, assert_finite, flatten
-from conformance.cases import CASES
-from spec import Params
+from rnnspec.conformance import golden
+from rnnspec.conformance.assertions import assert_close, assert_finite
+from rnnspec.conformance.calls import flatten, invoke
+from rnnspec.conformance.cases import CASES
+from rnnspec.spec import Params
+
+pytestmark = pytest.mark.rnnspec_group("golden vectors")
 
 
 def _native_inputs(backend, data, dtype):
@@ -18,27 +21,21 @@ def _native_inputs(backend, data, dtype):
 
 
 @pytest.mark.parametrize("name", golden.GOLDEN_CASES)
-def test_golden_vectors(backend, dtype, name):
+def test_golden_vectors(backend, dtype, name, call):
     data, case = golden.load(name), CASES[name]
     params, x, y, h0 = _native_inputs(backend, data, dtype)
-    calls = [
-        ("forward", None, lambda: backend.forward(params, x, h0=h0)),
-        ("loss", None, lambda: backend.loss(params, x, y, h0=h0)),
-        ("gradients", None, lambda: backend.gradients(params, x, y, h0=h0)),
-    ] + [
-        ("step_gradients", t, lambda t=t: backend.step_gradients(params, x, y, t, h0=h0))
-        for t in range(1, case.T + 1)
-    ]
-    for method, t, run in calls:
-        call = Call(backend, method, case, dtype, t)
+    calls = [(method, None) for method in golden.METHODS]
+    calls += [("step_gradients", t) for t in range(1, case.T + 1)]
+    for method, t in calls:
+        check = call(method, case, dtype, t)
         key = method if t is None else f"{method}.{t}"
         names = [str(n) for n in data[f"{key}.names"]]
-        results = flatten(method, run())
+        results = flatten(method, invoke(backend, method, params, x, y, h0, t))
         assert len(results) == len(names), f"{key}: {len(results)} results, golden has {names}"
         for got, tensor in zip(results, names):
             want, kappa = data[f"{key}.{tensor}"], float(data[f"{key}.{tensor}.kappa"])
             if not case.finite_only(dtype, tensor):
-                oracle = f"conformance.golden.load({name!r})[{key + '.' + tensor!r}]"
-                assert_close(got, want, call, tensor, oracle, kappa=kappa)
+                oracle = f"rnnspec.conformance.golden.load({name!r})[{key + '.' + tensor!r}]"
+                assert_close(got, want, check, tensor, oracle, kappa=kappa)
             else:
-                assert_finite(got, call, tensor)
+                assert_finite(got, check, tensor)

@@ -1,21 +1,31 @@
-"""SPEC.md §8: the backend is a spec.Backend of this protocol version, and says what it is."""
+"""SPEC.md §8: the backend is a Backend of this protocol version, says what it is, and declares
+what it can do."""
 
 import numpy as np
+import pytest
 
-from spec import PROTOCOL_VERSION, Backend
+from rnnspec.spec import AutodiffBackend, Backend, protocol_problems
+
+pytestmark = pytest.mark.rnnspec_group("protocol")
 
 
 def test_is_a_backend_of_this_protocol_version(backend):
-    assert isinstance(backend, Backend), f"{backend!r} lacks part of the spec.Backend protocol"
-    assert backend.protocol_version == PROTOCOL_VERSION, (
-        f"{backend.name} implements protocol {backend.protocol_version!r}; "
-        f"this suite certifies protocol {PROTOCOL_VERSION!r}"
-    )
+    problems = protocol_problems(backend)
+    assert not problems, f"{backend!r}: " + "; ".join(problems)
+    assert isinstance(backend, Backend)
     for attribute in ("name", "device", "framework_version"):
         value = getattr(backend, attribute)
         assert isinstance(value, str) and value, (
             f"{attribute} must be a non-empty string: {value!r}"
         )
+
+
+def test_declared_autodiff_is_there(backend):
+    """capabilities.autodiff is what the suite trusts to skip or run the autodiff checks."""
+    assert backend.capabilities.autodiff == isinstance(backend, AutodiffBackend), (
+        f"{backend!r}: capabilities.autodiff = {backend.capabilities.autodiff}, but "
+        f"autodiff_gradients is {'present' if hasattr(backend, 'autodiff_gradients') else 'absent'}"
+    )
 
 
 def test_asarray_and_to_numpy_copy_both_ways(backend, dtype):

@@ -4,8 +4,10 @@ of its own loss (SPEC.md §1–§3), and its form A against its form B (§4). Ba
 import numpy as np
 import pytest
 
-from conformance.cases import CASES
-from spec import Params, reference, tolerance
+from rnnspec.conformance.cases import CASES
+from rnnspec.spec import Params, reference, tolerance
+
+pytestmark = pytest.mark.rnnspec_group("reference (FD)")
 
 # Not "chaotic": there the third derivative, and with it the finite-difference truncation error,
 # grows like the Jacobian products themselves; not "long": 2·10⁴ reference runs per entry sweep.

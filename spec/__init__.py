@@ -1,24 +1,35 @@
 """rnnspec's backend-neutral specification: data types, the Backend protocol, validation, tolerances.
 
-SPEC.md beside this file states the model and its gradients; ``spec.reference`` implements them in
-float64 for checking. Importing this package imports NumPy and nothing heavier.
+SPEC.md beside this file states the model and its gradients; ``rnnspec.spec.reference`` implements
+them in float64 for checking. A backend that lives outside rnnspec imports this package alone.
+Importing it imports NumPy and nothing heavier.
 """
 
-from spec.errors import SpecError
-from spec.protocol import PROTOCOL_VERSION, Backend
-from spec.types import Array, Forward, Grads, Params
-from spec.validation import Dims, dtype_name, shape_of, validate
+from rnnspec.spec.errors import BackendError, SpecError
+from rnnspec.spec.protocol import (
+    PROTOCOL_VERSION,
+    AutodiffBackend,
+    Backend,
+    Capabilities,
+    protocol_problems,
+)
+from rnnspec.spec.types import Array, Forward, Grads, Params
+from rnnspec.spec.validation import Dims, dtype_name, shape_of, validate
 
 __all__ = [
     "PROTOCOL_VERSION",
     "Array",
+    "AutodiffBackend",
     "Backend",
+    "BackendError",
+    "Capabilities",
     "Dims",
     "Forward",
     "Grads",
     "Params",
     "SpecError",
     "dtype_name",
+    "protocol_problems",
     "shape_of",
     "validate",
 ]

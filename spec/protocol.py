@@ -1,29 +1,58 @@
-"""The contract between a backend and the conformance suite."""
+"""The contract between a backend and the conformance suite (SPEC.md §8)."""
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from spec.types import Array, Forward, Grads, Params
+from rnnspec.spec.types import Array, Forward, Grads, Params
 
 #: Version of the Backend protocol; a conformance report names the protocol and suite versions passed.
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "2.0"
+
+#: What each earlier protocol version lacks, for the message a backend of that version gets.
+UPGRADES = {
+    "1.0": (
+        "protocol 2.0 adds a `capabilities` attribute, e.g. "
+        "`capabilities = rnnspec.spec.Capabilities(autodiff=False, devices=('cpu',))`, "
+        "and needs `autodiff_gradients` only where `capabilities.autodiff` is true (declare "
+        "autodiff=False instead of raising NotImplementedError); BackendError now comes from "
+        "rnnspec.spec; then set `protocol_version = rnnspec.spec.PROTOCOL_VERSION`"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, declared up front so that the suite knows what to check and what is
+    not applicable, rather than finding out by calling it."""
+
+    #: whether ``autodiff_gradients`` runs the framework's automatic differentiation
+    autodiff: bool
+    #: the device kinds it can be loaded on, lowercase, e.g. ("cpu",) or ("cpu", "cuda")
+    devices: tuple[str, ...] = ("cpu",)
+    #: the dtypes it computes in
+    dtypes: tuple[str, ...] = ("float32", "float64")
 
 
 @runtime_checkable
 class Backend(Protocol):
     """What a backend provides. Arrays in and out are the framework's own, on ``device``.
 
-    Every method validates its input with :func:`spec.validation.validate` (raising
-    :class:`spec.SpecError`) and never modifies its arguments. ``y`` holds integer class indices of
-    shape (T, B) or non-negative soft targets of shape (T, B, K) in the dtype of ``x``. ``h0=None``
-    means h(0) = 0. Losses are scalars: the sum over time steps and batch.
+    Every method validates its input with :func:`rnnspec.spec.validate` (raising
+    :class:`rnnspec.spec.SpecError`) and never modifies its arguments. ``y`` holds integer class
+    indices of shape (T, B) or non-negative soft targets of shape (T, B, K) in the dtype of ``x``.
+    ``h0=None`` means h(0) = 0. Losses are scalars: the sum over time steps and batch.
+
+    A backend whose ``capabilities.autodiff`` is true also has ``autodiff_gradients``
+    (:class:`AutodiffBackend`).
     """
 
-    name: str  # the name backends.load knows it by, e.g. "numpy"
-    device: str  # where its arrays live, e.g. "cpu", "cuda:0"
-    framework_version: str  # e.g. numpy.__version__
+    name: str  # the name rnnspec.backends.load knows it by, e.g. "numpy"
+    device: str  # where its arrays live, e.g. "cpu", "cuda:0"; its kind is in capabilities.devices
+    framework_version: str  # e.g. "numpy 2.4.0"
     protocol_version: str  # the PROTOCOL_VERSION it implements
+    capabilities: Capabilities
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> Array:
         """A native array on ``device`` holding a copy of a NumPy array, optionally cast to ``dtype``."""
@@ -62,8 +91,55 @@ class Backend(Protocol):
         break the tolerance policy; return what was done, for the suite's report header."""
         ...
 
+
+@runtime_checkable
+class AutodiffBackend(Backend, Protocol):
+    """A backend that declares ``capabilities.autodiff``."""
+
     def autodiff_gradients(
         self, params: Params, x: Array, y: Array, h0: Array | None = None
     ) -> tuple[Array, Grads]:
-        """(L, ∇L) by the framework's automatic differentiation; NotImplementedError where it has none."""
+        """(L, ∇L) by the framework's automatic differentiation, on the same forward pass."""
         ...
+
+
+def protocol_problems(backend: Any) -> list[str]:
+    """What keeps ``backend`` from being a Backend of this protocol version, in words (empty if
+    nothing does). The loader refuses such a backend with these; the suite checks them first."""
+    version = getattr(backend, "protocol_version", None)
+    if version != PROTOCOL_VERSION:
+        upgrade = UPGRADES.get(str(version), "see SPEC.md §8 for the members of the protocol")
+        return [
+            f"declares protocol_version {version!r}; this rnnspec implements protocol "
+            f"{PROTOCOL_VERSION!r}: {upgrade}"
+        ]
+    missing = [m for m in _members(Backend) if not hasattr(backend, m)]
+    if missing:
+        return [f"lacks {', '.join(missing)} of the rnnspec.spec.Backend protocol"]
+    problems = []
+    capabilities = backend.capabilities
+    if not isinstance(capabilities, Capabilities):
+        return [
+            f"capabilities: expected rnnspec.spec.Capabilities, got {type(capabilities).__name__}"
+        ]
+    if capabilities.autodiff and not callable(getattr(backend, "autodiff_gradients", None)):
+        problems.append("declares capabilities.autodiff but has no autodiff_gradients method")
+    kind = str(backend.device).partition(":")[0].lower()
+    if kind not in capabilities.devices:
+        problems.append(
+            f"device {backend.device!r} is not of a kind in capabilities.devices "
+            f"{capabilities.devices}"
+        )
+    unknown = set(capabilities.dtypes) - {"float32", "float64"}
+    if unknown or not capabilities.dtypes:
+        problems.append(
+            f"capabilities.dtypes: expected a non-empty subset of ('float32', 'float64'), "
+            f"got {capabilities.dtypes}"
+        )
+    return problems
+
+
+def _members(protocol: type) -> list[str]:
+    names = set(getattr(protocol, "__annotations__", {}))
+    names |= {n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")}
+    return sorted(names)

@@ -8,8 +8,8 @@ backends but the validation, so the two check each other.
 
 import numpy as np
 
-from spec.types import Forward, Grads, Params
-from spec.validation import validate
+from rnnspec.spec.types import Forward, Grads, Params
+from rnnspec.spec.validation import validate
 
 
 def _float64(params, x, h0):

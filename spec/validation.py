@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from spec.errors import SpecError
-from spec.types import Params
+from rnnspec.spec.errors import SpecError
+from rnnspec.spec.types import Params
 
 FLOAT_DTYPES = ("float32", "float64")
 

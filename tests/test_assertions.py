@@ -4,10 +4,15 @@ names the call, the tensor, the case and the numbers, and print a snippet that r
 import numpy as np
 import pytest
 
-import backends
-from conformance.assertions import Call, assert_close, assert_finite, assert_matches_reference
-from conformance.cases import CASES
-from spec import reference
+from rnnspec import backends
+from rnnspec.conformance.assertions import (
+    Call,
+    assert_close,
+    assert_finite,
+    assert_matches_reference,
+)
+from rnnspec.conformance.cases import CASES
+from rnnspec.spec import reference
 
 
 @pytest.fixture
@@ -63,7 +68,7 @@ def test_ill_conditioned_float32_is_held_to_finiteness(numpy_backend):
 
 
 def test_reference_is_what_the_oracle_serves():
-    from conformance.oracle import expected
+    from rnnspec.conformance.oracle import expected
 
     case = CASES["basic"]
     want = expected(case, "gradients")

@@ -4,8 +4,8 @@ import json
 
 from click.testing import CliRunner
 
-from conformance import SUITE_VERSION
-from conformance.cli import main
+from rnnspec.cli import main
+from rnnspec.conformance import SUITE_VERSION
 
 
 def test_conform_certifies_numpy(tmp_path):

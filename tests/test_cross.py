@@ -5,8 +5,8 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-import backends
-from conformance import cross
+from rnnspec import backends
+from rnnspec.conformance import cross
 from tests import wrong_backends
 
 

@@ -5,8 +5,8 @@ import importlib.util
 
 import pytest
 
-import backends
-from backends import BackendError
+from rnnspec import backends
+from rnnspec.spec import BackendError
 
 GPU_NAMES = {"torch": "cuda", "jax": "gpu", "tensorflow": "GPU:0"}
 NONSENSE = {"numpy": "tpu", "torch": "nonsense", "jax": "nonsense", "tensorflow": "nonsense"}

@@ -11,7 +11,7 @@ pytest.importorskip("jax")
 
 SCRIPT = """
 import numpy as np, jax, backends
-from spec import SpecError
+from rnnspec.spec import SpecError
 backend = backends.load("jax")
 assert not jax.config.jax_enable_x64, "loading the backend changed jax_enable_x64"
 backend.asarray(np.ones(3, np.float32))

@@ -6,14 +6,14 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-import backends
-from backends import BackendError
-from backends.numpy import NumpyBackend
+from rnnspec import backends
+from rnnspec.backends.numpy import NumpyBackend
+from rnnspec.spec import BackendError, Capabilities
 
 
 def test_builtin_and_module_factory_names():
     assert isinstance(backends.load("numpy"), NumpyBackend)
-    assert isinstance(backends.load("backends.numpy:NumpyBackend"), NumpyBackend)
+    assert isinstance(backends.load("rnnspec.backends.numpy:NumpyBackend"), NumpyBackend)
     assert "numpy" in backends.available()
 
 
@@ -37,19 +37,52 @@ def test_missing_framework_names_the_pip_extra(monkeypatch):
 def test_bad_module_factory_names():
     with pytest.raises(BackendError, match="cannot import 'no_such_module'"):
         backends.load("no_such_module:make")
-    with pytest.raises(BackendError, match=r"'backends\.numpy' has no 'nothing'"):
-        backends.load("backends.numpy:nothing")
-    with pytest.raises(BackendError, match=r"did not return a spec\.Backend"):
+    with pytest.raises(BackendError, match=r"'rnnspec\.backends\.numpy' has no 'nothing'"):
+        backends.load("rnnspec.backends.numpy:nothing")
+    with pytest.raises(BackendError, match=r"declares protocol_version None"):
         backends.load("builtins:dict")
 
 
 def test_entry_point_backends_are_discovered(monkeypatch):
-    point = EntryPoint("third_party", "backends.numpy:NumpyBackend", backends.ENTRY_POINT_GROUP)
+    point = EntryPoint(
+        "third_party", "rnnspec.backends.numpy:NumpyBackend", backends.ENTRY_POINT_GROUP
+    )
     monkeypatch.setattr(backends, "entry_points", lambda group: [point])
     assert "third_party" in backends.available()
     assert isinstance(backends.load("third_party"), NumpyBackend)
 
 
 def test_a_missing_device_is_an_error_not_a_fallback():
-    with pytest.raises(BackendError, match="'cpu' only, got device='cuda'"):
+    with pytest.raises(BackendError, match="runs on 'cpu'; got device='cuda'"):
         backends.load("numpy", device="cuda")
+    with pytest.raises(BackendError, match=r"cannot run on device='cpu:1': 1 cpu device\(s\)"):
+        backends.load("numpy", device="cpu:1")
+
+
+class _ProtocolOneBackend(NumpyBackend):
+    """A backend written for protocol 1.0: no capabilities, NotImplementedError for autodiff."""
+
+    protocol_version = "1.0"
+
+
+def test_an_old_protocol_backend_is_told_what_to_add():
+    with pytest.raises(BackendError) as refused:
+        backends.load(f"{__name__}:_ProtocolOneBackend")
+    message = str(refused.value)
+    needles = ("declares protocol_version '1.0'", "protocol '2.0'", "Capabilities(autodiff=")
+    for needle in needles:
+        assert needle in message, message
+
+
+class _Undeclared(NumpyBackend):
+    """Declares autodiff it does not have, and a device kind it is not on."""
+
+    capabilities = Capabilities(autodiff=True, devices=("gpu",))
+
+
+def test_a_false_declaration_is_refused():
+    with pytest.raises(BackendError) as refused:
+        backends.load(f"{__name__}:_Undeclared")
+    message = str(refused.value)
+    assert "declares capabilities.autodiff but has no autodiff_gradients" in message, message
+    assert "device 'cpu' is not of a kind in capabilities.devices ('gpu',)" in message, message

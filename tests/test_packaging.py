@@ -6,8 +6,8 @@ import sys
 
 import numpy as np
 
-from conformance import golden
-from spec import tolerance
+from rnnspec.conformance import golden
+from rnnspec.spec import tolerance
 
 FRAMEWORKS = ("torch", "jax", "tensorflow", "cupy")
 

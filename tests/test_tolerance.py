@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from spec import tolerance
+from rnnspec.spec import tolerance
 
 
 def test_relative_error_edge_values():

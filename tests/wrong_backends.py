@@ -6,8 +6,8 @@ switch flipped, so that exactly one formula is wrong."""
 
 import numpy as np
 
-from backends.numpy import NumpyBackend, _hidden_states, _log_softmax_outputs
-from spec import Grads
+from rnnspec.backends.numpy import NumpyBackend, _hidden_states, _log_softmax_outputs
+from rnnspec.spec import Grads
 
 
 class _WrongBackend(NumpyBackend):

@@ -10,9 +10,9 @@ from typing import Any
 import array_api_strict as xp
 import numpy as np
 
-from backends import BackendError
-from spec import PROTOCOL_VERSION, Dims, Forward, Grads, Params, validate
-from spec.types import Array
+from rnnspec.backends import BackendError
+from rnnspec.spec import PROTOCOL_VERSION, Dims, Forward, Grads, Params, validate
+from rnnspec.spec.types import Array
 
 
 def _rows(a: Array) -> Array:

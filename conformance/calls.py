@@ -1,0 +1,60 @@
+"""The backend methods the suite calls, written once: each method's arguments, the tensors of its
+result with how to pick each out, and their shapes. Every check calls a backend through
+:func:`invoke`, and every reproduction snippet prints the call with :func:`source`."""
+
+from typing import Any
+
+from rnnspec.spec import Grads
+
+METHODS = ("forward", "loss", "gradients", "step_gradients", "autodiff_gradients")
+
+#: method -> its positional arguments; h0 is always passed by keyword
+ARGUMENTS = {
+    "forward": ("params", "x"),
+    "loss": ("params", "x", "y"),
+    "gradients": ("params", "x", "y"),
+    "step_gradients": ("params", "x", "y", "t"),
+    "autodiff_gradients": ("params", "x", "y"),
+}
+
+_GRADIENT_TENSORS = (("L", "[0]"), *((f"Grads.{f}", f"[1].{f}") for f in Grads._fields))
+
+#: method -> (tensor name, expression picking it out of the call's result), in result order
+TENSORS = {
+    "forward": (("Forward.h", ".h"), ("Forward.o", ".o"), ("Forward.yhat", ".yhat")),
+    "loss": (("L", ""),),
+    "gradients": _GRADIENT_TENSORS,
+    "step_gradients": _GRADIENT_TENSORS,
+    "autodiff_gradients": _GRADIENT_TENSORS,
+}
+
+
+def invoke(backend, method: str, params, x, y=None, h0=None, t: int | None = None) -> Any:
+    """``backend.<method>`` with the arguments it takes among these."""
+    given = {"params": params, "x": x, "y": y, "t": t}
+    return getattr(backend, method)(*(given[a] for a in ARGUMENTS[method]), h0=h0)
+
+
+def source(method: str, t: int | None = None) -> str:
+    """The call as code, for a reproduction snippet: 'backend.step_gradients(params, x, y, 3, h0=h0)'."""
+    args = ", ".join(str(t) if a == "t" else a for a in ARGUMENTS[method])
+    return f"backend.{method}({args}, h0=h0)"
+
+
+def flatten(method: str, result) -> list:
+    """A call's result as the flat list of tensors that TENSORS[method] names."""
+    if method == "forward":
+        return list(result)
+    if method == "loss":
+        return [result]
+    loss, grads = result
+    return [loss, *grads]
+
+
+def shapes(method: str, T: int, B: int, D: int, H: int, K: int) -> list[tuple[int, ...]]:
+    """The shape of every tensor of a call's result (SPEC.md §8)."""
+    if method == "forward":
+        return [(T, B, H), (T, B, K), (T, B, K)]
+    if method == "loss":
+        return [()]
+    return [(), (H, D), (H, H), (H,), (K, H), (K,), (B, H), (T, B, D)]

@@ -1,0 +1,15 @@
+"""rnnspec: the vanilla RNN's backpropagation-through-time gradients, specified and certified.
+
+- ``rnnspec.spec``: SPEC.md, the records, the ``Backend`` protocol, validation, the tolerance policy
+  and the float64 reference. A third-party backend needs nothing else.
+- ``rnnspec.backends``: ``load(name, device)`` and the built-in NumPy, PyTorch, JAX and TensorFlow
+  backends.
+- ``rnnspec.conformance``: the conformance suite, a pytest plugin
+  (``pytest --pyargs rnnspec.conformance --backend NAME``).
+- ``rnnspec.bench``: the benchmark behind ``rnnspec bench``.
+
+Importing any of them imports NumPy and nothing heavier; a framework is imported when its backend
+is loaded.
+"""
+
+__version__ = "0.2.0"
