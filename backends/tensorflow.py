@@ -115,7 +115,9 @@ class TensorflowBackend(ClosedFormAutodiffBackend):
     def __init__(self, device: str | None = None):
         kind, index = parse_device(self.name, device, {"cpu": "cpu", "gpu": "gpu"})
         self.device = f"{kind.upper()}:{index or 0}"
-        visible = [d.name.removeprefix("/device:") for d in tf.config.list_logical_devices(kind.upper())]
+        visible = [
+            d.name.removeprefix("/device:") for d in tf.config.list_logical_devices(kind.upper())
+        ]
         if self.device not in visible:
             raise missing_device(self.name, device, kind, visible)
 
