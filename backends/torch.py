@@ -70,15 +70,16 @@ class TorchBackend(ClosedFormAutodiffBackend):
 
     def __init__(self, device: str | None = None):
         kind, index = parse_device(self.name, device, {"cpu": "cpu", "cuda": "cuda"})
+        self._device = torch.device("cpu")
         if kind == "cuda":
             count = torch.cuda.device_count() if torch.cuda.is_available() else 0
             index = (torch.cuda.current_device() if count else 0) if index is None else index
             if index >= count:
                 visible = [f"cuda:{i}" for i in range(count)]
                 raise missing_device(self.name, device, "cuda", visible)
+            self._device = torch.device("cuda", index)
         elif index not in (None, 0):
             raise missing_device(self.name, device, "cpu", ["cpu"])
-        self._device = torch.device(kind, index) if kind == "cuda" else torch.device("cpu")
         self.device = str(self._device)
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> torch.Tensor:

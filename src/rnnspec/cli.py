@@ -173,7 +173,9 @@ def conform(names, device, dtypes, json_path, show_failures, pytest_args):
     Extra arguments go to pytest, e.g. `rnnspec conform -- -k golden`.
     """
     names = list(names) or backends.available()
-    reports, failures, exit_code = [], [], 0
+    reports: list[dict] = []
+    failures: list[tuple[str, dict]] = []
+    exit_code = 0
     dumps: dict[str, dict] = defaultdict(dict)
     with tempfile.TemporaryDirectory() as tmp:
         for spec_ in names:
@@ -275,7 +277,7 @@ def calibrate(name, device, count, seed):
     for column in ("dtype", "worst ratio", "MARGIN", "case", "call", "tensor", "κ"):
         table.add_column(column)
     for dtype in backend.capabilities.dtypes:
-        worst = (0.0, None)
+        worst: tuple[float, tuple[str, ...] | None] = (0.0, None)
         for _ in range(count):
             case, t = random_case(
                 integer=lambda lo, hi: int(rng.integers(lo, hi + 1)),
@@ -284,7 +286,6 @@ def calibrate(name, device, count, seed):
             )
             T = case.T
             native = case.native(backend, dtype)
-            t = int(rng.integers(1, T + 1))
             for method, result in (
                 ("gradients", backend.gradients(*native)),
                 ("step_gradients", backend.step_gradients(*native[:3], t, h0=native.h0)),
