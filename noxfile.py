@@ -69,10 +69,25 @@ def cross(session):
 @nox.session
 def examples(session):
     """The worked third-party backend in examples/array-api-backend, installed as a user installs it
-    (not editable, from its folder) and certified through its entry point by `rnnspec conform`."""
-    session.install(*CPU, "-e", ".")
+    (rnnspec and the example from their folders, not editable) and certified from an empty
+    directory: by plain pytest through the plugin, and by `rnnspec conform` through its entry point.
+    The example must import nothing of rnnspec but rnnspec.spec."""
+    session.install(*CPU, ".")
     session.install(*CPU, "./examples/array-api-backend")
-    report = Path(session.create_tmp()) / "report.json"
+    empty = Path(session.create_tmp()) / "empty"
+    empty.mkdir(exist_ok=True)
+    session.chdir(empty)
+    session.run(
+        "python", "-c",
+        "import sys, rnnspec_array_api; "
+        "used = sorted(m for m in sys.modules if m.startswith('rnnspec.')); "
+        "assert used == ['rnnspec.spec'] + [m for m in used if m.startswith('rnnspec.spec.')], used",
+    )  # fmt: skip
+    session.run(
+        "pytest", "--pyargs", "rnnspec.conformance", "--backend", "rnnspec_array_api:ArrayApiBackend",
+        "-q", "-p", "no:cacheprovider",
+    )  # fmt: skip
+    report = empty / "report.json"
     session.run("rnnspec", "conform", "--backend", "array_api_strict", "--json", str(report))
     certificate = json.loads(report.read_text())  # the exit code said pass; this says what passed
     (backend,) = certificate["backends"]

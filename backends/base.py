@@ -44,6 +44,14 @@ class Ops(NamedTuple):
     reshape_like: Callable[[Array, Array], Array]  # (a, like) -> a in the shape of like
 
 
+#: Ops for arrays with NumPy's methods (.T, .sum, .reshape): NumPy, PyTorch and JAX arrays alike
+ARRAY_METHOD_OPS = Ops(
+    t_matmul=lambda a, b: a.T @ b,
+    sum_rows=lambda a: a.sum(0),
+    reshape_like=lambda a, like: a.reshape(like.shape),
+)
+
+
 def grads_from_deltas(ops: Ops, p: Params, x, h0, B, rows: tuple) -> Grads:
     """SPEC.md (3.3)–(3.5) from δ(t) and e(t), with every step of every sequence as one row:
     ``rows`` = (x, h, e, δ), each (T·B, ·), rows 0..B−1 being t = 1. One matrix product over all
@@ -87,8 +95,31 @@ class ClosedFormBackend(ABC):
     framework_version: str
     protocol_version = PROTOCOL_VERSION
     capabilities: Capabilities
+    #: the device names accepted (lowercase; any case is accepted) -> the kind each one means
+    device_names: dict[str, str] = {"cpu": "cpu"}
+
+    def __init__(self, device: str | None = None):
+        """Open ``device`` ("cpu" when None): a BackendError if it is not accepted or not there."""
+        kind, index = parse_device(self.name, device, self.device_names)
+        visible = self._visible_devices(kind)
+        index = self._default_index(kind) if index is None else index
+        if index >= len(visible):
+            raise missing_device(self.name, device, kind, visible)
+        self.device = self._open_device(kind, index)
 
     # --- supplied by each backend, in this order in every backend module ----------------------
+
+    def _visible_devices(self, kind: str) -> list[str]:
+        """The names of the devices of ``kind`` the framework sees, in index order."""
+        return ["cpu"] if kind == "cpu" else []
+
+    def _default_index(self, kind: str) -> int:
+        """The index a device name without one means."""
+        return 0
+
+    def _open_device(self, kind: str, index: int) -> str:
+        """Keep what the framework needs to put arrays on the device; return its name."""
+        return kind
 
     @abstractmethod
     def asarray(self, array: np.ndarray, dtype: Any = None) -> Array: ...

@@ -14,20 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from rnnspec.backends.base import (
-    ClosedFormAutodiffBackend,
-    Ops,
-    grads_from_deltas,
-    missing_device,
-    parse_device,
-)
+from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params, SpecError
-
-OPS = Ops(
-    t_matmul=lambda a, b: a.T @ b,
-    sum_rows=lambda a: a.sum(axis=0),
-    reshape_like=lambda a, like: a.reshape(like.shape),
-)
 
 
 def _hidden_states(p: Params, x, h0):
@@ -94,7 +82,7 @@ def _gradients(p: Params, x, y, h0):
 
     _, delta = lax.scan(step, jnp.zeros_like(h0), (output_grad, h), reverse=True)
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-    return loss, grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+    return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
 
 @jax.jit
@@ -107,21 +95,22 @@ def _autodiff_gradients(p: Params, x, y, h0):
 _one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
 
 
-class JaxBackend(ClosedFormAutodiffBackend):
+class JaxBackend(base.ClosedFormAutodiffBackend):
     name = "jax"
     framework_version = f"jax {jax.__version__}"
     capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
 
-    def __init__(self, device: str | None = None):
-        kind, index = parse_device(self.name, device, {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"})
+    device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
+
+    def _visible_devices(self, kind):
         try:
-            found = jax.devices(kind)
+            return [f"{d.platform}:{d.id}" for d in jax.devices(kind)]
         except RuntimeError:  # no backend for the platform at all
-            found = []
-        if (index or 0) >= len(found):
-            raise missing_device(self.name, device, kind, [f"{d.platform}:{d.id}" for d in found])
-        self._device = found[index or 0]
-        self.device = f"{self._device.platform}:{self._device.id}"
+            return []
+
+    def _open_device(self, kind, index):
+        self._device = jax.devices(kind)[index]
+        return f"{self._device.platform}:{self._device.id}"
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> jax.Array:
         array = np.array(array, dtype=dtype, copy=True)

@@ -5,20 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from rnnspec.backends.base import (
-    ClosedFormBackend,
-    Ops,
-    grads_from_deltas,
-    missing_device,
-    parse_device,
-)
+from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Params
-
-OPS = Ops(
-    t_matmul=lambda a, b: a.T @ b,
-    sum_rows=lambda a: a.sum(axis=0),
-    reshape_like=lambda a, like: a.reshape(like.shape),
-)
 
 
 def _hidden_states(p: Params, x, h0):
@@ -62,16 +50,10 @@ def _loss_and_output_errors(p: Params, h, y):
     return loss, e
 
 
-class NumpyBackend(ClosedFormBackend):
+class NumpyBackend(base.ClosedFormBackend):
     name = "numpy"
     framework_version = f"numpy {np.__version__}"
     capabilities = Capabilities(autodiff=False, devices=("cpu",))
-
-    def __init__(self, device: str | None = None):
-        _, index = parse_device(self.name, device, {"cpu": "cpu"})
-        if index not in (None, 0):
-            raise missing_device(self.name, device, "cpu", ["cpu"])
-        self.device = "cpu"
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:
         return np.array(array, dtype=dtype, copy=True)
@@ -111,4 +93,4 @@ class NumpyBackend(ClosedFormBackend):
                 delta[t] += np.matmul(delta[t + 1], p.W, out=scratch)
             delta[t] *= np.subtract(1, np.square(h[t], out=scratch), out=scratch)
         rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-        return loss, grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+        return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)

@@ -12,16 +12,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from rnnspec.backends.base import (
-    ClosedFormAutodiffBackend,
-    Ops,
-    grads_from_deltas,
-    missing_device,
-    parse_device,
-)
+from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params
 
-OPS = Ops(
+OPS = base.Ops(
     t_matmul=lambda a, b: tf.matmul(a, b, transpose_a=True),
     sum_rows=lambda a: tf.reduce_sum(a, axis=0),
     reshape_like=lambda a, like: tf.reshape(a, tf.shape(like)),
@@ -94,7 +88,7 @@ def _gradients(p, x, y, h0):
         e_rows,
         tf.reshape(delta, [T * B, -1]),
     )
-    return loss, grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+    return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
 
 @tf.function(reduce_retracing=True)
@@ -107,19 +101,19 @@ def _autodiff_gradients(p, x, y, h0):
     return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
 
-class TensorflowBackend(ClosedFormAutodiffBackend):
+class TensorflowBackend(base.ClosedFormAutodiffBackend):
     name = "tensorflow"
     framework_version = f"tensorflow {tf.__version__}"
     capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
 
-    def __init__(self, device: str | None = None):
-        kind, index = parse_device(self.name, device, {"cpu": "cpu", "gpu": "gpu"})
-        self.device = f"{kind.upper()}:{index or 0}"
-        visible = [
-            d.name.removeprefix("/device:") for d in tf.config.list_logical_devices(kind.upper())
-        ]
-        if self.device not in visible:
-            raise missing_device(self.name, device, kind, visible)
+    device_names = {"cpu": "cpu", "gpu": "gpu"}
+
+    def _visible_devices(self, kind):
+        found = tf.config.list_logical_devices(kind.upper())
+        return [d.name.removeprefix("/device:") for d in found]
+
+    def _open_device(self, kind, index):
+        return f"{kind.upper()}:{index}"
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> tf.Tensor:
         with tf.device(self.device):

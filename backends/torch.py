@@ -6,20 +6,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnspec.backends.base import (
-    ClosedFormAutodiffBackend,
-    Ops,
-    grads_from_deltas,
-    missing_device,
-    parse_device,
-)
+from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params
-
-OPS = Ops(
-    t_matmul=lambda a, b: a.T @ b,
-    sum_rows=lambda a: a.sum(dim=0),
-    reshape_like=lambda a, like: a.reshape(like.shape),
-)
 
 
 def _hidden_states(p: Params, x, h0):
@@ -63,24 +51,25 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else getattr(torch, np.dtype(dtype).name)
 
 
-class TorchBackend(ClosedFormAutodiffBackend):
+class TorchBackend(base.ClosedFormAutodiffBackend):
     name = "torch"
     framework_version = f"torch {torch.__version__}"
     capabilities = Capabilities(autodiff=True, devices=("cpu", "cuda"))
 
-    def __init__(self, device: str | None = None):
-        kind, index = parse_device(self.name, device, {"cpu": "cpu", "cuda": "cuda"})
-        self._device = torch.device("cpu")
-        if kind == "cuda":
-            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            index = (torch.cuda.current_device() if count else 0) if index is None else index
-            if index >= count:
-                visible = [f"cuda:{i}" for i in range(count)]
-                raise missing_device(self.name, device, "cuda", visible)
-            self._device = torch.device("cuda", index)
-        elif index not in (None, 0):
-            raise missing_device(self.name, device, "cpu", ["cpu"])
-        self.device = str(self._device)
+    device_names = {"cpu": "cpu", "cuda": "cuda"}
+
+    def _visible_devices(self, kind):
+        if kind == "cpu":
+            return ["cpu"]
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(count)]
+
+    def _default_index(self, kind):
+        return torch.cuda.current_device() if kind == "cuda" and torch.cuda.is_available() else 0
+
+    def _open_device(self, kind, index):
+        self._device = torch.device("cuda", index) if kind == "cuda" else torch.device("cpu")
+        return str(self._device)
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> torch.Tensor:
         dtype = None if dtype is None else _torch_dtype(dtype)
@@ -124,7 +113,7 @@ class TorchBackend(ClosedFormAutodiffBackend):
                 delta_t.addmm_(delta_next, p.W)
             delta_next = delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t))  # (2.2)
         rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-        return loss, grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+        return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
     def _autodiff_gradients(self, p, x, y, h0):
         inputs = [a.detach().requires_grad_() for a in (*p, h0, x)]  # the caller's stay untouched

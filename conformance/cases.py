@@ -114,11 +114,11 @@ def _cases(*cases: Case) -> dict[str, Case]:
 
 
 #: The named cases. Errata cases use a non-diagonal, non-symmetric W with H ≥ 2 and D ≠ H ≠ K.
+# fmt: off
 CASES = _cases(
     Case("basic", T=5, B=3, D=3, H=4, K=5),
-    Case(
-        "soft", T=6, B=3, D=3, H=4, K=5, seed=1, soft_targets=True, target_sums=(0.6, 2.5, 0.0, 1.0)
-    ),
+    Case("soft", T=6, B=3, D=3, H=4, K=5, seed=1, soft_targets=True,
+         target_sums=(0.6, 2.5, 0.0, 1.0)),
     Case("zero_h0", T=4, B=2, D=2, H=3, K=4, seed=2, h0=False),
     Case("T1", T=1, B=2, D=3, H=4, K=5, seed=3),
     Case("T2", T=2, B=2, D=3, H=4, K=5, seed=4, soft_targets=True, target_sums=(0.6, 2.5)),
@@ -126,32 +126,15 @@ CASES = _cases(
     Case("diagonal_W", T=6, B=2, D=3, H=4, K=5, seed=13, diagonal_W=True),
     Case("H1", T=6, B=2, D=3, H=1, K=4, seed=6),
     Case("K2", T=6, B=2, D=3, H=4, K=2, seed=7),
-    Case(
-        "batch16",
-        T=10,
-        B=16,
-        D=8,
-        H=16,
-        K=10,
-        seed=8,
-        soft_targets=True,
-        target_sums=(1.0, 0.6, 2.5),
-    ),
+    Case("batch16", T=10, B=16, D=8, H=16, K=10, seed=8, soft_targets=True,
+         target_sums=(1.0, 0.6, 2.5)),
     Case("long", T=1000, B=2, D=4, H=8, K=5, seed=9),
     Case("large_logits", T=8, B=3, D=3, H=4, K=5, seed=10, logit_offsets=2000.0),
-    Case(
-        "saturated",
-        T=8,
-        B=3,
-        D=3,
-        H=6,
-        K=5,
-        seed=11,
-        preactivation_range=(3.0, 20.0),
-        conditioning="saturated",
-    ),
+    Case("saturated", T=8, B=3, D=3, H=6, K=5, seed=11, preactivation_range=(3.0, 20.0),
+         conditioning="saturated"),
     Case("chaotic", T=12, B=2, D=3, H=8, K=5, seed=12, spectral_radius=3.0, conditioning="chaotic"),
 )
+# fmt: on
 
 #: Cases small enough for form A's O(T³) literal products in the reference.
 SHORT = [name for name, case in CASES.items() if case.T <= 20]

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The conformance suite on CUDA: torch and JAX, and TensorFlow where its GPU build is present.
-# Plain pytest with the project on PYTHONPATH: nothing is installed and no network is needed, only
-# the frameworks and pytest, hypothesis, click and rich. Full float32 precision is enforced (TF32
-# off); the table shows pass/FAIL and the worst error per check, then the cross-backend matrix.
+# Nothing is installed and no network is needed, only the frameworks and pytest, hypothesis, click
+# and rich: scripts/stage.py lays the rnnspec namespace out as links, and PYTHONPATH points there.
+# Full float32 precision is enforced (TF32 off); the table shows pass/FAIL and the worst error per
+# check, then the cross-backend matrix.
 # Usage: scripts/gpu-check.sh [JSON_REPORT]   (well under 5 minutes on one H100)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" TF_CPP_MIN_LOG_LEVEL=2
+staged=$(mktemp -d)
+python3 scripts/stage.py "$staged" >/dev/null
+export PYTHONPATH="$staged${PYTHONPATH:+:$PYTHONPATH}" TF_CPP_MIN_LOG_LEVEL=2
 report=${1:-${OUT:-/tmp}/rnnspec-gpu.json}
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
@@ -24,4 +27,4 @@ if [ ${#backends[@]} -eq 0 ]; then
     echo "gpu-check: no framework sees a GPU here" >&2
     exit 2
 fi
-timeout 290 python3 -m conformance.cli conform "${backends[@]}" --json "$report" --show-failures 3
+timeout 290 python3 -m rnnspec.cli conform "${backends[@]}" --json "$report" --show-failures 3

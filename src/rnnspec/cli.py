@@ -38,28 +38,20 @@ def main():
 main.add_command(bench)
 
 
-def _run_suite(name, device, dtypes, report_path, pytest_args):
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "--pyargs",
-        "rnnspec.conformance",
-        "-p",
-        "rnnspec.conformance.plugin",  # also where the plugin is not installed (gpu-check.sh)
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--backend",
-        name,
-        "--report-json",
-        str(report_path),
-        *pytest_args,
-    ]
+def suite_command(name: str, device=None, dtypes=(), pytest_args=()) -> list[str]:
+    """The pytest command line that runs the suite on one backend, in a process of its own."""
+    command = [sys.executable, "-m", "pytest", "--pyargs", "rnnspec.conformance"]
+    command += ["-p", "rnnspec.conformance.plugin"]  # also where it is not installed (gpu-check.sh)
+    command += ["-q", "-p", "no:cacheprovider", "--backend", name, *pytest_args]
     if device:
         command += ["--device", device]
     for dtype in dtypes:
         command += ["--dtype", dtype]
+    return command
+
+
+def _run_suite(name, device, dtypes, report_path, pytest_args):
+    command = suite_command(name, device, dtypes, ["--report-json", str(report_path), *pytest_args])
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     return done, time.perf_counter() - started
