@@ -7,8 +7,11 @@ callable that takes ``device`` and returns a Backend.
 
 import importlib
 import importlib.util
-from importlib.metadata import entry_points
+import json
+from importlib.metadata import distributions, entry_points
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from rnnspec.spec import Backend, BackendError, protocol_problems
 
@@ -37,6 +40,16 @@ def _import_factory(target: str) -> Any:
         raise BackendError(f"backend {target!r}: {module_name!r} has no {attribute!r}") from None
 
 
+def install_hint(extra: str) -> str:
+    """The command that installs an extra from where rnnspec came from: its folder when pip
+    installed it from one (PEP 610's direct_url.json records it), else a checkout's."""
+    for dist in distributions(name="rnnspec"):
+        url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
+        if url.startswith("file:"):
+            return f"pip install '{url2pathname(urlparse(url).path)}[{extra}]'"
+    return f"pip install '.[{extra}]' in a checkout of rnnspec"
+
+
 def _registered() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
@@ -47,8 +60,7 @@ def load(name: str, device: str | None = None) -> Backend:
         target, framework, extra = BUILTIN[name]
         if importlib.util.find_spec(framework) is None:
             raise BackendError(
-                f"backend {name!r} needs {framework}, which is not installed: "
-                f"pip install 'rnnspec[{extra}]'"
+                f"backend {name!r} needs {framework}, which is not installed: {install_hint(extra)}"
             )
         factory = _import_factory(target)
     elif name in (registered := _registered()):

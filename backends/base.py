@@ -131,6 +131,9 @@ class ClosedFormBackend(ABC):
     def is_native(self, array: Any) -> bool: ...
 
     @abstractmethod
+    def _all_finite(self, array: Array) -> bool: ...
+
+    @abstractmethod
     def _zeros_state(self, x: Array, H: int) -> Array: ...
 
     @abstractmethod
@@ -181,7 +184,10 @@ class ClosedFormBackend(ABC):
     # --- shared plumbing ------------------------------------------------------------------------
 
     def _validate(self, params, x, y, h0, t=None) -> Dims:
-        return validate(params, x, y, h0, t, to_numpy=self.to_numpy, is_native=self.is_native)
+        return validate(
+            params, x, y, h0, t,
+            to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
+        )  # fmt: skip
 
     def _initial_state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
         return self._zeros_state(x, dims.H) if h0 is None else h0

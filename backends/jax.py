@@ -131,6 +131,9 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
             and array.devices() == {self._device}
         )
 
+    def _all_finite(self, array):
+        return bool(jnp.isfinite(array).all())
+
     def _zeros_state(self, x, H):
         return jnp.zeros_like(x, shape=(x.shape[1], H))  # x's dtype, on x's device
 

@@ -106,7 +106,7 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
     framework_version = f"tensorflow {tf.__version__}"
     capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
 
-    device_names = {"cpu": "cpu", "gpu": "gpu"}
+    device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
     def _visible_devices(self, kind):
         found = tf.config.list_logical_devices(kind.upper())
@@ -128,6 +128,10 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
             and not tf.is_symbolic_tensor(array)
             and array.device.endswith(f"device:{self.device}")
         )
+
+    def _all_finite(self, array):
+        with tf.device(self.device):
+            return bool(tf.reduce_all(tf.math.is_finite(array)))
 
     def _zeros_state(self, x, H):
         with tf.device(self.device):

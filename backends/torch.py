@@ -56,7 +56,7 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
     framework_version = f"torch {torch.__version__}"
     capabilities = Capabilities(autodiff=True, devices=("cpu", "cuda"))
 
-    device_names = {"cpu": "cpu", "cuda": "cuda"}
+    device_names = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 
     def _visible_devices(self, kind):
         if kind == "cpu":
@@ -80,6 +80,9 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
 
     def is_native(self, array: Any) -> bool:
         return isinstance(array, torch.Tensor) and array.device == self._device
+
+    def _all_finite(self, array):
+        return bool(torch.isfinite(array).all())
 
     def _zeros_state(self, x, H):
         return x.new_zeros((x.shape[1], H))

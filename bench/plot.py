@@ -1,6 +1,6 @@
 """The plot: ms per call by workload and implementation, log scale, one panel per dtype.
 
-``python -m bench.plot RESULTS.json PLOT.png`` or ``rnnspec bench --plot PLOT.png``.
+``python -m rnnspec.bench.plot RESULTS.json PLOT.png`` or ``rnnspec bench --plot PLOT.png``.
 """
 
 import json
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rnnspec.bench.workloads import WORKLOADS
 
+#: the built-in backends' colors; any other backend gets one of the rest
 COLORS = {"numpy": "C2", "torch": "C3", "jax": "C0", "tensorflow": "C1"}
 
 
@@ -22,6 +23,9 @@ def plot(data: dict, path: str | Path) -> None:
     dtypes = sorted({r["dtype"] for r in rows})
     workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in rows)]
     impls = sorted({r["impl"] for r in rows}, key=lambda i: (i.split()[0], "closed" not in i, i))
+    backend_of = {r["impl"]: r["backend"] for r in rows}
+    others = sorted(set(backend_of.values()) - set(COLORS))
+    colors = {**COLORS, **{b: f"C{4 + i % 6}" for i, b in enumerate(others)}}
     fig, axes = plt.subplots(1, len(dtypes), figsize=(5 * len(dtypes) + 1.5, 3.6), squeeze=False)
     width = 0.8 / len(impls)
     for ax, dtype in zip(axes[0], dtypes):
@@ -36,7 +40,7 @@ def plot(data: dict, path: str | Path) -> None:
                 [ms[w]["q3_ms"] - ms[w]["median_ms"] for w in workloads if w in ms],
             ]
             hatch = "" if "closed form" in impl else "xx" if "nn.RNN" in impl else "//"
-            color = COLORS.get(impl.split()[0].split(".")[0], "C7")  # one color per framework
+            color = colors[backend_of[impl]]  # one color per backend
             ax.bar(xs, medians, width, yerr=errors, label=impl, hatch=hatch, color=color)
         ax.set_yscale("log")
         ax.set_xticks(range(len(workloads)), workloads)
@@ -51,5 +55,5 @@ def plot(data: dict, path: str | Path) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m bench.plot RESULTS.json PLOT.png")
+        sys.exit("usage: python -m rnnspec.bench.plot RESULTS.json PLOT.png")
     plot(json.loads(Path(sys.argv[1]).read_text()), sys.argv[2])

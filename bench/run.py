@@ -1,4 +1,4 @@
-"""``rnnspec bench``: one worker process per framework, then the table, the targets and the JSON."""
+"""``rnnspec bench``: one worker process per backend, then the table, the targets and the JSON."""
 
 import json
 import math
@@ -7,7 +7,9 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +18,22 @@ from rich.console import Console
 from rich.table import Table
 
 from rnnspec import backends
-from rnnspec.bench.worker import summary
-from rnnspec.bench.workloads import MEMORY_WORKLOAD, QUICK, WORKLOADS
+from rnnspec.bench.frameworks import PEAK_SIZE, REFERENCE, load_average, usable_cores
+from rnnspec.bench.worker import MEASUREMENT_OPTIONS, summary
+from rnnspec.bench.workloads import MEMORY_WORKLOAD, QUICK, TARGETS, WORKLOADS, Target
 
 console = Console()
 if not console.is_terminal:  # a log file or a pipe: no wrapping of the wide table
     console.width = 180
-FRAMEWORKS = tuple(backends.BUILTIN)
-REFERENCE = "torch.nn.RNN autograd"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnnspec-bench"
 #: glibc: allocations from 64 KiB up are mmap'ed and unmapped when freed, so the resident-set
 #: high-water mark of the memory worker follows the live arrays (fixing it also stops glibc raising
-#: it dynamically)
+#: it dynamically); TensorFlow keeps allocation statistics only with its BFC allocator
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "TF_CPU_ALLOCATOR_USE_BFC": "true"}
 
 
 def machine() -> dict[str, Any]:
     cpu = platform.processor()
-    try:
+    try:  # Linux names the model; platform.processor() often gives only the architecture
         with open("/proc/cpuinfo") as info:
             cpu = next(
                 line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
@@ -43,44 +43,61 @@ def machine() -> dict[str, Any]:
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
+        "usable_cores": usable_cores(),
         "python": platform.python_version(),
-        "load_average_before": os.getloadavg(),
+        "load_average_before": load_average(),
     }
 
 
-def run_worker(framework: str, args: list[str], env: dict[str, str] | None = None) -> dict:
-    command = [sys.executable, "-m", "rnnspec.bench.worker", framework, *args]
-    done = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
-    )
-    if done.returncode != 0:
-        console.print(f"[bold red]{framework} worker failed[/]\n{done.stderr[-3000:]}")
-        return {"framework": framework, "error": done.stderr[-3000:], "results": []}
-    return json.loads(done.stdout)
+def worker_args(measurement: dict[str, Any]) -> list[str]:
+    """The shared options' values as the worker's command-line options."""
+    args = []
+    for option in MEASUREMENT_OPTIONS:
+        value = measurement[option.name]
+        for one in value if option.multiple else [value]:
+            if one is not None:  # an option left unset (--device) is left to the worker's default
+                args += [option.opts[0], str(one)]
+    return args
+
+
+def run_worker(name: str, args: list[str], env: dict[str, str]) -> dict:
+    """One worker process's results (its JSON goes through a file: backends may print)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "worker.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "rnnspec.bench.worker", name, *args, "--json", str(path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+        )
+        if done.returncode == 0:
+            return json.loads(path.read_text())
+    console.print(f"[bold red]{name} worker failed[/]\n{done.stderr[-3000:]}")
+    return {"backend": name, "error": done.stderr[-3000:], "results": []}
 
 
 # --- derived numbers ------------------------------------------------------------------------------
+
+
+def is_closed_form(row: dict) -> bool:
+    return row["impl"].endswith("closed form")
 
 
 def derive(data: dict) -> list[dict]:
     """Join timing and memory rows; add ratios and fractions of the framework's matmul peak.
 
     With --rounds > 1 each row's calls are pooled over the rounds' processes. A ratio between two
-    implementations of one framework is taken within each process, then the median over rounds:
+    implementations of one backend is taken within each process, then the median over rounds:
     the two were timed round-robin, so machine load that differs between processes cancels.
     """
     rows: dict[tuple, dict] = {}
     peaks: dict[tuple, list[float]] = defaultdict(list)
     for worker in data["workers"]:
         for dtype, peak in worker.get("peak", {}).items():
-            peaks[(worker["framework"], dtype)].append(peak["gflops"])
+            peaks[(worker["backend"], dtype)].append(peak["gflops"])
         for row in worker["results"]:
             key = (row["workload"], row["dtype"], row["impl"])
-            merged = rows.setdefault(key, {"framework": worker["framework"]})
+            merged = rows.setdefault(key, {"backend": worker["backend"]})
             if "times_ms" in row:
                 row = {
                     **row,
@@ -94,87 +111,74 @@ def derive(data: dict) -> list[dict]:
         if "times_ms" in row:
             row.update(summary(row["times_ms"]))
             row["gflops"] = WORKLOADS[row["workload"]].flops() / row["median_ms"] / 1e6
-        peak = statistics.median(peaks[(row["framework"], row["dtype"])] or [0.0])
+        peak = statistics.median(peaks[(row["backend"], row["dtype"])] or [0.0])
         if "gflops" in row and peak:
             row["peak_gflops"] = peak
             row["fraction_of_peak"] = row["gflops"] / peak
+        if row.get("memory_growth_T_over_half_T", 0) > 0:  # 1 if linear in T, 2 if quadratic
+            row["memory_exponent"] = math.log2(row["memory_growth_T_over_half_T"])
     for row in rows.values():
-        if not row["impl"].endswith("closed form") or "median_ms" not in row:
-            continue
-        autodiffs = [
-            other
-            for other in rows.values()
-            if (other["workload"], other["dtype"]) == (row["workload"], row["dtype"])
-            and not other["impl"].endswith("closed form")
-            and "median_ms" in other
-            # its own framework's autodiff; NumPy has none, so every other framework's
-            and (other["framework"] == row["framework"]) != (row["framework"] == "numpy")
-        ]
-        if autodiffs:
-            fastest = min(autodiffs, key=lambda other: other["median_ms"])
-            row["vs_autodiff"] = _ratio(row, fastest)
-            row["fastest_autodiff"] = fastest["impl"]
-        nn = rows.get((row["workload"], row["dtype"], REFERENCE), {})
-        if "median_ms" in nn:
-            row["vs_nn_rnn"] = _ratio(row, nn)
+        if is_closed_form(row) and "median_ms" in row:
+            _compare(row, rows.values())
     return list(rows.values())
+
+
+def _compare(closed: dict, rows: Iterable[dict]) -> None:
+    """Add closed's ratios to the fastest autodiff and to torch.nn.RNN on its workload and dtype:
+    to its own backend's autodiffs where it has any, else to every other backend's."""
+    key = (closed["workload"], closed["dtype"])
+    others = [r for r in rows if (r["workload"], r["dtype"]) == key and not is_closed_form(r)]
+    own = [r for r in others if r["backend"] == closed["backend"]]
+    autodiffs = [r for r in own or others if "median_ms" in r]
+    if autodiffs:
+        fastest = min(autodiffs, key=lambda r: r["median_ms"])
+        closed["vs_autodiff"] = _ratio(closed, fastest)
+        closed["fastest_autodiff"] = fastest["impl"]
+    for r in others:
+        if r["impl"] == REFERENCE and "median_ms" in r:
+            closed["vs_nn_rnn"] = _ratio(closed, r)
 
 
 def _ratio(row: dict, other: dict) -> float:
     """row's time over other's: per round within one process where they share one, else pooled."""
     mine, theirs = row["round_medians_ms"], other["round_medians_ms"]
-    if row["framework"] == other["framework"] and len(mine) == len(theirs):
+    if row["backend"] == other["backend"] and len(mine) == len(theirs):
         return statistics.median(a / b for a, b in zip(mine, theirs))
     return row["median_ms"] / other["median_ms"]
 
 
-def targets(rows: list[dict]) -> list[dict]:
-    """The issue's float32 targets, each with what was measured and whether it is met."""
+#: how each target quantity reads; {subject} is the implementation, {op} ≤ or ≥
+WORDING = {
+    "vs_autodiff": "{subject} {op} {limit:g}× {fastest_autodiff}",
+    "vs_nn_rnn": "{subject} {op} {limit:g}× " + REFERENCE,
+    "fraction_of_peak": "{subject} {op} {limit:.0%} of matmul peak",
+    "memory_exponent": "{subject} memory O(T): log2(peak(T) / peak(T/2)) {op} {limit:g}",
+}
+
+
+def targets(rows: list[dict], goals: tuple[Target, ...] = TARGETS) -> list[dict]:
+    """Each goal (bench/workloads.py) on the float32 rows it binds: what was measured, whether met."""
     out = []
-    by = {(r["workload"], r["impl"]): r for r in rows if r["dtype"] == "float32"}
-    closed = [r for r in rows if r["dtype"] == "float32" and "vs_autodiff" in r]
-    for r in closed:
-        limit = 1.0 if r["workload"] == "wide" else 0.8
-        out.append(
-            {
-                "target": f"{r['impl']} ≤ {limit}× {r['fastest_autodiff']}",
-                "workload": r["workload"],
-                "measured": r["vs_autodiff"],
-                "met": r["vs_autodiff"] <= limit,
-            }
-        )
-    for r in closed:
-        if r["framework"] in ("numpy", "torch") and "vs_nn_rnn" in r:
+    for goal in goals:
+        bound = [
+            r
+            for r in rows
+            if (r["workload"], r["dtype"]) == (goal.workload, "float32")
+            and goal.quantity in r
+            and (goal.of == "each implementation" or is_closed_form(r))
+            and (not goal.backends or r["backend"] in goal.backends)
+        ]
+        fastest = goal.of == "the fastest closed form"
+        if fastest and bound:
+            bound = [min(bound, key=lambda r: r["median_ms"])]
+        op = "≥" if goal.at_least else "≤"
+        for r in bound:
+            measured = r[goal.quantity]
+            subject = f"fastest backend ({r['impl']})" if fastest else r["impl"]
+            text = WORDING[goal.quantity].format(**r, subject=subject, op=op, limit=goal.limit)
+            met = measured >= goal.limit if goal.at_least else measured <= goal.limit
             out.append(
-                {
-                    "target": f"{r['impl']} ≤ 1× {REFERENCE}",
-                    "workload": r["workload"],
-                    "measured": r["vs_nn_rnn"],
-                    "met": r["vs_nn_rnn"] <= 1.0,
-                }
-            )
-    for workload, limit in (("medium", 0.6), ("wide", 0.8)):
-        candidates = [r for (w, _), r in by.items() if w == workload and "vs_autodiff" in r]
-        if candidates:
-            fastest = min(candidates, key=lambda r: r["median_ms"])
-            out.append(
-                {
-                    "target": f"fastest backend ({fastest['impl']}) ≥ {limit:.0%} of matmul peak",
-                    "workload": workload,
-                    "measured": fastest.get("fraction_of_peak", 0.0),
-                    "met": fastest.get("fraction_of_peak", 0.0) >= limit,
-                }
-            )
-    for r in rows:
-        if r["dtype"] == "float32" and "memory_growth_T_over_half_T" in r:
-            exponent = math.log2(r["memory_growth_T_over_half_T"])  # 1 if linear, 2 if quadratic
-            out.append(
-                {
-                    "target": f"{r['impl']} memory O(T): log2(peak(T) / peak(T/2)) ≤ 1.25",
-                    "workload": r["workload"],
-                    "measured": exponent,
-                    "met": exponent <= 1.25,
-                }
+                {"target": text, "workload": goal.workload, "measured": measured, "met": met}
             )
     return out
 
@@ -187,7 +191,7 @@ def _mib(n: float | None) -> str:
 
 
 def table(rows: list[dict]) -> Table:
-    t = Table(title="loss + all gradients: median ms per call (IQR), one process per framework")
+    t = Table(title="loss + all gradients: median ms per call (IQR), one process per backend")
     for column in (
         "workload", "dtype", "implementation", "ms/call", "IQR", "÷ fastest\nautodiff",
         "÷ nn.RNN", "GFLOP/s", "% of\npeak", "first\ncall s", "error/\nbound",
@@ -204,6 +208,9 @@ def table(rows: list[dict]) -> Table:
         if last is not None and (r["workload"], r["dtype"]) != last:
             t.add_section()
         last = (r["workload"], r["dtype"])
+        error = (
+            f"{r['error_ratio']:.2g}" if "error_ratio" in r else ""
+        )  # memory-only rows have none
         ok = r.get("error_ratio", 0) <= r.get("check_limit", 1)
         memory = ""
         if "memory_bytes" in r:
@@ -219,7 +226,7 @@ def table(rows: list[dict]) -> Table:
             f"{r['gflops']:.1f}" if "gflops" in r else "",
             f"{r['fraction_of_peak']:.0%}" if "fraction_of_peak" in r else "",
             f"{r['first_call_s']:.3f}" if "first_call_s" in r else "",
-            f"{r['error_ratio']:.2g}" if ok else f"[bold red]{r.get('error_ratio')}[/]",
+            error if ok else f"[bold red]{error}[/]",
             memory,
         )
     return t
@@ -242,54 +249,36 @@ def print_setup(data: dict) -> None:
         f"load average before {m['load_average_before']}, after {m.get('load_average_after')}"
     )
     peaks = {
-        (r["framework"], r["dtype"]): r["peak_gflops"] for r in data["rows"] if "peak_gflops" in r
+        (r["backend"], r["dtype"]): r["peak_gflops"] for r in data["rows"] if "peak_gflops" in r
     }
     shown = set()
     for worker in data["workers"]:
-        if "error" in worker or worker["framework"] in shown:
+        if "error" in worker or worker["backend"] in shown:
             continue
-        shown.add(worker["framework"])
-        peak = ", ".join(f"{d} {g:.0f}" for (f, d), g in peaks.items() if f == worker["framework"])
+        shown.add(worker["backend"])
+        peak = ", ".join(f"{d} {g:.0f}" for (b, d), g in peaks.items() if b == worker["backend"])
         console.print(
-            f"{worker['version']} on {worker['device']}: threads {worker['threads']}; "
-            f"{2048}² matmul GFLOP/s (median): {peak}"
+            f"{worker['backend']}: {worker['version']} on {worker['device']}, timed as "
+            f"{worker['framework']}: threads {worker['threads']}; "
+            f"{PEAK_SIZE}² matmul GFLOP/s (median): {peak}"
         )
 
 
-@click.command(name="bench")
+@click.command(name="bench", params=list(MEASUREMENT_OPTIONS))
 @click.option(
     "--backend",
-    "frameworks",
+    "names",
     multiple=True,
-    type=click.Choice(FRAMEWORKS),
-    help="Framework to time (repeatable). Default: every installed one.",
+    help="Backend to time (repeatable): built-in, entry-point or module:factory name. "
+    "Default: every installed backend.",
 )
-@click.option(
-    "--dtype",
-    "dtypes",
-    multiple=True,
-    type=click.Choice(["float32", "float64"]),
-    help="Default: both.",
-)
-@click.option(
-    "--workload",
-    "workloads",
-    multiple=True,
-    type=click.Choice(list(WORKLOADS)),
-    help="Default: all.",
-)
-@click.option("--quick", is_flag=True, help=f"Only {' and '.join(QUICK)}.")
-@click.option("--repeats", default=30, show_default=True, help="Timed calls per implementation.")
-@click.option(
-    "--max-seconds", default=10.0, show_default=True, help="Stop a workload's rounds after this."
-)
+@click.option("--quick", is_flag=True, help=f"Only {' and '.join(QUICK)} (unless --workload).")
 @click.option(
     "--rounds",
     default=1,
     show_default=True,
-    help="Run every framework's worker this many times, alternating, and pool their calls.",
+    help="Run every backend's worker this many times, alternating, and pool their calls.",
 )
-@click.option("--device", default=None, help="Device for every backend, e.g. cuda.")
 @click.option(
     "--env",
     "env_pairs",
@@ -301,31 +290,18 @@ def print_setup(data: dict) -> None:
     "--memory/--no-memory",
     default=True,
     show_default=True,
-    help=f"Peak memory on {MEMORY_WORKLOAD}.",
+    help=f"Peak memory on {MEMORY_WORKLOAD}, when it is timed.",
 )
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False), help="Write every number here."
 )
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write the plot (PNG).")
-@click.option(
-    "--cache",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=CACHE,
-    show_default=True,
-    help="Where the float64 reference results are kept between runs.",
-)
-def bench(
-    frameworks, dtypes, workloads, quick, repeats, max_seconds, rounds, device, env_pairs, memory,
-    json_path, plot_path, cache,
-):  # fmt: skip
+def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measurement):
     """Time loss + all gradients: each backend's closed form, its framework's autodiff, and
     torch.nn.RNN + autograd; every result checked against spec.reference first."""
-    frameworks = list(frameworks) or [f for f in backends.available() if f in FRAMEWORKS]
-    dtypes = list(dtypes) or ["float32", "float64"]
-    workloads = list(workloads) or list(QUICK if quick else WORKLOADS)
-    common = ["--dtypes", ",".join(dtypes), "--seed", "0", "--cache", str(cache)]
-    if device:
-        common += ["--device", device]
+    names = list(names) or backends.available()
+    workloads = list(measurement["workloads"]) or list(QUICK if quick else WORKLOADS)
+    args = worker_args({**measurement, "workloads": workloads})
     data: dict[str, Any] = {
         "options": click.get_current_context().params,
         "machine": machine(),
@@ -333,18 +309,16 @@ def bench(
         "workers": [],
     }
     env = dict(pair.split("=", 1) for pair in env_pairs)
-    timing = [*common, "--workloads", ",".join(workloads), "--repeats", str(repeats)]
     for round_ in range(1, rounds + 1):
-        for framework in frameworks:
-            with console.status(f"round {round_}/{rounds}: timing {framework} ..."):
-                worker = run_worker(framework, [*timing, "--max-seconds", str(max_seconds)], env)
-                data["workers"].append(worker)
+        for name in names:
+            with console.status(f"round {round_}/{rounds}: timing {name} ..."):
+                data["workers"].append(run_worker(name, args, env))
     if memory and MEMORY_WORKLOAD in workloads:
-        for framework in frameworks:
-            with console.status(f"measuring {framework}'s memory ..."):
-                worker = run_worker(framework, [*common, "--memory"], {**env, **MEMORY_ENV})
+        for name in names:
+            with console.status(f"measuring {name}'s memory ..."):
+                worker = run_worker(name, [*args, "--measure", "memory"], {**env, **MEMORY_ENV})
                 data["workers"].append(worker)
-    data["machine"]["load_average_after"] = os.getloadavg()
+    data["machine"]["load_average_after"] = load_average()
     data["rows"] = derive(data)
     data["targets"] = targets(data["rows"])
     print_setup(data)
@@ -359,7 +333,7 @@ def bench(
 
         plot(data, plot_path)
         console.print(f"wrote {plot_path}")
-    failed = [w["framework"] for w in data["workers"] if "error" in w]
+    failed = [w["backend"] for w in data["workers"] if "error" in w]
     inaccurate = [
         r["impl"] for r in data["rows"] if r.get("error_ratio", 0) > r.get("check_limit", 1)
     ]

@@ -1,6 +1,6 @@
-"""The benchmark's workloads, their FLOP counts and their inputs."""
+"""The benchmark's workloads, their FLOP counts and their inputs, and the targets set on them."""
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -39,6 +39,41 @@ WORKLOADS = {
 QUICK = ("small", "medium")
 #: the workload whose peak memory is measured (at T and at T/2, to show it is linear in T)
 MEMORY_WORKLOAD = "long"
+
+
+class Target(NamedTuple):
+    """A float32 goal on one workload: ``quantity``, a column of run.derive's rows, at most ``limit``
+    (at least, where ``at_least``), for ``of`` the rows: "each closed form", "the fastest closed
+    form" or "each implementation"; for ``backends``' rows only, where given."""
+
+    workload: str
+    quantity: str
+    limit: float
+    at_least: bool = False
+    of: Literal["each closed form", "the fastest closed form", "each implementation"] = (
+        "each closed form"
+    )
+    backends: tuple[str, ...] = ()
+
+
+NUMPY_AND_TORCH = ("numpy", "torch")
+#: the issue's targets, for the CPU. vs_autodiff: over the fastest autodiff of the closed form's
+#: framework (of every other one for a backend without autodiff); vs_nn_rnn: over torch.nn.RNN with
+#: autograd; fraction_of_peak: of the framework's 2048² matmul GFLOP/s; memory_exponent:
+#: log2(peak(T) / peak(T/2)), 1 where memory is linear in T and 2 where it is quadratic.
+TARGETS = (
+    Target("small", "vs_autodiff", 0.8),
+    Target("medium", "vs_autodiff", 0.8),
+    Target("long", "vs_autodiff", 0.8),
+    Target("wide", "vs_autodiff", 1.0),  # large products dominate both: parity is the goal
+    Target("small", "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH),
+    Target("medium", "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH),
+    Target("long", "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH),
+    Target("wide", "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH),
+    Target("medium", "fraction_of_peak", 0.6, at_least=True, of="the fastest closed form"),
+    Target("wide", "fraction_of_peak", 0.8, at_least=True, of="the fastest closed form"),
+    Target(MEMORY_WORKLOAD, "memory_exponent", 1.25, of="each implementation"),
+)
 
 
 def inputs(w: Workload, dtype: str, seed: int = 0):

@@ -2,7 +2,10 @@
 
 ``pytest --pyargs rnnspec.conformance --backend NAME [--device DEV] [--dtype float32|float64]``
 from anywhere once rnnspec is installed (``pytest conformance --backend NAME`` in a checkout), or
-``rnnspec conform`` for a report table. SUITE_VERSION names the suite a backend passed.
+``rnnspec conform`` for a report table and a certificate. The suite is versioned with the package:
+SUITE_VERSION is rnnspec's own version, and a certificate names it with the protocol version.
 """
 
-SUITE_VERSION = "2.0.0"
+from rnnspec import __version__
+
+SUITE_VERSION = __version__

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnspec.conformance.calls import flatten, source
-from rnnspec.conformance.cases import Case
+from rnnspec.conformance.cases import CASES, Case
 from rnnspec.conformance.oracle import expected
 from rnnspec.spec import tolerance
 from rnnspec.spec.validation import shape_of
@@ -28,12 +28,13 @@ class Call:
 
     def reproduce(self, pick: str, oracle: str) -> str:
         name, device = self.loaded_as or (self.backend.name, self.backend.device)
+        named = CASES.get(self.case.name) == self.case
         return "\n".join(
             [
                 "from rnnspec import backends",
                 "from rnnspec.spec import reference",
-                "from rnnspec.conformance.cases import Case",
-                f"case = {self.case!r}",
+                f"from rnnspec.conformance.cases import {'CASES' if named else 'Case'}",
+                f"case = CASES[{self.case.name!r}]" if named else f"case = {self.case!r}",
                 f"backend = backends.load({name!r}, device={device!r})",
                 f"params, x, y, h0 = case.native(backend, {self.dtype!r})",
                 f"got = {source(self.method, self.t)}{pick}",
@@ -44,7 +45,7 @@ class Call:
 
 
 def _preview(array: np.ndarray) -> str:
-    return np.array2string(np.ravel(array)[:6], precision=9, separator=", ")
+    return np.array2string(np.ravel(array)[:6], precision=9, separator=", ", max_line_width=200)
 
 
 def assert_close(

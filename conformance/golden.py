@@ -1,9 +1,8 @@
 """Golden vectors: spec.reference's answers for a few cases, committed as small .npz files so that
 every backend, each in its own environment, is compared on the very same numbers.
 
-Regenerate (only when the cases or the reference change on purpose) with:
-
-    python -m conformance.golden
+Regenerate them (only when the cases or the reference change on purpose) from a checkout with
+``rnnspec vectors``; ``rnnspec vectors --into DIR`` writes fresh ones anywhere.
 """
 
 from pathlib import Path
@@ -36,7 +35,17 @@ def _entries(name: str) -> dict[str, np.ndarray]:
     return entries
 
 
-def write(directory: Path = VECTORS) -> list[Path]:
+def checkout_vectors() -> Path | None:
+    """The checkout's conformance/vectors/ when rnnspec runs from a checkout (editable or staged),
+    None for an installed package, whose vectors are never rewritten."""
+    vectors = VECTORS.resolve()
+    pyproject = vectors.parent.parent / "pyproject.toml"
+    if pyproject.is_file() and 'name = "rnnspec"' in pyproject.read_text():
+        return vectors
+    return None
+
+
+def write(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in GOLDEN_CASES:
@@ -49,8 +58,3 @@ def write(directory: Path = VECTORS) -> list[Path]:
 def load(name: str, directory: Path = VECTORS) -> dict[str, np.ndarray]:
     with np.load(directory / f"{name}.npz") as data:
         return dict(data)
-
-
-if __name__ == "__main__":
-    for path in write():
-        print(f"wrote {path} ({path.stat().st_size} bytes)")

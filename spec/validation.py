@@ -45,24 +45,51 @@ def _require_array(arg: str, array: Any) -> None:
         raise SpecError(f"{arg}: expected an array, got {type(array).__name__}")
 
 
-def _check_shape(arg: str, array: Any, symbols: str, expected: tuple[int | None, ...]) -> None:
-    """Rank first, then every size that is already fixed (None: free, to be read off this array)."""
+def _check_rank(arg: str, array: Any, symbols: str, rank: int) -> tuple[int, ...]:
     _require_array(arg, array)
     shape = shape_of(array)
-    if len(shape) != len(expected):
+    if len(shape) != rank:
         raise SpecError(
-            f"{arg}: expected rank {len(expected)} with shape {symbols}, "
-            f"got rank {len(shape)} with shape {shape}"
+            f"{arg}: expected rank {rank} with shape {symbols}, got rank {len(shape)} with shape {shape}"
         )
-    if any(e is not None and e != s for e, s in zip(expected, shape)):
-        filled = tuple(s if e is None else e for e, s in zip(expected, shape))
-        raise SpecError(f"{arg}: expected shape {symbols} = {filled}, got {shape}")
+    return shape
+
+
+def _check_shape(arg: str, array: Any, symbols: str, expected: tuple[int, ...], why) -> None:
+    """The array's rank, then its sizes; ``why(shape)`` says which argument implies what."""
+    shape = _check_rank(arg, array, symbols, len(expected))
+    if shape != expected:
+        raise SpecError(f"{arg}: expected shape {symbols} = {expected}, got {shape}: {why(shape)}")
+
+
+def _disagree(arg: str, symbols: str, expected: tuple, source: dict[str, str]):
+    """A ``why`` for _check_shape: 'x has D = 3 but params.U, which is (H, D), implies D = 4'
+    for each size that differs; ``source`` names where each expected size was read."""
+    names = symbols.strip("()").replace(" ", "").split(",")
+
+    def why(shape: tuple) -> str:
+        return "; ".join(
+            f"{source[name]} has {name} = {want} but {arg}, which is {symbols}, implies "
+            f"{name} = {got}"
+            for name, want, got in zip(names, expected, shape)
+            if want != got
+        )
+
+    return why
 
 
 def _check_float(arg: str, array: Any, dtype: str) -> None:
     got = dtype_name(array)
     if got != dtype:
         raise SpecError(f"{arg}: expected dtype {dtype} (the dtype of x), got {got}")
+
+
+def _check_finite(arg: str, array: Any, all_finite: Callable[[Any], bool], to_numpy) -> None:
+    """NaN or infinity in an input makes every output NaN, or finite ones that mean nothing."""
+    if not all_finite(array):
+        values = to_numpy(array)
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        raise SpecError(f"{arg}: expected finite values, got {values[index]} at index {index}")
 
 
 def validate(
@@ -74,45 +101,55 @@ def validate(
     *,
     to_numpy: Callable[[Any], np.ndarray] = np.asarray,
     is_native: Callable[[Any], bool] | None = None,
+    all_finite: Callable[[Any], bool] | None = None,
 ) -> Dims:
     """Check one call's arguments and return its sizes; raise SpecError on the first problem.
 
     ``y`` and ``t`` are checked only when given (forward takes neither). ``to_numpy`` reads the
-    targets' values for the range checks; nothing else leaves the backend's device. ``is_native``,
+    targets' values for the range checks and, when something is not finite, where. ``is_native``,
     the backend's own test, rejects arrays of another framework or on another device.
+    ``all_finite``, the backend's own reduction (one scalar leaves the device), says whether an
+    array holds no NaN or infinity; by default its NumPy copy is checked.
     """
     if not isinstance(params, Params):
-        raise SpecError(f"params: expected spec.Params(U, W, b, V, c), got {type(params).__name__}")
+        raise SpecError(
+            f"params: expected rnnspec.spec.Params(U, W, b, V, c), got {type(params).__name__}"
+        )
     if is_native is not None:
         named = [(f"params.{f}", a) for f, a in zip(Params._fields, params)]
         for arg, array in [*named, ("x", x), ("y", y), ("h0", h0)]:
             if array is not None and not is_native(array):
                 raise SpecError(
                     f"{arg}: expected an array of the backend's own framework on its device, "
-                    f"got {type(array).__module__}.{type(array).__name__}"
+                    f"got {type(array).__module__}.{type(array).__name__}; convert it with "
+                    f"backend.asarray(array)"
                 )
 
-    _check_shape("x", x, "(T, B, D)", (None, None, None))
-    T, B, D = shape_of(x)
+    T, B, D = _check_rank("x", x, "(T, B, D)", 3)
     if T < 1 or B < 1:
         raise SpecError(f"x: expected shape (T, B, D) with T >= 1 and B >= 1, got {(T, B, D)}")
     dtype = dtype_name(x)
     if dtype not in FLOAT_DTYPES:
         raise SpecError(f"x: expected dtype float32 or float64, got {dtype}")
 
-    _check_shape("params.U", params.U, "(H, D)", (None, D))
-    H = shape_of(params.U)[0]
-    _check_shape("params.W", params.W, "(H, H)", (H, H))
-    _check_shape("params.b", params.b, "(H,)", (H,))
-    _check_shape("params.V", params.V, "(K, H)", (None, H))
-    K = shape_of(params.V)[0]
-    _check_shape("params.c", params.c, "(K,)", (K,))
+    H, D, K = _check_parameter_shapes(params, D)
     for field in Params._fields:
         _check_float(f"params.{field}", getattr(params, field), dtype)
 
     if h0 is not None:
-        _check_shape("h0", h0, "(B, H)", (B, H))
+        sizes = _disagree("h0", "(B, H)", (B, H), {"B": "x", "H": "params.W"})
+        batch_major = "; if x is batch-major (B, T, D): the spec's x is time-major, (T, B, D)"
+        _check_shape(
+            "h0", h0, "(B, H)", (B, H),
+            lambda s: sizes(s) + (batch_major if s == (T, H) and T != B else ""),
+        )  # fmt: skip
         _check_float("h0", h0, dtype)
+
+    finite = all_finite or (lambda array: bool(np.isfinite(to_numpy(array)).all()))
+    for arg, array in [("x", x), *((f"params.{f}", a) for f, a in zip(Params._fields, params))]:
+        _check_finite(arg, array, finite, to_numpy)
+    if h0 is not None:
+        _check_finite("h0", h0, finite, to_numpy)
 
     soft = False
     if y is not None:
@@ -125,6 +162,57 @@ def validate(
     return Dims(T, B, D, H, K, dtype, soft)
 
 
+# fmt: off
+def _check_parameter_shapes(params: Params, D: int) -> tuple[int, int, int]:
+    """D from x, H from W (from U if W is not square), K from c (from V if c is not a vector):
+    each parameter against the sizes the others imply, and a message naming both sides."""
+    W = _check_rank("params.W", params.W, "(H, H)", 2)
+    U = _check_rank("params.U", params.U, "(H, D)", 2)
+    H, where_H = (W[0], "params.W") if W[0] == W[1] else (U[0], "params.U")
+    transposed = "it looks transposed ({}, with shape {})"
+    _check_shape(
+        "params.U", params.U, "(H, D)", (H, D),
+        lambda s: transposed.format("a = b + W h + U x", "(H, D)") if s == (D, H) and D != H
+        else _disagree("params.U", "(H, D)", (H, D), {"H": where_H, "D": "x"})(s),
+    )
+    _check_shape(
+        "params.W", params.W, "(H, H)", (H, H),
+        lambda s: "it must be square" if s[0] != s[1]
+        else _disagree("params.W", "(H, H)", (H, H), {"H": where_H})(s),
+    )
+    _check_shape("params.b", params.b, "(H,)", (H,), _disagree("params.b", "(H,)", (H,), {"H": where_H}))
+    V = _check_rank("params.V", params.V, "(K, H)", 2)
+    c = shape_of(params.c) if hasattr(params.c, "shape") else ()
+    K, where_K = V[0], "params.V"
+    if len(c) == 1 and V == (H, c[0]) and c[0] != H:  # V transposed: read K where it is right
+        K, where_K = c[0], "params.c"
+    _check_shape(
+        "params.V", params.V, "(K, H)", (K, H),
+        lambda s: transposed.format("o = c + V h", "(K, H)") if s == (H, K) and H != K
+        else _disagree("params.V", "(K, H)", (K, H), {"K": where_K, "H": where_H})(s),
+    )
+    _check_shape("params.c", params.c, "(K,)", (K,), _disagree("params.c", "(K,)", (K,), {"K": where_K}))
+    return H, D, K
+# fmt: on
+
+
+def _batch_major_or(arg: str, symbols: str, expected: tuple, source: dict[str, str]):
+    """A ``why`` for _check_shape of h0 or y, whose expected shape starts with x's (T, B) or B:
+    x looks batch-major when the two agree only with T and B swapped; else which sizes differ."""
+    T, B = expected[:2] if arg == "y" else (None, expected[0])
+
+    def why(shape: tuple) -> str:
+        swapped = (B, T, *expected[2:]) if arg == "y" else None
+        if swapped is not None and T != B and shape == swapped:
+            return (
+                f"x and {arg} agree only with T and B swapped: x looks batch-major (B, T, D); "
+                "the spec's x is time-major, (T, B, D)"
+            )
+        return _disagree(arg, symbols, expected, source)(shape)
+
+    return why
+
+
 def _check_targets(
     y: Any, T: int, B: int, K: int, dtype: str, to_numpy: Callable[[Any], np.ndarray]
 ) -> bool:
@@ -132,7 +220,9 @@ def _check_targets(
     _require_array("y", y)
     kind = dtype_name(y)
     if kind.startswith(("int", "uint")):
-        _check_shape("y", y, "(T, B) of class indices", (T, B))
+        _check_shape(
+            "y", y, "(T, B)", (T, B), _batch_major_or("y", "(T, B)", (T, B), {"T": "x", "B": "x"})
+        )
         values = to_numpy(y)
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= K:
@@ -144,11 +234,23 @@ def _check_targets(
         raise SpecError(
             f"y: expected integer class indices or {dtype} soft targets, got dtype {kind}"
         )
-    _check_shape("y", y, "(T, B, K) of soft targets", (T, B, K))
+    if len(shape_of(y)) == 2:
+        raise SpecError(
+            f"y: expected integer class indices of shape (T, B) or {dtype} soft targets of shape "
+            f"(T, B, K), got {kind} of shape {shape_of(y)}: class indices need an integer dtype"
+        )
+    _check_shape(
+        "y",
+        y,
+        "(T, B, K) of soft targets",
+        (T, B, K),
+        _batch_major_or("y", "(T, B, K)", (T, B, K), {"T": "x", "B": "x", "K": "params.V"}),
+    )
     _check_float("y", y, dtype)
     values = to_numpy(y)
     if not np.isfinite(values).all():
-        raise SpecError("y: expected finite soft targets, got NaN or infinity")
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+        raise SpecError(f"y: expected finite soft targets, got {values[index]} at index {index}")
     smallest = float(values.min())
     if smallest < 0:
         raise SpecError(f"y: expected non-negative soft targets, got a minimum of {smallest:g}")

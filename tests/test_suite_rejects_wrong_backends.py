@@ -45,3 +45,15 @@ def test_control_passes(run_suite):
         f"(form_b or golden or properties or errata) and {NOT_LONG}",
     )
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def test_suite_rejects_a_false_declaration(run_suite):
+    done = run_suite("tests.wrong_backends:hidden_autodiff", "-k", "protocol")
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "capabilities.autodiff = False, but autodiff_gradients is present" in done.stdout
+
+
+def test_suite_refuses_a_backend_of_the_old_protocol(run_suite):
+    done = run_suite("tests.test_loader:_ProtocolOneBackend", "-k", "protocol")
+    assert done.returncode != 0
+    assert "declares protocol_version '1.0'" in done.stdout + done.stderr

@@ -1,24 +1,24 @@
-"""The ``rnnspec`` command: ``conform`` certifies backends, ``vectors`` rewrites the golden vectors,
-``calibrate`` measures the tolerance policy's worst ratio on random cases, ``bench`` times the backends
-(rnnspec.bench; docs/benchmarks.md)."""
+"""The ``rnnspec`` command: ``conform`` certifies backends, ``vectors`` regenerates the golden
+vectors, ``calibrate`` measures the tolerance policy's worst ratio on random cases, ``bench`` times
+the backends (rnnspec.bench; docs/benchmarks.md)."""
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import click
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rnnspec import __version__, backends
 from rnnspec.bench.run import bench
-from rnnspec.conformance import SUITE_VERSION, cross
-from rnnspec.conformance.report import GROUPS
+from rnnspec.conformance import SUITE_VERSION, certificate, cross
 from rnnspec.spec import PROTOCOL_VERSION
 
 console = Console()
@@ -28,8 +28,7 @@ console = Console()
 @click.version_option(
     __version__,
     prog_name="rnnspec",
-    message=f"%(prog)s %(version)s (conformance suite {SUITE_VERSION}, Backend protocol "
-    f"{PROTOCOL_VERSION})",
+    message=f"%(prog)s %(version)s (Backend protocol {PROTOCOL_VERSION})",
 )
 def main():
     """rnnspec: the vanilla RNN's BPTT gradients, specified and certified."""
@@ -50,83 +49,31 @@ def suite_command(name: str, device=None, dtypes=(), pytest_args=()) -> list[str
     return command
 
 
-def _run_suite(name, device, dtypes, report_path, pytest_args):
-    command = suite_command(name, device, dtypes, ["--report-json", str(report_path), *pytest_args])
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    return done, time.perf_counter() - started
+def _run_suite(label: str, command: list[str]) -> tuple[int, str, str]:
+    """Run the suite in a process of its own, showing its progress: a spinner on a terminal,
+    a line per tenth of the checks when the output goes to a file or a pipe."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out: list[str] = []
+    shown = -1
+    with console.status(f"{label}: collecting ...") as status:
+        for line in process.stdout or ():
+            out.append(line)
+            percent = re.search(r"\[\s*(\d+)%\]\s*$", line)
+            if percent:
+                status.update(f"{label}: {percent[1]}% of the checks")
+                if not console.is_terminal and int(percent[1]) // 10 > shown:
+                    shown = int(percent[1]) // 10
+                    console.print(f"{label}: {percent[1]}% of the checks", highlight=False)
+        stderr = process.stderr.read() if process.stderr else ""
+    return process.wait(), "".join(out), stderr
 
 
-def _summarise(report: dict) -> dict:
-    """(dtype, group) -> {"failed": n, "passed": n, "skipped": n, "worst_ratio": r}."""
-    cells: dict = defaultdict(
-        lambda: {"passed": 0, "failed": 0, "skipped": 0, "n/a": 0, "worst_ratio": None}
-    )
-    for test in report["tests"]:
-        if test["outcome"] == "not run":
-            continue
-        cell = cells[(test["dtype"], test["group"])]
-        cell[test["outcome"]] = cell.get(test["outcome"], 0) + 1
-        if test["outcome"] == "n/a":
-            cell["why"] = test["message"]
-        if "worst_ratio" in test:
-            cell["worst_ratio"] = max(cell["worst_ratio"] or 0.0, test["worst_ratio"])
-    return cells
-
-
-def _cell_text(cell) -> str:
-    ratio = "" if cell["worst_ratio"] is None else f" {cell['worst_ratio']:.2g}"
-    if cell["failed"]:
-        return f"[bold red]FAIL {cell['failed']}[/]{ratio}"
-    if cell["passed"]:
-        return f"[green]pass[/]{ratio}" + (" [dim](some n/a)[/]" if cell["n/a"] else "")
-    if cell["n/a"] and not cell["skipped"]:
-        return f"[dim]{cell['why']}[/]"
-    return "[dim]skip[/]"
-
-
-def _table(reports: list[dict]) -> Table:
-    """Check groups down, backends across; a line per dtype in each cell."""
-    table = Table(
-        title=f"rnnspec conformance suite {SUITE_VERSION}: pass/FAIL and the worst "
-        "error as a fraction of its tolerance"
-    )
-    table.add_column("check")
-    columns = []
-    for report in reports:
-        table.add_column(f"{report['backend']}\n{report.get('device', '')}")
-        cells = _summarise(report) if "tests" in report else {}
-        report["checks"] = [{"dtype": d, "group": g, **cell} for (d, g), cell in cells.items()]
-        columns.append(cells)
-    for group in GROUPS:
-        row = []
-        for cells in columns:
-            lines = [
-                f"{dtype.replace('float', 'f')} {_cell_text(cell)}"
-                for (dtype, g), cell in sorted(cells.items())
-                if g == group
-            ]
-            row.append("\n".join(lines) or ("[bold red]did not run[/]" if not cells else "-"))
-        table.add_row(group, *row)
-    return table
-
-
-def _cross_table(rows: list[dict]) -> Table:
-    """One row per pair and dtype: its worst tensor, as a fraction of the tolerance bound."""
-    table = Table(
-        title=f"cross-backend agreement: worst difference / tolerance bound (pass ≤ {cross.PAIR_LIMIT:g})"
-    )
-    for column in ("pair", "dtype", "worst", "tensor"):
-        table.add_column(column)
-    worst: dict = {}
-    for row in rows:
-        key = (row["pair"], row["dtype"])
-        if key not in worst or row["ratio"] > worst[key]["ratio"]:
-            worst[key] = row
-    for (pair, dtype), row in sorted(worst.items()):
-        style = "green" if row["ratio"] <= cross.PAIR_LIMIT else "bold red"
-        table.add_row(pair, dtype, f"[{style}]{row['ratio']:.2g}[/]", row["tensor"])
-    return table
+def _usage_error(stdout: str, stderr: str) -> str:
+    """pytest's one-line ERROR (a backend that cannot be loaded, a bad option), else the tail."""
+    for line in (stderr + stdout).splitlines():
+        if line.startswith("ERROR: "):
+            return line.removeprefix("ERROR: ").removeprefix("rnnspec: ")
+    return (stdout + stderr).strip()[-2000:]
 
 
 @main.command()
@@ -137,19 +84,20 @@ def _cross_table(rows: list[dict]) -> Table:
     help="Backend to certify (repeatable): built-in, entry-point or module:factory name, "
     "optionally NAME@DEVICE. Default: every installed backend.",
 )
-@click.option("--device", default=None, help="Device for every backend, e.g. cuda, gpu, GPU:0.")
+@click.option("--device", default=None, help="Device for every backend, e.g. cuda, gpu, gpu:1.")
 @click.option(
     "--dtype",
     "dtypes",
     multiple=True,
     type=click.Choice(["float32", "float64"]),
-    help="Dtype to check (repeatable). Default: both.",
+    help="Dtype to check (repeatable). Default: every dtype the backend declares; a subset makes "
+    "the run partial, with no certificate.",
 )
 @click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, writable=True),
-    help="Write the machine-readable report here.",
+    help="Write the machine-readable report (the certificate) here.",
 )
 @click.option(
     "--show-failures",
@@ -157,94 +105,104 @@ def _cross_table(rows: list[dict]) -> Table:
     show_default=True,
     help="How many failures to print in full, with their reproduction snippets.",
 )
+@click.option("-v", "--verbose", is_flag=True, help="Print pytest's own output, tracebacks too.")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def conform(names, device, dtypes, json_path, show_failures, pytest_args):
-    """Run the conformance suite against backends and print backend × check.
+def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_args):
+    """Run the conformance suite against backends and print check × backend.
 
-    Each cell shows pass/FAIL and the worst error as a fraction of its tolerance (≤ 1 passes).
-    Extra arguments go to pytest, e.g. `rnnspec conform -- -k golden`.
+    A backend is certified only by a whole run. Extra arguments go to pytest (e.g.
+    `rnnspec conform -- -k golden`); any selection among the checks makes the run partial.
     """
     names = list(names) or backends.available()
     reports: list[dict] = []
-    failures: list[tuple[str, dict]] = []
-    exit_code = 0
     dumps: dict[str, dict] = defaultdict(dict)
     with tempfile.TemporaryDirectory() as tmp:
         for spec_ in names:
             name, _, own_device = spec_.partition("@")
             report_path = Path(tmp) / f"{len(reports)}.json"
-            with console.status(f"conformance suite {SUITE_VERSION} on {spec_} ..."):
-                done, seconds = _run_suite(
-                    name, own_device or device, dtypes, report_path, pytest_args
-                )
-            summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+            tracebacks = [] if verbose else ["--tb=no"]
+            args = ["--report-json", str(report_path), *tracebacks, *pytest_args]
+            _, stdout, stderr = _run_suite(
+                spec_, suite_command(name, own_device or device, dtypes, args)
+            )
+            if verbose:
+                console.print(stdout, markup=False, highlight=False)
             if not report_path.exists():
-                console.print(
-                    f"[bold red]{name}: the suite did not run[/]\n{done.stdout}{done.stderr}"
-                )
-                reports.append({"backend": name, "error": (done.stdout + done.stderr)[-4000:]})
-                exit_code = 1
+                reason = _usage_error(stdout, stderr)
+                console.print(f"[bold red]{escape(spec_)}[/]: {escape(reason)}")
+                reports.append({"backend": name, "error": reason})
                 continue
             report = json.loads(report_path.read_text())
-            report["summary"], report["seconds"] = summary, round(seconds, 1)
-            for dtype in dtypes or ("float32", "float64"):
+            report["summary"] = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+            for dtype in report["dtypes"]:
                 with np.load(report_path.with_suffix(f".{dtype}.npz")) as dump:
                     if "error" not in dump:
                         dumps[dtype][f"{report['backend']} on {report['device']}"] = dict(dump)
             reports.append(report)
-            console.print(
-                f"{report['backend']} ({report['framework_version']}) on "
-                f"{report['device']}: {summary}"
-            )
-            if done.returncode != 0:
-                exit_code = 1
-            failures += [
-                (report["backend"], t) for t in report["tests"] if t["outcome"] == "failed"
-            ]
+            summary = f"{certificate.identity(report)}: {report['summary']}"
+            console.print(escape(summary), soft_wrap=True)
 
-    console.print(_table(reports))
-
+    console.print(certificate.table(reports))
+    console.print(certificate.LEGEND, style="dim")
+    for line in certificate.not_applicable(reports):
+        console.print(f"n/a: {escape(line)}", style="dim")
     agreement = [
         row for dtype, by in dumps.items() if len(by) > 1 for row in cross.matrix(by, dtype)
     ]
     if agreement:
-        console.print(_cross_table(agreement))
-        if any(not row["ratio"] <= cross.PAIR_LIMIT for row in agreement):
-            exit_code = 1
-
+        console.print(certificate.cross_table(agreement))
+    failures = [
+        (r["backend"], t) for r in reports for t in r.get("tests", []) if t["outcome"] == "failed"
+    ]
     for backend, test in failures[:show_failures]:
-        console.rule(f"[red]{backend}: {test['id']}")
-        console.print(test.get("message", ""), markup=False, highlight=False)
+        console.rule(style="red")
+        text = certificate.failure(backend, test)
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
     if len(failures) > show_failures:
         console.print(f"... and {len(failures) - show_failures} more failures (--show-failures)")
+
+    agreement_ok = all(row["ratio"] <= cross.PAIR_LIMIT for row in agreement)
+    exit_code, lines = certificate.verdict(reports, agreement_ok)
     if json_path:
         Path(json_path).write_text(
             json.dumps(
                 {
+                    "rnnspec_version": __version__,
                     "suite_version": SUITE_VERSION,
                     "protocol_version": PROTOCOL_VERSION,
+                    "certified": exit_code == 0 and all(r.get("certified") for r in reports),
                     "backends": reports,
                     "cross_backend": list(cross.worst_by_pair(agreement).values()),
                 },
                 indent=1,
             )
         )
-        console.print(f"wrote {json_path}")
-    if exit_code == 0:
-        console.print(
-            f"[green]certified[/]: {', '.join(names)} pass conformance suite "
-            f"{SUITE_VERSION} (protocol {PROTOCOL_VERSION})"
-        )
+        console.print(f"wrote {escape(json_path)}")
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True)
     sys.exit(exit_code)
 
 
 @main.command()
-def vectors():
-    """Rewrite the golden vectors in conformance/vectors/ from rnnspec.spec.reference."""
+@click.option(
+    "--into",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write them here instead of the checkout's conformance/vectors/.",
+)
+def vectors(into):
+    """Regenerate the golden vectors from rnnspec.spec.reference: into the checkout's
+    conformance/vectors/ (only from a checkout: an installed package's vectors are part of the
+    release and are never rewritten), or into --into DIR."""
     from rnnspec.conformance import golden
 
-    for path in golden.write():
-        console.print(f"wrote {path} ({path.stat().st_size} bytes)")
+    target = into or golden.checkout_vectors()
+    if target is None:
+        raise click.ClickException(
+            "rnnspec is installed here as a package, not run from a checkout: its golden vectors "
+            "belong to the release and stay as they are. Write fresh ones elsewhere with --into DIR."
+        )
+    for path in golden.write(target):
+        console.print(f"wrote {escape(str(path))} ({path.stat().st_size} bytes)")
 
 
 @main.command()

@@ -1,0 +1,272 @@
+"""What timing needs to know about the framework under a backend: what to time, how to wait for a
+result, how to measure one call's peak memory, and which thread settings it runs with.
+
+:class:`Framework` holds the fallbacks, which work for any backend through its protocol alone; one
+subclass per framework the benchmark knows overrides what that framework does better. The class is
+chosen by the top-level module of the arrays the backend's ``asarray`` returns (:func:`framework_of`),
+so that any backend on torch tensors, say, built-in or not, is synchronised as torch is.
+"""
+
+import itertools
+import os
+import tracemalloc
+from collections.abc import Callable, Iterable
+from typing import Any, cast
+
+import numpy as np
+
+from rnnspec.spec import AutodiffBackend, Backend, Grads
+
+Call = Callable[[], Any]
+#: the side of the square matrix product that measures a framework's peak GFLOP/s
+PEAK_SIZE = 2048
+#: what users of torch would write; every closed form is also compared with it
+REFERENCE = "torch.nn.RNN autograd"
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS")
+CLEAR_REFS = "/proc/self/clear_refs"  # Linux only
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one (Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def load_average() -> tuple[float, float, float] | None:
+    """The 1, 5 and 15 minute load averages, or None where the OS keeps none (Windows)."""
+    try:
+        return os.getloadavg()
+    except (AttributeError, OSError):
+        return None
+
+
+def _status_bytes(key: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {key} in /proc/self/status")
+
+
+def outputs(result: tuple[Any, Grads]) -> tuple:
+    """The arrays of one call's (loss, Grads)."""
+    loss, grads = result
+    return (loss, *grads)
+
+
+class Framework:
+    """The fallbacks: results synchronised by converting them with ``backend.to_numpy``, memory as
+    the growth of the resident set (Linux, CPU only), thread settings from the environment alone."""
+
+    name = "generic"
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    @property
+    def on_cpu(self) -> bool:
+        return self.backend.device.lower() in ("cpu", "cpu:0")
+
+    def implementations(self, params, x, y, h0) -> dict[str, Call]:
+        """Name -> one call of loss and all gradients on these (native) inputs."""
+        b = self.backend
+        impls = {f"{b.name} closed form": lambda: b.gradients(params, x, y, h0)}
+        if b.capabilities.autodiff:
+            autodiff = cast(AutodiffBackend, b)  # what capabilities.autodiff promises
+            impls[f"{b.name} autodiff"] = lambda: autodiff.autodiff_gradients(params, x, y, h0)
+        return impls
+
+    def sync(self, arrays: Iterable) -> None:
+        """Return once every array is computed (asynchronous frameworks return before)."""
+        for array in arrays:
+            self.backend.to_numpy(array)
+
+    def matmul(self, dtype: str) -> Call:
+        """A PEAK_SIZE² matrix product in this framework, synchronised."""
+        a = self.backend.asarray(np.random.default_rng(0).standard_normal((PEAK_SIZE,) * 2), dtype)
+        return lambda: self.sync([a @ a])
+
+    def peak_memory(self, call: Call) -> tuple[int, str] | None:
+        """Bytes allocated above what was live before one call, at the call's peak, and how they
+        were measured; None where this framework's memory cannot be measured here."""
+        if not self.on_cpu or not os.path.exists(CLEAR_REFS):
+            return None
+        with open(CLEAR_REFS, "w") as clear:
+            clear.write("5")  # resets VmHWM, the resident-set high-water mark, to the current VmRSS
+        base = _status_bytes("VmRSS")
+        self.sync(outputs(call()))
+        return _status_bytes("VmHWM") - base, "peak RSS growth (VmHWM after clear_refs)"
+
+    def threads(self) -> dict[str, Any]:
+        info: dict[str, Any] = {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
+        info["cpus"] = usable_cores()
+        return info
+
+
+class NumpyFramework(Framework):
+    name = "numpy"
+
+    def sync(self, arrays: Iterable) -> None:
+        """NumPy is synchronous."""
+
+    def peak_memory(self, call: Call) -> tuple[int, str]:
+        tracemalloc.start()
+        call()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak, "tracemalloc peak"
+
+    def threads(self) -> dict[str, Any]:
+        try:
+            from threadpoolctl import threadpool_info
+        except ImportError:
+            return {**super().threads(), "blas": "its default (threadpoolctl not installed to ask)"}
+        blas = [f"{p['internal_api']} {p['num_threads']} threads" for p in threadpool_info()]
+        return {**super().threads(), "blas": blas}
+
+
+class TorchFramework(Framework):
+    name = "torch"
+
+    def implementations(self, params, x, y, h0) -> dict[str, Call]:
+        """Also what users would write, torch.nn.RNN with autograd: the reference to beat."""
+        return {**super().implementations(params, x, y, h0), REFERENCE: _nn_rnn(params, x, y, h0)}
+
+    def sync(self, arrays: Iterable) -> None:
+        """torch on CPU is synchronous; CUDA kernels are queued."""
+        if self.backend.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+
+    def peak_memory(self, call: Call) -> tuple[int, str]:
+        import torch
+
+        if self.backend.device.startswith("cuda"):
+            torch.cuda.synchronize()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            self.sync(outputs(call()))
+            return torch.cuda.max_memory_allocated() - base, "torch.cuda.max_memory_allocated"
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    profile_memory=True) as prof:  # fmt: skip
+            call()
+        # every allocation and free of torch's CPU allocator, in time order
+        events = sorted(prof.events(), key=lambda e: e.time_range.start)
+        live = itertools.accumulate(e.self_cpu_memory_usage for e in events)
+        return max(live, default=0), "torch.profiler: peak of allocations minus frees"
+
+    def threads(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            **super().threads(),
+            "torch.get_num_threads": torch.get_num_threads(),
+            "torch.get_num_interop_threads": torch.get_num_interop_threads(),
+        }
+
+
+class JaxFramework(Framework):
+    name = "jax"
+
+    def __init__(self, backend: Backend):
+        super().__init__(backend)
+        import jax
+
+        # float64 needs x64 mode; on for float32 too, so that a run's float32 numbers do not
+        # depend on whether float64 was asked for. A global setting, of this worker's process only.
+        jax.config.update("jax_enable_x64", True)
+
+    def sync(self, arrays: Iterable) -> None:
+        import jax
+
+        jax.block_until_ready(list(arrays))
+
+    def threads(self) -> dict[str, Any]:
+        return {**super().threads(), "xla_cpu": "default Eigen thread pool (XLA_FLAGS to change)"}
+
+
+class TensorflowFramework(Framework):
+    name = "tensorflow"
+
+    def sync(self, arrays: Iterable) -> None:
+        for tensor in arrays:
+            tensor.numpy()  # waits for the op, without to_numpy's extra copy
+
+    def peak_memory(self, call: Call) -> tuple[int, str] | None:
+        if not self.on_cpu:
+            return None
+        import tensorflow as tf
+
+        # the BFC allocator keeps these statistics; run.MEMORY_ENV makes it the CPU allocator
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        base = tf.config.experimental.get_memory_info("CPU:0")["current"]
+        self.sync(outputs(call()))
+        peak = tf.config.experimental.get_memory_info("CPU:0")["peak"] - base
+        return peak, "TensorFlow BFC allocator peak (TF_CPU_ALLOCATOR_USE_BFC=true)"
+
+    def threads(self) -> dict[str, Any]:
+        import tensorflow as tf
+
+        threading = tf.config.threading
+        return {
+            **super().threads(),
+            "intra_op": threading.get_intra_op_parallelism_threads() or "default",
+            "inter_op": threading.get_inter_op_parallelism_threads() or "default",
+        }
+
+
+#: the top-level module of a framework's array type -> what the benchmark knows of it
+FRAMEWORKS: dict[str, type[Framework]] = {
+    "numpy": NumpyFramework,
+    "torch": TorchFramework,
+    "jax": JaxFramework,
+    "jaxlib": JaxFramework,  # jax.Array's concrete type lives in jaxlib
+    "tensorflow": TensorflowFramework,
+}
+
+
+def framework_of(backend: Backend) -> Framework:
+    """The backend's framework, from the type of the arrays it makes; the fallbacks if unknown."""
+    probe = backend.asarray(np.zeros(1), backend.capabilities.dtypes[0])
+    return FRAMEWORKS.get(type(probe).__module__.partition(".")[0], Framework)(backend)
+
+
+def _nn_rnn(params, x, y, h0) -> Call:
+    """nn.RNN(tanh) + nn.Linear + cross_entropy(reduction="sum"), differentiated by autograd.
+
+    torch has two biases; bias_hh is held at zero (and gets no gradient), so b = bias_ih.
+    """
+    import torch
+
+    T, B, D = x.shape
+    H, K = params.W.shape[0], params.V.shape[0]
+    kw = {"device": x.device, "dtype": x.dtype}
+    rnn = torch.nn.RNN(D, H, nonlinearity="tanh", **kw)
+    linear = torch.nn.Linear(H, K, **kw)
+    weights: list[Any] = [
+        rnn.weight_ih_l0,
+        rnn.weight_hh_l0,
+        rnn.bias_ih_l0,
+        linear.weight,
+        linear.bias,
+    ]
+    bias_hh: Any = rnn.bias_hh_l0
+    with torch.no_grad():
+        for dest, src in zip(weights, params):
+            dest.copy_(src)
+        bias_hh.zero_()
+    bias_hh.requires_grad_(False)
+    targets = y.reshape(-1).long()
+
+    def call():
+        x_in = x.detach().requires_grad_()
+        h_in = h0.detach()[None].requires_grad_()
+        out, _ = rnn(x_in, h_in)
+        logits = linear(out).reshape(T * B, K)
+        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+        dU, dW, db, dV, dc, dh0, dx = torch.autograd.grad(loss, [*weights, h_in, x_in])
+        return loss.detach(), Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0[0], x=dx)
+
+    return call
