@@ -100,10 +100,9 @@ def test_several_backends_add_the_cross_backend_matrix(tmp_path):
 
 def test_what_a_backend_does_not_declare_is_not_applicable_with_its_reason(tmp_path):
     report = tmp_path / "report.json"
+    only = ["--", "-k", "autodiff or protocol"]
     result = CliRunner().invoke(
-        main,
-        ["conform", "--backend", "numpy", "--dtype", "float64", "--json", str(report)]
-        + ["--", "-k", "autodiff or protocol"],
+        main, ["conform", "--backend", "numpy", "--dtype", "float64", "--json", str(report), *only]
     )
     assert result.exit_code == 0, result.output
     assert "autodiff: n/a — numpy has none" in result.output
