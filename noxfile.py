@@ -1,19 +1,48 @@
 """Test sessions: `nox` runs the default list; `nox -s NAME` one session.
 
 Each backend session installs the project with that backend's extra alone and runs the conformance
-suite against it in float32 and float64. CPU sessions pin CPU builds through constraints/cpu.txt so
-that no multi-gigabyte CUDA build is pulled onto a CPU machine.
+suite against it in float32 and float64. Every session installs CPU builds (cpu_builds): versions
+pinned by constraints/cpu.txt, and torch from PyTorch's CPU-only wheel index, since on Linux the
+package index's torch is a CUDA build of several GB.
 """
 
 import json
+import os
+import socket
+from functools import cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = ["lint", "numpy", "torch", "jax", "tensorflow", "cross", "examples"]
 
-CPU = ("-c", "constraints/cpu.txt")
+#: Where torch's CPU build comes from: PyTorch's CPU wheel index, or RNNSPEC_TORCH_INDEX (empty:
+#: the package index alone, e.g. where pip is already configured with a CPU build).
+TORCH_INDEX = os.environ.get("RNNSPEC_TORCH_INDEX", "https://download.pytorch.org/whl/cpu")
+
+
+@cache
+def _reachable(url: str) -> bool:
+    try:
+        socket.create_connection((urlparse(url).hostname, 443), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+@cache
+def cpu_builds() -> tuple[str, ...]:
+    """pip options for CPU builds: the pins, and PyTorch's CPU index where it can be reached (a
+    machine with no way there, such as this project's, provides its CPU build through pip's own
+    configuration, and is told so once)."""
+    options = ("-c", "constraints/cpu.txt")
+    if TORCH_INDEX and _reachable(TORCH_INDEX):
+        return (*options, "--extra-index-url", TORCH_INDEX)
+    if TORCH_INDEX:
+        print(f"nox: {TORCH_INDEX} is out of reach: torch comes from pip's configured indexes")
+    return options
 
 
 def conform(session, backend):
@@ -23,7 +52,7 @@ def conform(session, backend):
 
 @nox.session
 def lint(session):
-    session.install(*CPU, "-e", ".[lint]")
+    session.install(*cpu_builds(), "-e", ".[lint]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     staged = session.create_tmp()  # mypy follows no import hooks: the namespace as links
@@ -34,34 +63,34 @@ def lint(session):
 @nox.session
 def numpy(session):
     """The NumPy backend, and the suite's own tests (wrong backends rejected, helpers, CLI)."""
-    session.install(*CPU, "-e", ".[numpy,test]")
+    session.install(*cpu_builds(), "-e", ".[numpy,test]")
     conform(session, "numpy")
     session.run("pytest", "tests", *session.posargs)
 
 
 @nox.session(name="torch")
 def torch_session(session):
-    session.install(*CPU, "-e", ".[torch]")
+    session.install(*cpu_builds(), "-e", ".[torch]")
     conform(session, "torch")
 
 
 @nox.session(name="jax")
 def jax_session(session):
-    session.install(*CPU, "-e", ".[jax,test]")
+    session.install(*cpu_builds(), "-e", ".[jax,test]")
     conform(session, "jax")  # the suite enables x64 in its own process for float64
     session.run("pytest", "tests/test_jax_x64.py", *session.posargs)
 
 
 @nox.session(name="tensorflow")
 def tensorflow_session(session):
-    session.install(*CPU, "-e", ".[tensorflow-cpu]")
+    session.install(*cpu_builds(), "-e", ".[tensorflow-cpu]")
     conform(session, "tensorflow")
 
 
 @nox.session
 def cross(session):
     """Every framework in one environment; every backend compared with every other."""
-    session.install(*CPU, "-e", ".[torch,jax,tensorflow-cpu,test]")
+    session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,test]")
     session.run("pytest", "tests/test_cross.py", "tests/test_devices.py", "-v", *session.posargs,
                 env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
 
@@ -72,8 +101,8 @@ def examples(session):
     (rnnspec and the example from their folders, not editable) and certified from an empty
     directory: by plain pytest through the plugin, and by `rnnspec conform` through its entry point.
     The example must import nothing of rnnspec but rnnspec.spec."""
-    session.install(*CPU, ".")
-    session.install(*CPU, "./examples/array-api-backend")
+    session.install(*cpu_builds(), ".")
+    session.install(*cpu_builds(), "./examples/array-api-backend")
     empty = Path(session.create_tmp()) / "empty"
     empty.mkdir(exist_ok=True)
     session.chdir(empty)
@@ -103,7 +132,7 @@ def bench(session):
     """`rnnspec bench` over every framework: the table, bench-results/cpu.bench.json and
     bench-results/cpu.png (docs/benchmarks.md). Not in the default list: about 12 minutes, and it
     wants a quiet machine. Extra options go to rnnspec bench: `nox -s bench -- --quick`."""
-    session.install(*CPU, "-e", ".[torch,jax,tensorflow-cpu,bench]")
+    session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,bench]")
     Path("bench-results").mkdir(exist_ok=True)
     session.run(
         "rnnspec", "bench", "--rounds", "2",

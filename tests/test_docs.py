@@ -1,0 +1,40 @@
+"""Docs that cannot go stale: every error message SPEC.md §7 quotes is one `validate` gives."""
+
+import re
+from pathlib import Path
+
+from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.test_errors import _bad_inputs
+from rnnspec.spec import SpecError, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _message(*args, **kwargs) -> str:
+    try:
+        validate(*args, **kwargs)
+    except SpecError as error:
+        return str(error)
+    raise AssertionError(f"validate accepted {args}")
+
+
+def _messages_given() -> set[str]:
+    """What validate says to every bad input of the suite's catalogue, on the basic case."""
+    given = set()
+    for bad, (edit, _) in _bad_inputs("float64").items():
+        params, x, y, h0, t = edit(*CASES["basic"].arrays("float64"), 1)
+        given.add(_message(params, x, y, h0, t if bad.startswith("t ") else None))
+    params, x, y, h0 = CASES["basic"].arrays("float64")
+    given.add(_message(params, x.tolist(), y, h0))
+    given.add(_message(params, x, y, h0, is_native=lambda a: a is not x))  # x is foreign
+    return given
+
+
+def test_spec_section_7_quotes_messages_validate_gives():
+    spec = (ROOT / "spec" / "SPEC.md").read_text()
+    section = spec[spec.index("## 7. Error behaviour") : spec.index("## 8. The interface")]
+    quoted = re.findall(r"^\| [^|]+ \| `(.+)` \|$", section, flags=re.M)
+    assert len(quoted) >= 20, quoted
+    given = _messages_given()
+    missing = [message for message in quoted if message not in given]
+    assert not missing, missing
