@@ -1,5 +1,6 @@
 """``rnnspec bench``: one worker process per backend, then the table, the targets and the JSON."""
 
+import importlib.util
 import json
 import math
 import os
@@ -14,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from rnnspec import backends
 from rnnspec.bench.frameworks import PEAK_SIZE, REFERENCE, load_average, usable_cores
@@ -23,8 +27,6 @@ from rnnspec.bench.worker import MEASUREMENT_OPTIONS, summary
 from rnnspec.bench.workloads import MEMORY_WORKLOAD, QUICK, TARGETS, WORKLOADS, Target
 
 console = Console()
-if not console.is_terminal:  # a log file or a pipe: no wrapping of the wide table
-    console.width = 180
 #: glibc: allocations from 64 KiB up are mmap'ed and unmapped when freed, so the resident-set
 #: high-water mark of the memory worker follows the live arrays (fixing it also stops glibc raising
 #: it dynamically); TensorFlow keeps allocation statistics only with its BFC allocator
@@ -70,10 +72,39 @@ def run_worker(name: str, args: list[str], env: dict[str, str]) -> dict:
             text=True,
             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
         )
-        if done.returncode == 0:
-            return json.loads(path.read_text())
-    console.print(f"[bold red]{name} worker failed[/]\n{done.stderr[-3000:]}")
+        report = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
+    if done.returncode == 0 and report:
+        return report
+    if "error" in report:  # the worker's own one-line reason: a backend it could not load
+        error(report["error"])
+        return report
+    console.print(f"[bold red]{escape(name)} worker failed[/]")
+    console.print(escape(done.stderr[-3000:]), highlight=False)
     return {"backend": name, "error": done.stderr[-3000:], "results": []}
+
+
+def error(message: str) -> None:
+    """One line, never wrapped, the message escaped: rich would take an extra's [bench] for markup."""
+    console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def load_problem(name: str) -> str | None:
+    """Why backend ``name`` cannot be loaded, where that is known without importing a framework:
+    a built-in whose framework is not installed, an unknown name, a module:factory whose module is
+    not there. None otherwise (the worker loads it, and reports a failure as one line)."""
+    if name in backends.available():
+        return None
+    if ":" in name and name not in backends.BUILTIN:
+        try:
+            if importlib.util.find_spec(name.partition(":")[0]) is not None:
+                return None  # the factory may still be missing: the worker will say
+        except (ImportError, ValueError):
+            pass
+    try:  # fails before importing any framework in each case left
+        backends.load(name)
+    except backends.BackendError as problem:
+        return str(problem)
+    return None
 
 
 # --- derived numbers ------------------------------------------------------------------------------
@@ -186,59 +217,124 @@ def targets(rows: list[dict], goals: tuple[Target, ...] = TARGETS) -> list[dict]
 # --- output ---------------------------------------------------------------------------------------
 
 
-def _mib(n: float | None) -> str:
-    return "" if n is None else f"{n / 2**20:.1f}"
+def _num(x: float, most: int = 4) -> str:
+    """Three significant digits (at most ``most`` decimals), no exponent, so that columns stay
+    narrow: 0.0512, 2.96, 296, 2960."""
+    decimals = min(most, max(0, 2 - math.floor(math.log10(x)))) if x > 0 else min(most, 2)
+    return f"{x:.{decimals}f}"
 
 
-def table(rows: list[dict]) -> Table:
-    t = Table(title="loss + all gradients: median ms per call (IQR), one process per backend")
-    for column in (
-        "workload", "dtype", "implementation", "ms/call", "IQR", "÷ fastest\nautodiff",
-        "÷ nn.RNN", "GFLOP/s", "% of\npeak", "first\ncall s", "error/\nbound",
-        f"peak MiB\n{MEMORY_WORKLOAD}: T | T/2",
-    ):  # fmt: skip
-        t.add_column(
-            column, justify="left" if column in ("workload", "implementation") else "right"
-        )
+def _new_table(title: str) -> Table:
+    """Compact: a rule under the header, no vertical lines, no padding at the edges."""
+    return Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
+
+
+def _columns(t: Table, *headers: str) -> None:
+    """The implementation and target columns wrap where they must; every other one holds a number
+    or a short name, never cut: the tables are narrow enough for 80 columns."""
+    for header in headers:
+        left = header in ("workload", "implementation", "target")
+        wraps = header in ("implementation", "target")
+        t.add_column(header, justify="left" if left else "right", no_wrap=not wraps)
+
+
+def _by_workload(rows: list[dict]) -> list[tuple[str, list[dict]]]:
+    """("small f32", its rows fastest first), in WORKLOADS' order, then dtype."""
     order = {name: i for i, name in enumerate(WORKLOADS)}
-    last = None
-    for r in sorted(
-        rows, key=lambda r: (order[r["workload"]], r["dtype"], r.get("median_ms", 1e9))
-    ):
-        if last is not None and (r["workload"], r["dtype"]) != last:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(order[r["workload"]], r["dtype"], r["workload"])].append(r)
+    return [
+        (f"{name} {dtype.replace('float', 'f')}", sorted(g, key=lambda r: r.get("median_ms", 1e9)))
+        for (_, dtype, name), g in sorted(groups.items())
+    ]
+
+
+#: under the tables: what the columns and the ratios mean
+TIMING_LEGEND = (
+    "ms/call: median (inter-quartile range). ÷: a closed form's median over the fastest "
+    "autodiff's (its framework's, else any) or nn.RNN's, same process where they share one; "
+    "< 1 is faster."
+)
+EFFICIENCY_LEGEND = (
+    f"% of peak: of the framework's {PEAK_SIZE}² matmul, same dtype. first call: compilation "
+    "included. error/bound: worst tensor's ‖g − r‖/‖r‖ over the tolerance bound, above 1 not "
+    "timed."
+)
+MEMORY_LEGEND = f" peak MiB: one call's, above what was live, on {MEMORY_WORKLOAD} at T and T/2."
+
+
+def _has_memory(rows: list[dict]) -> bool:
+    return any("memory_bytes" in r for r in rows)
+
+
+def timing_table(rows: list[dict]) -> Table:
+    t = _new_table("loss + all gradients: ms per call, one process per backend")
+    _columns(t, "workload", "implementation", "ms/call (IQR)", "÷ fastest\nautodiff", "÷ nn.RNN")
+    for i, (label, group) in enumerate(_by_workload(rows)):
+        if i:
             t.add_section()
-        last = (r["workload"], r["dtype"])
-        error = (
-            f"{r['error_ratio']:.2g}" if "error_ratio" in r else ""
-        )  # memory-only rows have none
-        ok = r.get("error_ratio", 0) <= r.get("check_limit", 1)
-        memory = ""
-        if "memory_bytes" in r:
-            memory = f"{_mib(r['memory_bytes'])} | {_mib(r.get('memory_half_T_bytes'))}"
-        t.add_row(
-            r["workload"],
-            r["dtype"],
-            r["impl"],
-            f"{r['median_ms']:.2f}" if "median_ms" in r else "[red]not timed[/]",
-            f"{r['q1_ms']:.2f}–{r['q3_ms']:.2f}" if "q1_ms" in r else "",
-            f"{r['vs_autodiff']:.2f}" if "vs_autodiff" in r else "",
-            f"{r['vs_nn_rnn']:.2f}" if "vs_nn_rnn" in r else "",
-            f"{r['gflops']:.1f}" if "gflops" in r else "",
-            f"{r['fraction_of_peak']:.0%}" if "fraction_of_peak" in r else "",
-            f"{r['first_call_s']:.3f}" if "first_call_s" in r else "",
-            error if ok else f"[bold red]{error}[/]",
-            memory,
-        )
+        for r in group:
+            ms = "[red]not timed[/]"
+            if "median_ms" in r:
+                ms = f"{_num(r['median_ms'])} ({_num(r['q1_ms'])}–{_num(r['q3_ms'])})"
+            t.add_row(
+                label,
+                escape(r["impl"]),
+                ms,
+                f"{r['vs_autodiff']:.2f}" if "vs_autodiff" in r else "",
+                f"{r['vs_nn_rnn']:.2f}" if "vs_nn_rnn" in r else "",
+            )
     return t
 
 
+def efficiency_table(rows: list[dict]) -> Table:
+    """GFLOP/s, first call and accuracy; peak memory where it was measured."""
+    memory = _has_memory(rows)
+    t = _new_table("GFLOP/s, first call, accuracy" + ", memory" * memory)
+    headers = ["workload", "implementation", "GFLOP/s", "% of\npeak", "first\ncall s"]
+    _columns(t, *headers, "error/\nbound", *["peak MiB\nT | T/2"] * memory)
+    for i, (label, group) in enumerate(_by_workload(rows)):
+        if i:
+            t.add_section()
+        for r in group:
+            error = f"{r['error_ratio']:.2g}" if "error_ratio" in r else ""  # none: memory only
+            if r.get("error_ratio", 0) > r.get("check_limit", 1):
+                error = f"[bold red]{error}[/]"
+            cells = [
+                label,
+                escape(r["impl"]),
+                _num(r["gflops"]) if "gflops" in r else "",
+                f"{r['fraction_of_peak']:.0%}" if "fraction_of_peak" in r else "",
+                _num(r["first_call_s"]) if "first_call_s" in r else "",
+                error,
+            ]
+            if memory:
+                at = [r.get(k) for k in ("memory_bytes", "memory_half_T_bytes")]
+                mib = " | ".join("" if b is None else _num(b / 2**20, 1) for b in at)
+                cells.append(mib if "memory_bytes" in r else "")
+            t.add_row(*cells)
+    return t
+
+
+def table(rows: list[dict]) -> Group:
+    """The timing table and the efficiency table, each with its legend: 80 columns suffice."""
+    memory = _has_memory(rows)
+    return Group(
+        timing_table(rows),
+        Text(TIMING_LEGEND, style="dim"),
+        Text(),
+        efficiency_table(rows),
+        Text(EFFICIENCY_LEGEND + MEMORY_LEGEND * memory, style="dim"),
+    )
+
+
 def target_table(checks: list[dict]) -> Table:
-    t = Table(title="targets (float32)")
-    for column in ("workload", "target", "measured", "met"):
-        t.add_column(column)
+    t = _new_table("targets (float32)")
+    _columns(t, "workload", "target", "measured", "met")
     for c in checks:
         met = "[green]yes[/]" if c["met"] else "[bold red]no[/]"
-        t.add_row(c["workload"], c["target"], f"{c['measured']:.2f}", met)
+        t.add_row(c["workload"], escape(c["target"]), f"{c['measured']:.2f}", met)
     return t
 
 
@@ -299,7 +395,15 @@ def print_setup(data: dict) -> None:
 def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measurement):
     """Time loss + all gradients: each backend's closed form, its framework's autodiff, and
     torch.nn.RNN + autograd; every result checked against spec.reference first."""
+    if plot_path and importlib.util.find_spec("matplotlib") is None:
+        error(f"--plot needs matplotlib: {backends.install_hint('bench')}")
+        sys.exit(1)
     names = list(names) or backends.available()
+    problems = [problem for name in names if (problem := load_problem(name))]
+    for problem in problems:
+        error(problem)
+    if problems:
+        sys.exit(1)
     workloads = list(measurement["workloads"]) or list(QUICK if quick else WORKLOADS)
     args = worker_args({**measurement, "workloads": workloads})
     data: dict[str, Any] = {
@@ -322,7 +426,8 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
     data["rows"] = derive(data)
     data["targets"] = targets(data["rows"])
     print_setup(data)
-    console.print(table(data["rows"]))
+    if data["rows"]:
+        console.print(table(data["rows"]))
     if data["targets"]:
         console.print(target_table(data["targets"]))
     if json_path:

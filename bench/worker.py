@@ -231,7 +231,11 @@ def main(
 ):  # fmt: skip
     """Time BACKEND (any name rnnspec.backends.load accepts) and write the results as JSON; rnnspec
     bench runs one such process per backend and round."""
-    backend = backends.load(backend_name, device=device)
+    try:
+        backend = backends.load(backend_name, device=device)
+    except backends.BackendError as problem:  # bench prints this one line, not a traceback
+        json.dump({"backend": backend_name, "error": str(problem), "results": []}, json_file)
+        raise click.ClickException(str(problem)) from None
     fw = framework_of(backend)
     out: dict[str, Any] = {
         "backend": backend.name,

@@ -1,10 +1,12 @@
 """rnnspec bench: the analysis (ratios, targets, table) on hand-made timings, the options the
 command shares with its worker, and real runs of a built-in and of an unknown framework's backend."""
 
+import importlib.util
 import io
 import json
 import os
 import statistics
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,18 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from rnnspec.backends.numpy import NumpyBackend
-from rnnspec.bench import worker
+from rnnspec.bench import run, worker
 from rnnspec.bench.frameworks import THREAD_ENV, Framework, NumpyFramework, framework_of
-from rnnspec.bench.run import derive, machine, table, targets, worker_args
+from rnnspec.bench.run import (
+    derive,
+    efficiency_table,
+    machine,
+    table,
+    target_table,
+    targets,
+    timing_table,
+    worker_args,
+)
 from rnnspec.bench.workloads import Target
 from rnnspec.cli import main
 
@@ -151,15 +162,16 @@ def test_table_shows_ratios_and_marks_an_inaccurate_result():
     wrong = {**timed("numpy closed form", 1.0, "medium"), "error_ratio": 3.5}
     del wrong["times_ms"], wrong["median_ms"]  # as a worker reports a result it did not time
     rows = [*derive(DATA), {"backend": "numpy", **wrong}]
-    console = Console(record=True, width=250, file=io.StringIO())
-    console.print(table(rows))
-    lines = console.export_text().splitlines()
-    numpy_small = next(line for line in lines if "small" in line and "numpy closed form" in line)
+    timing, efficiency = (rendered(t) for t in (timing_table(rows), efficiency_table(rows)))
+    numpy_small = next(line for line in timing if "small" in line and "numpy closed form" in line)
     assert "0.22" in numpy_small and "0.18" in numpy_small  # 1/4.5 and 1/5.5
-    medium = next(line for line in lines if "medium" in line)
-    assert "not timed" in medium and "3.5" in medium
-    order = [line.split("│")[3].strip() for line in lines if "small" in line]
-    assert order[0] == "numpy closed form" and order[-1] == "torch.nn.RNN autograd"  # fastest first
+    assert "not timed" in next(line for line in timing if "medium" in line)
+    assert "3.5" in next(line for line in efficiency if "medium" in line)
+    for lines in (timing, efficiency):
+        order = [line.split("  ")[1].strip() for line in lines if "small f32" in line]
+        assert (
+            order[0] == "numpy closed form" and order[-1] == "torch.nn.RNN autograd"
+        )  # fastest first
 
 
 def test_the_worker_reads_back_what_bench_forwards():
@@ -220,3 +232,99 @@ def test_machine_and_threads_are_reported_without_linux_calls(monkeypatch):
     report = machine()
     assert report["usable_cores"] == os.cpu_count() and report["load_average_before"] is None
     assert Framework(NumpyBackend()).threads()["cpus"] == os.cpu_count()
+
+
+# --- what the user sees: tables that fit, and one line for what cannot run -----------------------
+
+MiB = 2**20
+#: every column filled, with the widest numbers a CPU run gives and the longest built-in names
+FULL_ROWS = [
+    row("tensorflow closed form", "medium", median_ms=2960.4, q1_ms=2900.1, q3_ms=3105.7,
+        vs_autodiff=0.55, fastest_autodiff="tensorflow autodiff", vs_nn_rnn=12.34,
+        gflops=1234.5, fraction_of_peak=0.953, first_call_s=12.345, error_ratio=0.061,
+        check_limit=1.0, memory_bytes=1234.5 * MiB, memory_half_T_bytes=617.2 * MiB,
+        memory_exponent=1.0),
+    row("torch.nn.RNN autograd", "medium", median_ms=3010.8, q1_ms=2950.2, q3_ms=3200.9,
+        gflops=1210.0, fraction_of_peak=0.9, first_call_s=0.5, error_ratio=0.02,
+        check_limit=1.0),
+]  # fmt: skip
+
+
+def rendered(renderable, width: int = 80) -> list[str]:
+    console = Console(record=True, width=width, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text().splitlines()
+
+
+def test_the_tables_fit_80_columns_with_every_number_whole():
+    lines = rendered(table([{**r, "dtype": "float64"} for r in FULL_ROWS]))
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    text = "\n".join(lines)
+    assert "…" not in text
+    for number in ("2960 (2900–3106)", "0.55", "12.34", "1234", "95%", "12.3", "0.061",
+                   "1234 | 617", "3011 (2950–3201)"):  # fmt: skip
+        assert number in text, number
+    assert "< 1" in text  # the legend says which way the ratios go
+    checks = targets(FULL_ROWS, (Target("medium", "memory_exponent", 1.25, of="each implementation"),
+                                 Target("medium", "vs_nn_rnn", 1.0)))  # fmt: skip
+    lines = rendered(target_table(checks))
+    assert max(map(len, lines)) <= 80, "\n".join(lines)
+    assert "12.34" in "\n".join(lines) and "…" not in "\n".join(lines)
+
+
+def record_workers(monkeypatch) -> list[str]:
+    """run_worker replaced: the names it was asked to time."""
+    started: list[str] = []
+
+    def run_worker(name, args, env):
+        started.append(name)
+        return {"backend": name, "error": "not run in this test", "results": []}
+
+    monkeypatch.setattr(run, "run_worker", run_worker)
+    return started
+
+
+def test_plot_without_matplotlib_fails_before_timing_naming_the_extra(monkeypatch, tmp_path):
+    started = record_workers(monkeypatch)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    result = CliRunner().invoke(
+        main, ["bench", "--backend", "numpy", "--workload", "small", "--no-memory",
+               "--plot", str(tmp_path / "bench.png")],
+    )  # fmt: skip
+    assert result.exit_code != 0 and started == []
+    assert "matplotlib" in result.output and "[bench]'" in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_backend_that_cannot_be_loaded_is_one_line_and_nothing_is_timed(monkeypatch):
+    started = record_workers(monkeypatch)
+    result = CliRunner().invoke(
+        main, ["bench", "--backend", "numpy", "--backend", "no_such_backend"]
+    )
+    assert result.exit_code != 0 and started == []
+    (line,) = [line for line in result.output.splitlines() if "no_such_backend" in line]
+    assert "unknown backend 'no_such_backend'" in line
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_framework_names_its_extra(monkeypatch):
+    started = record_workers(monkeypatch)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "torch" else find_spec(name, *a),
+    )
+    result = CliRunner().invoke(main, ["bench", "--backend", "torch"])
+    assert result.exit_code != 0 and started == []
+    assert "needs torch, which is not installed" in result.output and "[torch]'" in result.output
+
+
+def test_a_backend_the_worker_cannot_load_is_its_one_line(monkeypatch):
+    monkeypatch.chdir(ROOT)  # the module is found here; its factory is not
+    result = CliRunner().invoke(
+        main, ["bench", "--backend", "tests.test_bench:NoSuchFactory", "--workload", "small"]
+    )
+    assert result.exit_code != 0
+    assert "'tests.test_bench' has no 'NoSuchFactory'" in result.output, result.output
+    assert "Traceback" not in result.output
