@@ -84,7 +84,8 @@ class ArrayApiBackend:
     capabilities = Capabilities(autodiff=False, devices=("cpu",))
 
     def __init__(self, device: str | None = None):
-        if device not in (None, "cpu"):  # refuse at load time; never fall back (SPEC.md §7)
+        # refuse at load time; never fall back to another device (SPEC.md §7)
+        if device is not None and str(device).lower() not in ("cpu", "cpu:0"):
             raise BackendError(f"the {self.name} backend runs on 'cpu' only, got device={device!r}")
         self.device = "cpu"
         self._device = xp.asarray(0.0).device  # the namespace's default (CPU) device
@@ -142,7 +143,14 @@ class ArrayApiBackend:
 
     def _validate(self, params, x, y, h0, t=None) -> Dims:
         """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend."""
-        return validate(params, x, y, h0, t, to_numpy=self.to_numpy, is_native=self.is_native)
+        return validate(
+            params, x, y, h0, t,
+            to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
+        )  # fmt: skip
+
+    def _all_finite(self, array: Array) -> bool:
+        """No NaN or infinity in ``array``: one reduction, one scalar read back."""
+        return bool(xp.all(xp.isfinite(array)))
 
     def _state(self, x: Array, h0: Array | None, H: int) -> Array:
         """h(0): zeros when omitted."""
