@@ -8,7 +8,10 @@ package index's torch is a CUDA build of several GB.
 
 import json
 import os
+import re
+import shutil
 import socket
+import sys
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -139,3 +142,39 @@ def bench(session):
         "--json", "bench-results/cpu.bench.json", "--plot", "bench-results/cpu.png",
         *session.posargs, env={"TF_CPP_MIN_LOG_LEVEL": "2"},
     )  # fmt: skip
+
+
+@nox.session
+def docs(session):
+    """Every shell command shown in README.md, docs/ and the examples' READMEs, in order, as a
+    reader runs them: a fresh environment, a copy of the checkout (scripts/doc_commands.py lists
+    them and the placeholders it fills in). A command that needs a GPU must fail here with its
+    one-line error. Not in the default list: the benchmark commands alone take about half an hour."""
+    sys.path.insert(0, str(Path("scripts").resolve()))
+    from doc_commands import RUN_ELSEWHERE, commands, expected_failure
+
+    copy = Path(session.create_tmp()).resolve() / "rnnspec"
+    shutil.rmtree(copy, ignore_errors=True)
+    ignored = (".git", ".nox", "*.egg-info", "build", "__pycache__", "bench-results")
+    shutil.copytree(Path.cwd(), copy, ignore=shutil.ignore_patterns(*ignored))
+    session.chdir(copy)
+    constraints = cpu_builds()  # what pip would pick on this machine for a CPU build, via pip's env
+    env = {"PIP_CONSTRAINT": str(copy / constraints[1]), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if "--extra-index-url" in constraints:
+        env["PIP_EXTRA_INDEX_URL"] = constraints[-1]
+    ran = set()
+    for command in commands(copy):
+        if command.shown in RUN_ELSEWHERE or command.run in ran:
+            continue
+        ran.add(command.run)
+        text = command.run.replace("{root}", str(copy))
+        session.log(f"{command.source}: {text}")
+        failure = expected_failure(command)
+        if failure is None:
+            session.run("bash", "-c", text, env=env, external=True)
+            continue
+        output = session.run(
+            "bash", "-c", f"{text} 2>&1", env=env, external=True, silent=True, success_codes=[1, 4]
+        )
+        if not re.search(failure, output or "") or "Traceback" in (output or ""):
+            session.error(f"{command.source}: expected a one-line {failure!r}, got:\n{output}")

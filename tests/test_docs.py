@@ -1,6 +1,8 @@
 """Docs that cannot go stale: every error message SPEC.md §7 quotes is one `validate` gives."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from rnnspec.conformance.cases import CASES
@@ -38,3 +40,35 @@ def test_spec_section_7_quotes_messages_validate_gives():
     given = _messages_given()
     missing = [message for message in quoted if message not in given]
     assert not missing, missing
+
+
+def _doc_commands():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import doc_commands
+
+    return doc_commands
+
+
+def test_every_documented_command_is_accounted_for():
+    """The docs session (noxfile.py) runs each one; none keeps a placeholder a reader must fill."""
+    doc_commands = _doc_commands()
+    found = doc_commands.commands()
+    assert len(found) >= 25, found
+    leftovers = re.compile(r"/path/to|mypkg|mypackage|\bNAME\b|\bDIR\b")
+    assert not [c for c in found if leftovers.search(c.run)], found
+    shown = {c.shown for c in found}
+    assert set(doc_commands.RUN_ELSEWHERE) <= shown, "a RUN_ELSEWHERE entry no document shows"
+    for needs in doc_commands.NEEDS_GPU:
+        assert any(needs in c.run for c in found), needs
+    assert "python3 -m pip install . && rnnspec conform" in shown  # the README's quickstart
+
+
+def test_the_documented_help_lists_every_option():
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "rnnspec"), "bench", "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    for option in ("--backend", "--dtype", "--workload", "--repeats", "--env", "--quick", "--plot"):
+        assert option in done.stdout, option

@@ -129,7 +129,7 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
                 console.print(stdout, markup=False, highlight=False)
             if not report_path.exists():
                 reason = _usage_error(stdout, stderr)
-                console.print(f"[bold red]{escape(spec_)}[/]: {escape(reason)}")
+                console.print(f"[bold red]{escape(spec_)}[/]: {escape(reason)}", soft_wrap=True)
                 reports.append({"backend": name, "error": reason})
                 continue
             report = json.loads(report_path.read_text())
@@ -142,10 +142,11 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
             summary = f"{certificate.identity(report)}: {report['summary']}"
             console.print(escape(summary), soft_wrap=True)
 
-    console.print(certificate.table(reports))
-    console.print(certificate.LEGEND, style="dim")
-    for line in certificate.not_applicable(reports):
-        console.print(f"n/a: {escape(line)}", style="dim")
+    if any("tests" in report for report in reports):
+        console.print(certificate.table(reports))
+        console.print(certificate.LEGEND, style="dim")
+        for line in certificate.not_applicable(reports):
+            console.print(f"n/a: {escape(line)}", style="dim")
     agreement = [
         row for dtype, by in dumps.items() if len(by) > 1 for row in cross.matrix(by, dtype)
     ]
