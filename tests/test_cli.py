@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -36,19 +37,13 @@ def test_a_selection_is_a_partial_run_not_a_certificate(tmp_path):
 
 
 def test_conform_fails_a_wrong_backend_and_shows_how_to_reproduce(tmp_path):
+    report = tmp_path / "report.json"
+    wrong = "tests.wrong_backends:missing_transpose"
     result = CliRunner().invoke(
         main,
-        [
-            "conform",
-            "--backend",
-            "tests.wrong_backends:missing_transpose",
-            "--dtype",
-            "float64",
-            "--",
-            "-k",
-            "form_b and basic",
-        ],
-    )
+        ["conform", "--backend", wrong, "--dtype", "float64", "--json", str(report),
+         "--", "-k", "form_b and basic"],
+    )  # fmt: skip
     assert result.exit_code == 1, result.output
     assert "FAIL" in result.output and "reproduce:" in result.output
     assert "certified:" not in result.output
@@ -59,6 +54,10 @@ def test_conform_fails_a_wrong_backend_and_shows_how_to_reproduce(tmp_path):
     assert "exceeds the bound" in report and "reproduce:" in report
     assert "Traceback" not in report and "conformance/" not in report and ".py:" not in report
     assert len(report.strip().splitlines()) <= 20, report
+    certificate = (tmp_path / "report.json").read_text()
+    for local in (str(Path.home()), str(tmp_path), "site-packages", str(Path(__file__).parent)):
+        assert local not in certificate, local  # ids and messages name no local path
+    assert "rnnspec.conformance.test_form_b::test_gradients[float64-basic]" in certificate
 
 
 def test_unknown_backend_is_a_clear_failure():

@@ -3,6 +3,7 @@ is loaded, that works from any directory whatever folders sit there, and that al
 from the links scripts/stage.py lays out (as scripts/gpu-check.sh does); and golden vectors that
 are what the documented command writes from the current reference."""
 
+import json
 import os
 import subprocess
 import sys
@@ -77,6 +78,13 @@ def test_the_installed_wheel_answers_to_rnnspec_alone(wheel, tmp_path):
     for old in OLD_NAMES:
         done = _python(f"import {old}", here, PYTHONPATH=str(target))
         assert "ModuleNotFoundError" in done.stderr, (old, done.stderr)
+    report = here / "report.json"  # a certificate names no local path, installed or not
+    conform = ["conform", "--backend", "numpy", "--json", str(report), "--", "-k", "golden"]
+    done = _python(f"from rnnspec.cli import main; main({conform!r})", here, PYTHONPATH=str(target))
+    assert report.exists(), done.stdout + done.stderr
+    assert str(tmp_path) not in report.read_text() and "/site/" not in report.read_text()
+    ids = [t["id"] for t in json.loads(report.read_text())["backends"][0]["tests"]]
+    assert ids and all(i.startswith("rnnspec.conformance.test_golden::") for i in ids), ids[:3]
 
 
 def test_folders_named_like_the_old_packages_shadow_nothing(tmp_path):
