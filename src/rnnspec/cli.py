@@ -49,10 +49,11 @@ def suite_command(name: str, device=None, dtypes=(), pytest_args=()) -> list[str
     return command
 
 
-def _run_suite(label: str, command: list[str]) -> tuple[int, str, str]:
-    """Run the suite in a process of its own, showing its progress: a spinner on a terminal,
-    a line per tenth of the checks when the output goes to a file or a pipe."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _run_suite(label: str, command: list[str]) -> str:
+    """Run the suite in a process of its own and return its output (stderr merged, so that
+    neither pipe can fill up and stall it), showing progress: a spinner on a terminal, a line per
+    tenth of the checks when the output goes to a file or a pipe."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out: list[str] = []
     shown = -1
     with console.status(f"{label}: collecting ...") as status:
@@ -64,16 +65,22 @@ def _run_suite(label: str, command: list[str]) -> tuple[int, str, str]:
                 if not console.is_terminal and int(percent[1]) // 10 > shown:
                     shown = int(percent[1]) // 10
                     console.print(f"{label}: {percent[1]}% of the checks", highlight=False)
-        stderr = process.stderr.read() if process.stderr else ""
-    return process.wait(), "".join(out), stderr
+    process.wait()
+    return "".join(out)
 
 
-def _usage_error(stdout: str, stderr: str) -> str:
+def _summary(output: str) -> str:
+    """pytest's closing line: '455 passed, 126 skipped in 14.60s'."""
+    found = re.findall(r"^=*\s*(\d+ (?:passed|failed|skipped|deselected).*?)\s*=*$", output, re.M)
+    return found[-1] if found else ""
+
+
+def _usage_error(output: str) -> str:
     """pytest's one-line ERROR (a backend that cannot be loaded, a bad option), else the tail."""
-    for line in (stderr + stdout).splitlines():
+    for line in output.splitlines():
         if line.startswith("ERROR: "):
             return line.removeprefix("ERROR: ").removeprefix("rnnspec: ")
-    return (stdout + stderr).strip()[-2000:]
+    return output.strip()[-2000:]
 
 
 @main.command()
@@ -122,18 +129,16 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
             report_path = Path(tmp) / f"{len(reports)}.json"
             tracebacks = [] if verbose else ["--tb=no"]
             args = ["--report-json", str(report_path), *tracebacks, *pytest_args]
-            _, stdout, stderr = _run_suite(
-                spec_, suite_command(name, own_device or device, dtypes, args)
-            )
+            output = _run_suite(spec_, suite_command(name, own_device or device, dtypes, args))
             if verbose:
-                console.print(stdout, markup=False, highlight=False)
+                console.print(output, markup=False, highlight=False)
             if not report_path.exists():
-                reason = _usage_error(stdout, stderr)
+                reason = _usage_error(output)
                 console.print(f"[bold red]{escape(spec_)}[/]: {escape(reason)}", soft_wrap=True)
                 reports.append({"backend": name, "error": reason})
                 continue
             report = json.loads(report_path.read_text())
-            report["summary"] = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+            report["summary"] = _summary(output)
             for dtype in report["dtypes"]:
                 with np.load(report_path.with_suffix(f".{dtype}.npz")) as dump:
                     if "error" not in dump:
