@@ -26,6 +26,7 @@ GROUPS = (
     "edge cases",
     "bad input",
     "dtype/shape/device",
+    "state",
     "properties",
     "reference (FD)",
 )

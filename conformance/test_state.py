@@ -1,0 +1,579 @@
+"""State kept between calls, the bugs fast backends actually have: a returned array must stay what
+it was, a call's result must not depend on the calls made before it or at the same time from other
+threads, and neither loading nor calling a backend may change the global settings the user owns.
+
+Comparing two results of the same backend. The checks below compare a result with the backend's own
+earlier result for the very same call by the tolerance policy, with the tensor's κ from the oracle,
+not bit for bit: a correct backend may round identical calls differently (GPU atomics, BLAS blocking
+that depends on the thread count or on alignment), and each result is then one of the roundings the
+policy allows for that tensor; a reordered reduction moves a result by a small part of that
+allowance. What goes beyond it is not rounding but another computation: a stale or foreign result
+(a cache, another thread's scratch space) is off by O(1), a float64 result computed in float32 by
+~1e-7 against a float64 bound of ~1e-13. The error is measured relative to the first result, which
+agrees with the reference to far within the bound, so the policy's scale ‖reference‖ is kept.
+The history check also compares every result with the reference: a cache that returns the first
+result it saw for some shapes agrees with itself, and only the truth shows it wrong.
+"""
+
+import dataclasses
+import hashlib
+import os
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+
+from rnnspec import backends
+from rnnspec.conformance.calls import METHODS, TENSORS, flatten, invoke
+from rnnspec.conformance.cases import CASES, Case
+from rnnspec.conformance.oracle import expected
+from rnnspec.conformance.plugin import dtypes as run_dtypes
+from rnnspec.spec import tolerance
+
+pytestmark = pytest.mark.rnnspec_group("state")
+
+T_STEP = 2  # the t of every step_gradients call here
+BASIC = CASES["basic"]
+#: the same shapes, other values
+OTHER_VALUES = dataclasses.replace(BASIC, name="basic_seed99", seed=99)
+#: x and y shaped as BASIC's but another H: a cache keyed on the data's shapes alone mixes them up.
+#: Only the state checks use these shapes, so their first call here is the first in the process.
+OTHER_H = dataclasses.replace(BASIC, name="basic_H6", H=6, seed=98)
+
+THREADS = 4
+ROUNDS = 10
+THREAD_CASES = [
+    dataclasses.replace(BASIC, name=f"basic_seed{100 + i}", seed=100 + i) for i in range(THREADS)
+]
+THREAD_TIMEOUT_S = 120.0  # for the whole threaded schedule; it takes well under a second
+
+
+# --- calls and their results ----------------------------------------------------------------------
+
+
+def _methods(backend) -> list[str]:
+    return [m for m in METHODS if m != "autodiff_gradients" or backend.capabilities.autodiff]
+
+
+def _call(backend, method: str, inputs) -> Any:
+    return invoke(backend, method, *inputs, t=T_STEP)
+
+
+def _copies(backend, method: str, result) -> list[np.ndarray]:
+    """NumPy copies of every tensor of a call's result, taken now."""
+    return [backend.to_numpy(a) for a in flatten(method, result)]
+
+
+def _names(method: str) -> list[str]:
+    return [name for name, _ in TENSORS[method]]
+
+
+def _label(method: str, case: Case, dtype: str) -> str:
+    return f"{method}({case.name}, {dtype})"
+
+
+def _preview(array: np.ndarray) -> str:
+    flat = np.ravel(np.asarray(array, np.float64))[:6]
+    return np.array2string(flat, precision=9, separator=", ", max_line_width=200)
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _after(history: list[str]) -> str:
+    """The calls this check made before, for a message."""
+    shown = history if len(history) <= 12 else ["...", *history[-12:]]
+    return "after the calls " + ", ".join(shown) if history else "as this check's first call"
+
+
+def _compare(got, want, dtype, case, kappa, head: str, against: str) -> None:
+    """``got`` must be ``want`` (shape, dtype) within the tolerance policy; ``head`` says what."""
+    got = np.asarray(got)
+    if got.dtype != np.dtype(dtype) or got.shape != np.shape(want):
+        raise AssertionError(
+            f"{head}: expected {dtype} of shape {np.shape(want)} ({against}), "
+            f"got {got.dtype} of shape {got.shape}"
+        )
+    ratio = tolerance.ratio(got, want, dtype, case.T, kappa)
+    if not ratio <= 1.0:
+        raise AssertionError(
+            f"{head}\n"
+            f"  relative difference from {against} {tolerance.relative_error(got, want):.3e} "
+            f"exceeds the bound {tolerance.bound(dtype, case.T, kappa):.3e} "
+            f"(tolerance policy, κ = {kappa:.3g}; ratio {ratio:.3g})\n"
+            f"  {against}: {_preview(want)} ...\n"
+            f"  received: {_preview(got)} ..."
+        )
+
+
+def _check_result(backend, method, case, dtype, got: list[np.ndarray], history: list[str]) -> None:
+    """Every tensor of a call's result against the reference, saying which calls came before."""
+    want = expected(case, method, T_STEP if method == "step_gradients" else None)
+    for name, g, w, kappa in zip(want.names, got, want.values, want.kappas, strict=True):
+        head = (
+            f"{method} -> {name} on case {case.label()}, {dtype}, {backend!r}, {_after(history)}: "
+            "wrong result; state left by an earlier call? (a cache keyed on shapes, on shapes "
+            "without the dtype, or on array identity returns another call's result or precision)"
+        )
+        _compare(g, w, dtype, case, kappa, head, "the reference")
+
+
+def _other_dtypes(backend, dtype: str, config) -> list[str]:
+    """The run's other dtype, where the backend computes in it too."""
+    return [d for d in run_dtypes(config) if d != dtype and d in backend.capabilities.dtypes]
+
+
+def _overwrite(backend, inputs, values) -> bool:
+    """Write ``values`` (NumPy Inputs) into the native ``inputs`` in place, where the framework's
+    arrays are mutable (NumPy, PyTorch); False where they are not (JAX, TensorFlow)."""
+    pairs = [(a, v) for a, v in zip((*inputs.params, *inputs[1:]), (*values.params, *values[1:]))]
+    for native, value in pairs:
+        if native is None:
+            continue
+        try:
+            native[...] = backend.asarray(value)
+        except (TypeError, ValueError, AttributeError, NotImplementedError):
+            return False
+        if not np.array_equal(backend.to_numpy(native), value):
+            return False
+    return True
+
+
+# --- 1. results stay as returned --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_results_stay_as_returned(backend, dtype, method):
+    """A returned array changes after a later call (an output buffer reused between calls).
+
+    Every tensor of a result must keep, bit for bit, the value it had when the call returned, while
+    every method is called again with other values of the same shapes and dtype.
+    """
+    result = _call(backend, method, BASIC.native(backend, dtype))
+    tensors = flatten(method, result)
+    at_return = _copies(backend, method, result)
+    others = OTHER_VALUES.native(backend, dtype)
+    for later in _methods(backend):
+        _call(backend, later, others)
+        for name, was, tensor in zip(_names(method), at_return, tensors, strict=True):
+            now = backend.to_numpy(tensor)
+            if not _same_bits(was, now):
+                changed = int(np.count_nonzero(was != now)) if was.shape == now.shape else "all"
+                raise AssertionError(
+                    f"{method} -> {name} on case {BASIC.label()}, {dtype}, {backend!r}: the "
+                    f"returned array changed after a later call, "
+                    f"{_label(later, OTHER_VALUES, dtype)} (same shapes, other values): "
+                    f"{changed} of {was.size} entries differ (an output buffer reused between "
+                    f"calls?)\n"
+                    f"  at return: {_preview(was)} ...\n"
+                    f"  now:       {_preview(now)} ..."
+                )
+
+
+# --- 2. results do not depend on the calls before ---------------------------------------------------
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_results_independent_of_earlier_calls(backend, dtype, method, pytestconfig):
+    """A call's result depends on the calls before it (a cache keyed on shapes, on shapes without
+    the dtype, or on array identity).
+
+    Call A, then B with other values of the same shapes, A in the other dtype, A's data with another
+    H, then A again with new arrays and with the very same arrays: every result matches the
+    reference, and A's repeats match A's first result (tolerance policy). Where the framework's
+    arrays are mutable, A's arrays rewritten in place with B's values give B's result.
+    """
+    others = _other_dtypes(backend, dtype, pytestconfig)
+    history: list[str] = []
+
+    def run(m: str, case: Case, d: str, inputs=None) -> list[np.ndarray]:
+        inputs = case.native(backend, d) if inputs is None else inputs
+        got = _copies(backend, m, _call(backend, m, inputs))
+        _check_result(backend, m, case, d, got, history)
+        history.append(_label(m, case, d))
+        return got
+
+    a_inputs = BASIC.native(backend, dtype)
+    first = run(method, BASIC, dtype, a_inputs)
+    for m in _methods(backend):  # same shapes and dtype, other values: a shape-keyed cache
+        run(m, OTHER_VALUES, dtype)
+    for d in others:  # same shapes and values, other dtype: a cache keyed without the dtype
+        for m in _methods(backend):
+            run(m, BASIC, d)
+    # fresh shapes, always float32 first: a cache keyed without the dtype gives float64 float32's
+    for d in (d for d in ("float32", "float64") if d == dtype or d in others):
+        run(method, OTHER_H, d)
+
+    want = expected(BASIC, method, T_STEP if method == "step_gradients" else None)
+    for how, inputs in (("new arrays", None), ("the same arrays", a_inputs)):
+        since = list(history)
+        again = run(method, BASIC, dtype, inputs)
+        for name, got, was, kappa in zip(want.names, again, first, want.kappas, strict=True):
+            head = (
+                f"{method} -> {name} on case {BASIC.label()}, {dtype}, {backend!r}: the same "
+                f"call ({how}) gave another result {_after(since[1:])}"
+            )
+            _compare(got, was, dtype, BASIC, kappa, head, "its first result")
+
+    values = OTHER_VALUES.arrays(dtype)
+    if _overwrite(backend, a_inputs, values):  # an identity-keyed cache returns A's result
+        history.append(f"(A's arrays rewritten in place with {OTHER_VALUES.name}'s values)")
+        run(method, OTHER_VALUES, dtype, a_inputs)
+
+
+# --- 3. threads -------------------------------------------------------------------------------------
+
+
+def test_concurrent_calls_from_threads(backend, dtype):
+    """Calls from several threads at once get wrong results (scratch space kept on the instance).
+
+    4 threads share the backend; each has its own case (same shapes, other values) and makes 10
+    calls in lockstep (a barrier before each round), all threads calling the same method in even
+    rounds and different methods in odd ones. Every result must match the result of the same call
+    made alone (tolerance policy); a schedule that does not finish in time fails as hung.
+    """
+    methods = _methods(backend)
+    inputs = [case.native(backend, dtype) for case in THREAD_CASES]
+    alone = {
+        (i, m): _copies(backend, m, _call(backend, m, inputs[i]))
+        for i in range(THREADS)
+        for m in methods
+    }
+
+    def method_of(i: int, r: int) -> str:
+        return methods[(r + (i if r % 2 else 0)) % len(methods)]
+
+    barrier = threading.Barrier(THREADS, timeout=THREAD_TIMEOUT_S)
+    results: dict[tuple[int, int], list[np.ndarray]] = {}
+    errors: dict[int, tuple[str, BaseException]] = {}
+    doing = {i: "starting" for i in range(THREADS)}
+
+    def work(i: int) -> None:
+        for r in range(ROUNDS):
+            doing[i] = f"waiting for round {r}"
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                return  # another thread failed: its error is the one reported
+            m = method_of(i, r)
+            doing[i] = f"{_label(m, THREAD_CASES[i], dtype)} in round {r}"
+            try:
+                results[(i, r)] = _copies(backend, m, _call(backend, m, inputs[i]))
+            except BaseException as error:
+                errors[i] = (doing[i], error)
+                barrier.abort()
+                return
+        doing[i] = "done"
+
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"rnnspec-state-{i}", daemon=True)
+        for i in range(THREADS)
+    ]
+    deadline = time.monotonic() + THREAD_TIMEOUT_S
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    hung = [i for i, thread in enumerate(threads) if thread.is_alive()]
+    if hung:
+        barrier.abort()
+        raise AssertionError(
+            f"{backend!r}, {dtype}: {len(hung)} of {THREADS} threads calling the backend at once "
+            f"still running after {THREAD_TIMEOUT_S:.0f} s (a deadlock?): "
+            + "; ".join(f"thread {i}: {doing[i]}" for i in hung)
+        )
+    for i, (what, error) in sorted(errors.items()):
+        raise AssertionError(
+            f"{backend!r}: {what}, called from thread {i} while {THREADS - 1} other threads "
+            f"called it with other inputs, raised {type(error).__name__}: {error}"
+        ) from error
+    for (i, r), got in sorted(results.items()):
+        m, case = method_of(i, r), THREAD_CASES[i]
+        want = expected(case, m, T_STEP if m == "step_gradients" else None)
+        together = ", ".join(
+            _label(method_of(j, r), THREAD_CASES[j], dtype) for j in range(THREADS) if j != i
+        )
+        for name, g, w, kappa in zip(want.names, got, alone[(i, m)], want.kappas, strict=True):
+            head = (
+                f"{m} -> {name} on case {case.label()}, {dtype}, {backend!r}: another result "
+                f"when called from thread {i} in round {r} at the same time as {together} than "
+                f"when called alone (state shared between calls on one instance?)"
+            )
+            _compare(g, w, dtype, case, kappa, head, "the result alone")
+    assert len(results) == THREADS * ROUNDS, f"only {len(results)} calls of {THREADS * ROUNDS} ran"
+
+
+# --- 4. global settings -----------------------------------------------------------------------------
+
+
+class _Setting(NamedTuple):
+    """A global setting the user owns; ``set`` and ``other`` where the check may set it otherwise
+    (to another value a user may hold, harmless to a correct backend and cheap)."""
+
+    name: str
+    get: Callable[[], Any]
+    set: Callable[[Any], Any] | None = None
+    other: Callable[[Any], Any] | None = None
+
+
+def _digest(value: Any) -> str:
+    data = value if isinstance(value, bytes) else repr(value).encode()
+    return "state " + hashlib.sha256(data).hexdigest()[:16]
+
+
+def _numpy_random_state() -> str:
+    kind, keys, *rest = np.random.get_state()  # bytes: an array's repr is cut short
+    return _digest(repr((kind, *rest)).encode() + np.asarray(keys).tobytes())
+
+
+def _environment() -> dict[str, str]:  # values hidden: they may be secrets
+    return {k: hashlib.sha256(v.encode()).hexdigest()[:12] for k, v in os.environ.items()}
+
+
+def _flipped_errors(state: dict) -> dict:
+    return {k: "warn" if v == "ignore" else "ignore" for k, v in state.items()}
+
+
+def _settings() -> list[_Setting]:
+    """The settings of Python, NumPy and each framework already imported (never importing one)."""
+    settings = [
+        _Setting("numpy.geterr()", np.geterr, lambda v: np.seterr(**v), _flipped_errors),
+        _Setting(
+            "numpy.get_printoptions()",
+            np.get_printoptions,
+            lambda v: np.set_printoptions(**v),
+            lambda v: {**v, "precision": v["precision"] + 3, "linewidth": v["linewidth"] + 7},
+        ),
+        _Setting("numpy.random.get_state()", _numpy_random_state),
+        _Setting("random.getstate()", lambda: _digest(random.getstate())),
+        _Setting("os.environ", _environment),
+    ]
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_default_dtype"):
+        fp32 = torch.float32
+        settings += [
+            _Setting(
+                "torch.get_default_dtype()",
+                torch.get_default_dtype,
+                torch.set_default_dtype,
+                lambda v: torch.float64 if v == fp32 else fp32,
+            ),
+            _Setting(
+                "torch.get_num_threads()",
+                torch.get_num_threads,
+                torch.set_num_threads,
+                lambda v: v + 1,
+            ),
+            _Setting(
+                "torch.is_grad_enabled()",
+                torch.is_grad_enabled,
+                torch.set_grad_enabled,
+                lambda v: not v,
+            ),
+            _Setting(
+                "torch.get_float32_matmul_precision()",
+                torch.get_float32_matmul_precision,
+                torch.set_float32_matmul_precision,
+                lambda v: "high" if v == "highest" else "highest",
+            ),
+            # follows the precision above: compared, never set (PyTorch refuses mixed settings)
+            _Setting(
+                "torch.backends.cuda.matmul.allow_tf32",
+                lambda: torch.backends.cuda.matmul.allow_tf32,
+            ),
+            _Setting(
+                "torch.backends.cudnn.allow_tf32",
+                lambda: torch.backends.cudnn.allow_tf32,
+                lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
+                lambda v: not v,
+            ),
+            _Setting(
+                "torch.are_deterministic_algorithms_enabled()",
+                torch.are_deterministic_algorithms_enabled,
+            ),
+            _Setting("torch.is_inference_mode_enabled()", torch.is_inference_mode_enabled),
+            _Setting("torch.is_anomaly_enabled()", torch.is_anomaly_enabled),
+            _Setting(
+                "torch.random.get_rng_state()",
+                lambda: _digest(torch.random.get_rng_state().numpy().tobytes()),
+            ),
+        ]
+    jax = sys.modules.get("jax")
+    if jax is not None and hasattr(jax, "config"):
+        # Compared, never set: a JAX setting changed recompiles every kernel. Setting one to the
+        # value it has is caught by _recording_jax_updates instead.
+        for flag in (
+            "jax_enable_x64",
+            "jax_default_device",
+            "jax_default_matmul_precision",
+            "jax_numpy_rank_promotion",
+            "jax_numpy_dtype_promotion",
+            "jax_disable_jit",
+            "jax_debug_nans",
+        ):
+            if hasattr(jax.config, flag):
+                settings.append(
+                    _Setting(f"jax.config.{flag}", lambda flag=flag: getattr(jax.config, flag))
+                )
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and hasattr(tf, "config"):
+        experimental = tf.config.experimental
+        settings += [
+            _Setting(
+                "tf.config.experimental.get_device_policy()",
+                experimental.get_device_policy,
+                experimental.set_device_policy,
+                lambda v: "warn" if v != "warn" else "silent",
+            ),
+            _Setting(
+                "tf.config.experimental.tensor_float_32_execution_enabled()",
+                experimental.tensor_float_32_execution_enabled,
+                experimental.enable_tensor_float_32_execution,
+                lambda v: not v,
+            ),
+            _Setting("tf.config.functions_run_eagerly()", tf.config.functions_run_eagerly),
+            _Setting("tf.executing_eagerly()", tf.executing_eagerly),
+            _Setting("tf.config.optimizer.get_jit()", tf.config.optimizer.get_jit),
+        ]
+    return settings
+
+
+def _read(setting: _Setting) -> Any:
+    try:
+        return setting.get()
+    except Exception as error:  # e.g. PyTorch refusing to report a precision set both ways
+        return f"<raises {type(error).__name__}: {error}>"
+
+
+def _snapshot() -> dict[str, Any]:
+    return {setting.name: _read(setting) for setting in _settings()}
+
+
+def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What differs, setting by setting (entry by entry for dicts); frameworks imported between
+    the two snapshots are not compared."""
+    out = []
+    for name in before.keys() & after.keys():
+        was, now = before[name], after[name]
+        if was == now:
+            continue
+        if isinstance(was, dict) and isinstance(now, dict):
+            for key in sorted(was.keys() | now.keys()):
+                old, new = was.get(key, "(unset)"), now.get(key, "(unset)")
+                if old != new:
+                    out.append(f"{name}[{key!r}]: {old!r} -> {new!r}")
+        else:
+            out.append(f"{name}: {was!r} -> {now!r}")
+    return sorted(out)
+
+
+@contextmanager
+def _set_otherwise() -> Iterator[None]:
+    """Every settable setting set to another value for the block, then back as it was."""
+    done = []
+    try:
+        for setting in _settings():
+            if setting.set is not None:
+                try:
+                    was = setting.get()
+                except Exception:  # unreadable (see _read): left as it is
+                    continue
+                setting.set(setting.other(was))
+                done.append((setting, was))
+        yield
+    finally:
+        for setting, was in reversed(done):
+            setting.set(was)
+
+
+@contextmanager
+def _recording_jax_updates() -> Iterator[list[tuple[str, Any]]]:
+    """Every ``jax.config.update(name, value)`` made in the block, the idempotent ones too."""
+    updates: list[tuple[str, Any]] = []
+    jax = sys.modules.get("jax")
+    config = getattr(jax, "config", None)
+    if config is None or not hasattr(config, "update"):
+        yield updates
+        return
+    update = config.update
+
+    def recording(name, value, *args, **kwargs):
+        updates.append((name, value))
+        return update(name, value, *args, **kwargs)
+
+    config.update = recording
+    try:
+        yield updates
+    finally:
+        del config.update  # the class's method again
+
+
+def _assert_leaves_settings_alone(backend, steps: list[tuple[str, Callable[[], Any]]]) -> None:
+    """Run the steps with the user's settings as they are, then with them set otherwise (so that a
+    step setting a value that is already there is seen too); no step may change any setting."""
+    for variant in ("as they were", "set otherwise"):
+        with (
+            _set_otherwise() if variant == "set otherwise" else nullcontext(),
+            _recording_jax_updates() as updates,
+        ):
+            before = _snapshot()
+            for what, step in steps:
+                step()
+                after = _snapshot()
+                changed = _changes(before, after) + [
+                    f"jax.config.update({name!r}, {value!r}) called" for name, value in updates
+                ]
+                if changed:
+                    raise AssertionError(
+                        f"{what} changed global settings the user owns ({backend!r}; the user's "
+                        f"settings {variant}):\n  " + "\n  ".join(changed)
+                    )
+
+
+def test_calls_leave_global_settings_alone(backend, dtype):
+    """Calling the backend changes global settings the user owns (NumPy's error state and print
+    options, the random states, the environment, PyTorch's, JAX's and TensorFlow's settings).
+
+    Only the frameworks already imported are looked at. Every method is called on case basic with
+    the settings as they are, then again with each one set to another value first.
+    """
+    held: dict[str, Any] = {}
+
+    def make_inputs():
+        held["inputs"] = BASIC.native(backend, dtype)
+
+    def call(method):
+        def step():
+            result = _call(backend, method, held["inputs"])
+            held[method] = flatten(method, result)
+
+        return step
+
+    def read_back():
+        for method in _methods(backend):
+            for array in held[method]:
+                backend.to_numpy(array)
+
+    steps = [(f"backend.asarray (the inputs of case {BASIC.label()}, {dtype})", make_inputs)]
+    steps += [(f"backend.{m} on case {BASIC.label()}, {dtype}", call(m)) for m in _methods(backend)]
+    steps.append((f"backend.to_numpy on the results ({dtype})", read_back))
+    _assert_leaves_settings_alone(backend, steps)
+
+
+def test_loading_leaves_global_settings_alone(backend, pytestconfig):
+    """Loading the backend changes global settings the user owns (only enforce_full_precision,
+    which the suite calls on purpose, may).
+
+    The backend is loaded again by the name and device this run loaded it with, with the settings
+    as they are and again with each one set to another value first.
+    """
+    name, device = pytestconfig.getoption("backend"), pytestconfig.getoption("device")
+    what = f"rnnspec.backends.load({name!r}, {device!r})"
+    _assert_leaves_settings_alone(backend, [(what, lambda: backends.load(name, device))])
