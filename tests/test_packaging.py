@@ -54,6 +54,18 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+@pytest.fixture
+def installed(wheel, tmp_path) -> Path:
+    """The wheel installed, without dependencies, into a folder of its own (for PYTHONPATH)."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel],
+        check=True,
+        capture_output=True,
+    )
+    return target
+
+
 def test_the_wheel_holds_one_top_level_package(wheel):
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
@@ -63,13 +75,8 @@ def test_the_wheel_holds_one_top_level_package(wheel):
         assert must in names, must
 
 
-def test_the_installed_wheel_answers_to_rnnspec_alone(wheel, tmp_path):
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel],
-        check=True,
-        capture_output=True,
-    )
+def test_the_installed_wheel_answers_to_rnnspec_alone(installed, tmp_path):
+    target = installed
     here = tmp_path / "elsewhere"
     here.mkdir()
     code = "import rnnspec.backends, rnnspec.conformance.plugin; print(rnnspec.__file__)"
@@ -167,14 +174,9 @@ def test_golden_vectors_are_current(tmp_path):
                 assert tolerance.ratio(value, fresh[key], "float64", 1) <= 1, (name, key)
 
 
-def test_vectors_are_rewritten_only_in_a_checkout(wheel, tmp_path):
+def test_vectors_are_rewritten_only_in_a_checkout(installed, tmp_path):
     """An installed package's golden vectors are never rewritten; --into writes anywhere."""
-    target = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), wheel],
-        check=True,
-        capture_output=True,
-    )
+    target = installed
     run = "from rnnspec.cli import main; main()"
     installed = {**os.environ, "PYTHONPATH": str(target)}
     refused = subprocess.run(
