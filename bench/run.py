@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,6 +48,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "usable_cores": usable_cores(),
         "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
         "load_average_before": load_average(),
     }
 
@@ -188,7 +190,8 @@ WORDING = {
 
 
 def targets(rows: list[dict], goals: tuple[Target, ...] = TARGETS) -> list[dict]:
-    """Each goal (bench/workloads.py) on the float32 rows it binds: what was measured, whether met."""
+    """Each goal (bench/workloads.py) on the float32 rows it binds: what was measured, whether met,
+    and the goal itself (its fields, and the implementation it was measured on)."""
     out = []
     for goal in goals:
         bound = [
@@ -209,7 +212,13 @@ def targets(rows: list[dict], goals: tuple[Target, ...] = TARGETS) -> list[dict]
             text = WORDING[goal.quantity].format(**r, subject=subject, op=op, limit=goal.limit)
             met = measured >= goal.limit if goal.at_least else measured <= goal.limit
             out.append(
-                {"target": text, "workload": goal.workload, "measured": measured, "met": met}
+                {
+                    **goal._asdict(),
+                    "target": text,
+                    "impl": r["impl"],
+                    "measured": measured,
+                    "met": met,
+                }
             )
     return out
 
@@ -395,6 +404,7 @@ def print_setup(data: dict) -> None:
 def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measurement):
     """Time loss + all gradients: each backend's closed form, its framework's autodiff, and
     torch.nn.RNN + autograd; every result checked against spec.reference first."""
+    started = time.monotonic()
     if plot_path and importlib.util.find_spec("matplotlib") is None:
         error(f"--plot needs matplotlib: {backends.install_hint('bench')}")
         sys.exit(1)
@@ -423,6 +433,7 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
                 worker = run_worker(name, [*args, "--measure", "memory"], {**env, **MEMORY_ENV})
                 data["workers"].append(worker)
     data["machine"]["load_average_after"] = load_average()
+    data["seconds"] = time.monotonic() - started
     data["rows"] = derive(data)
     data["targets"] = targets(data["rows"])
     print_setup(data)
@@ -431,11 +442,13 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
     if data["targets"]:
         console.print(target_table(data["targets"]))
     if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(data, indent=1, default=str))
         console.print(f"wrote {json_path}")
     if plot_path:
         from rnnspec.bench.plot import plot
 
+        Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
         plot(data, plot_path)
         console.print(f"wrote {plot_path}")
     failed = [w["backend"] for w in data["workers"] if "error" in w]

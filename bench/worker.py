@@ -142,7 +142,8 @@ def peak_gflops(fw: Framework, dtype: str, repeats: int = 7) -> dict:
         product()
         times.append(time.perf_counter() - start)
     median = statistics.median(times)
-    return {"size": PEAK_SIZE, "median_ms": 1e3 * median, "gflops": 2 * PEAK_SIZE**3 / median / 1e9}
+    gflops = 2 * PEAK_SIZE**3 / median / 1e9
+    return {"size": PEAK_SIZE, "repeats": repeats, "median_ms": 1e3 * median, "gflops": gflops}
 
 
 def time_workload(

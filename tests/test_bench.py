@@ -6,6 +6,7 @@ import io
 import json
 import os
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from rnnspec.bench.run import (
     timing_table,
     worker_args,
 )
-from rnnspec.bench.workloads import Target
+from rnnspec.bench.workloads import WORKLOADS, Target
 from rnnspec.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -328,3 +329,174 @@ def test_a_backend_the_worker_cannot_load_is_its_one_line(monkeypatch):
     assert result.exit_code != 0
     assert "'tests.test_bench' has no 'NoSuchFactory'" in result.output, result.output
     assert "Traceback" not in result.output
+
+
+# --- docs/benchmarks.md: every number it quotes from a run, rendered from the run's JSON ----------
+
+
+def jax_round(small: tuple[float, float], long: tuple[float, float]) -> dict:
+    """JAX's closed form and autodiff on small and long: (closed, autodiff) ms each."""
+    return {
+        "backend": "jax",
+        "peak": {"float32": {"gflops": 80.0, "repeats": 7}},
+        "results": [
+            timed("jax closed form", small[0]),
+            timed("jax autodiff", small[1]),
+            timed("jax closed form", long[0], "long"),
+            timed("jax autodiff", long[1], "long"),
+        ],
+    }
+
+
+def results() -> dict:
+    """What `rnnspec bench --json` writes, on DATA's hand-made workers and two of JAX's, which miss
+    the 0.8× autodiff target by 0.90 (small) and 0.85 (long); NumPy's memory misses O(T)."""
+    workers = [
+        {**w, "version": f"{w['backend']} 1.0", "device": "cpu", "framework": w["backend"],
+         "threads": {"cpus": 2}}
+        for w in [*DATA["workers"], jax_round((9.0, 10.0), (8.5, 10.0))]
+    ]  # fmt: skip
+    data = {
+        "options": {"rounds": 2, "repeats": 3, "max_seconds": 10.0, "seed": 0, "dtypes": []},
+        "machine": {"cpu": "Hand-made CPU", "cores": 4, "usable_cores": 2, "python": "3.11.7",
+                    "system": "Linux 6.1", "load_average_before": [0.25, 0.5, 0.75],
+                    "load_average_after": [1.0, 1.0, 1.0]},
+        "workloads": {"small": {"T": 50}, "long": {"T": 1000, "B": 16, "H": 128}},
+        "workers": workers,
+        "seconds": 125.0,
+    }  # fmt: skip
+    data["rows"] = derive(data)
+    data["targets"] = targets(data["rows"])
+    return json.loads(json.dumps(data))  # as read back from the file
+
+
+def test_markdown_renders_the_tables_and_the_targets_from_the_results():
+    from rnnspec.bench.markdown import render
+
+    text = render(results())
+    lines = text.splitlines()
+    assert "Machine: `Hand-made CPU`, 2 usable cores of 4, Linux 6.1, Python 3.11.7" in text
+    assert "2 rounds per backend" in text and "at most 3 timed calls" in text
+    assert "median of 7 2048 × 2048 products" in text
+    assert "torch: torch 1.0 on cpu, timed as torch: cpus 2" in text
+    assert (
+        "Peak 2048² matmul, GFLOP/s (median over rounds), float32: torch 100, numpy 50, jax 80"
+        in text
+    )
+    # torch closed form: 2 ms in one round's process, 3 in the other's
+    assert "up to 1.50× (torch closed form, small float32: 2.00 ms in one round, 3.00 ms" in text
+    assert "The run took 2 minutes." in text
+    assert (
+        "**Not a full run** (workloads medium, wide not timed; at most 3 timed calls, not 30)"
+        in text
+    )
+    full = {**results(), "options": {"repeats": 30}, "workloads": {w: {} for w in WORKLOADS}}
+    assert "Not a full run" not in render(full)
+    table = lines[lines.index("### float32, ms per call") : lines.index("## Targets (float32)")]
+    small = [line for line in table if line.startswith("| small |")]
+    # fastest first, closed forms bold; NumPy over the fastest autodiff of any framework: 1/4.5
+    assert small[0] == (
+        f"| small | **numpy closed form** | 1.00 | 1.00–1.00 | 0.22 | 0.18 | "
+        f"{SMALL_FLOPS / 1e-3 / 1e9:.0f} | {SMALL_FLOPS / 1e-3 / 1e9 / 50:.0%} | 0.100 | 0.01 |"
+    )
+    assert [line.split(" | ")[1] for line in small] == [
+        "**numpy closed form**", "**torch closed form**", "torch autodiff",
+        "torch.nn.RNN autograd", "**jax closed form**", "jax autodiff",
+    ]  # fmt: skip
+    assert "| small | **torch closed form** | 2.50 | 2.00–3.00 | 0.55 | 0.45 |" in text
+    assert "### float64" not in text  # no float64 row: no float64 table
+    assert "| float32 | numpy closed form | 0.0029 | 0.00095 | 3.00 |" in text  # bytes in MiB
+    summary = {
+        line.split(" | ")[0]: line.split(" | ")[1:]
+        for line in lines[lines.index("## Targets (float32)") :]
+        if line.startswith("| each") or line.startswith("| numpy and torch")
+    }
+    autodiff = next(v for k, v in summary.items() if "fastest autodiff" in k)
+    assert autodiff[0] == "2 of 4"  # torch and numpy on small met; jax on small and long missed
+    assert (
+        autodiff[1] == "jax closed form, small: 0.90; jax closed form, long: 0.85 |"
+    )  # worst first
+    nn_rnn = next(v for k, v in summary.items() if "torch.nn.RNN" in k)
+    assert nn_rnn == ["2 of 2", "none (closest: torch closed form, small: 0.45) |"]
+    memory = next(v for k, v in summary.items() if "memory O(T)" in k)
+    assert memory == ["0 of 1", "numpy closed form, long: 1.58 |"]
+    assert "Not measured in this run: the targets on medium and wide (not timed)." in text
+    every = lines[lines.index("Every target with its measured value:") :]
+    assert "| long | jax closed form ≤ 0.8× jax autodiff | 0.85 | **no** |" in every
+    assert "| small | torch closed form ≤ 0.8× torch autodiff | 0.55 | yes |" in every
+    assert len([line for line in every if line.startswith(("| small", "| long"))]) == 7  # 4 + 2 + 1
+
+
+def test_markdown_marks_a_result_that_was_not_timed():
+    from rnnspec.bench.markdown import render
+
+    data = results()
+    wrong = {**timed("numpy closed form", 1.0, "medium", "float64"), "error_ratio": 3.5}
+    del wrong["times_ms"], wrong["median_ms"]  # as a worker reports a result it did not time
+    data["rows"].append({"backend": "numpy", **wrong})
+    text = render(data)
+    assert (
+        "| medium | **numpy closed form** | **not timed** |  |  |  |  |  | 0.100 | **3.5** |"
+        in (text)
+    )
+    assert "### float64, ms per call" in text
+    assert "Worst error / bound of any result: 3.5 (numpy closed form, medium float64)" in text
+
+
+DOC = (
+    "# A page\r\n\nHand-written, kept byte for byte: ‖g‖ 1.70×  \n\n"
+    "<!-- generated by python -m rnnspec.bench.markdown from old.json: do not edit -->\n"
+    "| stale | table |\n"
+    "<!-- end of generated -->\n\n## After\n\ntrailing spaces   \n"
+)
+
+
+def render_into(tmp_path, doc: str) -> tuple[subprocess.CompletedProcess, Path]:
+    (tmp_path / "r.bench.json").write_text(json.dumps(results()))
+    (tmp_path / "doc.md").write_bytes(doc.encode())
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnspec.bench.markdown", "r.bench.json", "doc.md"],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    return done, tmp_path / "doc.md"
+
+
+def test_markdown_writes_between_the_markers_and_leaves_the_rest_as_it_was(tmp_path):
+    from rnnspec.bench.markdown import render
+
+    done, doc = render_into(tmp_path, DOC)
+    assert done.returncode == 0, done.stderr
+    new = doc.read_bytes().decode()
+    before, after = DOC.split("<!-- generated")[0], DOC.split("<!-- end of generated -->")[1]
+    assert new.startswith(before) and new.endswith("<!-- end of generated -->" + after)
+    assert "stale" not in new and render(results()) in new
+    assert "from r.bench.json: do not edit -->\n" in new  # the marker names the JSON it came from
+    again, _ = render_into(tmp_path, new)  # a second run changes nothing
+    assert again.returncode == 0 and doc.read_bytes().decode() == new
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        DOC.replace("<!-- end of generated -->\n", ""),
+        DOC.split("<!-- generated")[0],
+        DOC.replace("from old.json", "from old.json (edited)").replace("do not edit", "edit me"),
+        DOC + DOC.split("\n\n## After")[0],  # the markers twice
+        "<!-- end of generated -->\n" + DOC.split("<!-- end of generated -->")[0],  # END first
+    ],
+    ids=["no end", "no markers", "begin reworded", "twice", "end first"],
+)
+def test_markdown_refuses_a_doc_without_its_markers(tmp_path, doc):
+    done, path = render_into(tmp_path, doc)
+    assert done.returncode == 1 and path.read_bytes().decode() == doc  # nothing written
+    assert "doc.md" in done.stderr and "<!-- end of generated -->" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_benchmarks_doc_has_the_markers():
+    from rnnspec.bench.markdown import render, splice
+
+    doc = (ROOT / "docs" / "benchmarks.md").read_text()
+    new = splice(doc, render(results()), "bench-results/cpu.bench.json")  # raises without them
+    assert "<!-- generated by python -m rnnspec.bench.markdown from " in doc
+    assert "Hand-made CPU" in new and "Hand-made CPU" not in doc
