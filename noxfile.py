@@ -188,3 +188,53 @@ def docs(session):
         )
         if not re.search(failure, output or "") or "Traceback" in (output or ""):
             session.error(f"{command.source}: expected a one-line {failure!r}, got:\n{output}")
+
+
+@nox.session
+def mutation(session):
+    """Mutation testing of the conformance suite (docs/mutation.md): every mutant mutmut makes of
+    backends/numpy.py and spec/reference.py, the suite run against each with --backend numpy (-x,
+    a timeout per mutant); the score per file goes to build/mutation.json and docs/mutation.md.
+    Survivors judged equivalent are listed in mutation/equivalent.toml. Not in the default list:
+    about half an hour on two cores. Extra options go to scripts/mutation.py
+    (`nox -s mutation -- --only numpy`, `-- --jobs 4`)."""
+    session.install(*cpu_builds(), "-e", ".[numpy,test]", "mutmut==3.8.1")  # its internal API
+    session.run(
+        "python", "scripts/mutation.py", "--json", "build/mutation.json", "--doc", "docs/mutation.md",
+        *session.posargs,
+    )  # fmt: skip
+
+
+#: the wrappers of examples/framework-layers, by their entry-point names
+LAYER_BACKENDS = ("torch_nn_rnn", "keras_jax", "keras_torch", "keras_tensorflow", "flax_linen")
+
+
+@nox.session
+def layers(session):
+    """The frameworks' own RNN layers wrapped as backends (examples/framework-layers): torch.nn.RNN,
+    keras.layers.SimpleRNN on each Keras backend, flax.linen nn.RNN(SimpleCell), installed as a
+    user installs them and certified one by one from an empty directory, each in a process of its
+    own (Keras picks its backend once per process). Keras and flax at the versions the README's
+    results were measured with. Not in the default list: the five runs take about 5 minutes on 2
+    CPU cores, after the install."""
+    session.install(*cpu_builds(), ".[torch,jax,tensorflow-cpu]", "keras==3.15.1", "flax==0.12.8")
+    session.install(*cpu_builds(), "./examples/framework-layers")
+    empty = (Path(session.create_tmp()) / "empty").resolve()  # reports land here after chdir
+    empty.mkdir(exist_ok=True)
+    session.chdir(empty)
+    session.run(
+        "python", "-c",
+        "import sys, rnnspec_layers.torch_rnn, rnnspec_layers.keras_rnn, rnnspec_layers.flax_rnn; "
+        "used = sorted(m for m in sys.modules if m.startswith('rnnspec.')); "
+        "assert used == ['rnnspec.spec'] + [m for m in used if m.startswith('rnnspec.spec.')], used",
+    )  # fmt: skip
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    for name in LAYER_BACKENDS:
+        report = empty / f"{name}.json"
+        session.run("rnnspec", "conform", "--backend", name, "--json", str(report), env=env)
+        certificate = json.loads(report.read_text())
+        (backend,) = certificate["backends"]
+        session.log(
+            f"certified: {backend['backend']} ({backend['framework_version']}), "
+            f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
+        )

@@ -27,6 +27,7 @@ PLACEHOLDERS = {
 #: commands that are not run by the docs session, and where they run instead
 RUN_ELSEWHERE = {
     "python3 -m pip install nox && python3 -m nox": "CI itself: .ci/run",
+    "python3 -m pip install nox && python3 -m nox -s mutation": "the nox session mutation itself",
 }
 
 #: commands that need a GPU: on a machine without one (or without the framework yet) they must

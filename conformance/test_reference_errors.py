@@ -1,0 +1,46 @@
+"""SPEC.md §7 for the oracle itself: spec.reference rejects every bad input of test_errors.py with
+the spec.validate message, as the backends must. Every other check calls the reference on valid
+cases only, where a reference that validated less (an argument left out of its validate call)
+would pass unseen. Backend-independent. (Found by mutation testing, docs/mutation.md.)"""
+
+import pytest
+
+from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.test_errors import _bad_inputs
+from rnnspec.spec import SpecError, reference, validate
+
+pytestmark = pytest.mark.rnnspec_group("bad input")
+
+#: reference function -> (the arguments it takes among params, x, y, t; h0 is a keyword)
+CALLS = {
+    "forward": ("params", "x"),
+    "loss": ("params", "x", "y"),
+    "gradients": ("params", "x", "y"),
+    "step_gradients": ("params", "x", "y", "t"),
+    "step_loss": ("params", "x", "y", "t"),
+}
+
+
+@pytest.mark.parametrize(
+    ("bad", "function"),
+    [
+        (bad, function)
+        for bad in _bad_inputs("float64")
+        for function, takes in CALLS.items()
+        if bad.split(" ")[0] not in ("y", "t") or bad.split(" ")[0] in takes
+    ],
+)
+def test_reference_rejects_bad_input(bad, function):
+    edit, _ = _bad_inputs("float64")[bad]
+    params, x, y, h0 = CASES["basic"].arrays("float64")
+    params, x, y, h0, t = edit(params, x, y, h0, 1)
+    given = {"params": params, "x": x, "y": y, "t": t}
+    takes = CALLS[function]
+    with pytest.raises(SpecError) as spec_says:
+        validate(params, x, y if "y" in takes else None, h0, t if "t" in takes else None)
+    with pytest.raises(SpecError) as reference_says:
+        getattr(reference, function)(*(given[a] for a in takes), h0=h0)
+    assert str(reference_says.value) == str(spec_says.value), (
+        f"reference.{function} on {bad!r}: expected the spec's message "
+        f"{str(spec_says.value)!r}, got {str(reference_says.value)!r}"
+    )

@@ -1,0 +1,407 @@
+"""Mutation testing of the conformance suite: how many of mutmut's mutants of backends/numpy.py and
+spec/reference.py does `pytest --pyargs rnnspec.conformance --backend numpy` kill?
+
+    python scripts/mutation.py [--jobs 2] [--timeout 90] [--json build/mutation.json]
+                               [--doc docs/mutation.md] [--only numpy|reference] [--limit N]
+
+mutmut (3.x) generates the mutants: its parser and mutation operators (mutmut.mutation.file_mutation
+.create_mutations), the same set `mutmut run` would make, one mutant per mutation. mutmut's own
+runner is not used: it copies the tree into mutants/ and imports the copy through trampolines, which
+this repository's package-dir mapping (spec/ → rnnspec.spec, backends/ → rnnspec.backends) defeats.
+Instead each mutant is written into a staged namespace (scripts/stage.py: links to the checkout)
+where the mutated file alone is a real file, and the suite runs against it in a fresh process with
+PYTHONPATH set to the stage (-x, one timeout per mutant). Nothing in the checkout is modified.
+
+A mutant is killed when the suite fails (or errors, or times out), and survives when it passes.
+Survivors judged equivalent are listed, with the reason, in mutation/equivalent.toml (file,
+function, the original line and the mutated line, stripped); they leave the denominator. The score
+of a file is killed / (mutants − equivalent). The doc's tables and survivors are written from the run.
+"""
+
+import argparse
+import datetime
+import difflib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from stage import stage  # noqa: E402
+
+#: The files mutated, with the package their folder maps to (pyproject's package-dir).
+TARGETS = {
+    "numpy": ("backends/numpy.py", "backends"),
+    "reference": ("spec/reference.py", "spec"),
+}
+SUITE = ("-m", "pytest", "--pyargs", "rnnspec.conformance", "--backend", "numpy", "-x", "-q")
+SUITE += ("-p", "no:cacheprovider", "-p", "no:randomly")
+EQUIVALENT = ROOT / "mutation" / "equivalent.toml"
+
+
+@dataclass
+class Mutant:
+    file: str
+    function: str
+    index: int  # 1-based within the function, as mutmut numbers them (function__mutmut_N)
+    line: int
+    original: str
+    mutated: str
+    status: str = ""  # killed, survived, timeout, equivalent (a survivor listed in the TOML)
+    seconds: float = 0.0
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.file}:{self.line} {self.function}__mutmut_{self.index}"
+
+
+def mutants_of(path: str) -> list[tuple[Mutant, str]]:
+    """Every mutant mutmut makes of the file, each with the whole mutated source."""
+    import libcst as cst
+    from mutmut.mutation.file_mutation import create_mutations, deep_replace
+
+    source = (ROOT / path).read_text()
+    module, mutations, _, ignored_functions = create_mutations(path, source)
+    counts: dict[str, int] = {}
+    out = []
+    for mutation in mutations:
+        func = mutation.contained_by_top_level_function
+        if not isinstance(func, cst.FunctionDef) or func.name.value in ignored_functions:
+            continue  # mutmut only mutates inside functions (its trampolines)
+        name = func.name.value
+        counts[name] = counts.get(name, 0) + 1
+        code = deep_replace(module, mutation.original_node, mutation.mutated_node).code
+        if code == source:
+            continue
+        old, new = source.splitlines(), code.splitlines()
+        matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
+        (_, i1, i2, j1, j2) = next(op for op in matcher.get_opcodes() if op[0] != "equal")
+        original = " / ".join(s.strip() for s in old[i1:i2])
+        mutated = " / ".join(s.strip() for s in new[j1:j2])
+        out.append((Mutant(path, name, counts[name], i1 + 1, original, mutated), code))
+    return out
+
+
+def make_stage(base: Path, package_folder: str) -> Path:
+    """A staged namespace whose `package_folder` package is a real folder of links, so that one of
+    its files can be replaced by a mutant."""
+    stage(base)
+    link = base / "rnnspec" / package_folder
+    link.unlink()
+    link.mkdir()
+    for entry in (ROOT / package_folder).iterdir():
+        if entry.name != "__pycache__":
+            (link / entry.name).symlink_to(entry)
+    return base
+
+
+def run_suite(stage_dir: Path, cwd: Path, timeout: float) -> tuple[str, float]:
+    env = dict(os.environ, PYTHONPATH=str(stage_dir), PYTHONDONTWRITEBYTECODE="1")
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(
+            [sys.executable, *SUITE], cwd=cwd, env=env, timeout=timeout, capture_output=True
+        )
+    except subprocess.TimeoutExpired:
+        return "timeout", time.perf_counter() - start
+    return ("survived" if done.returncode == 0 else "killed"), time.perf_counter() - start
+
+
+def equivalents() -> list[dict]:
+    if not EQUIVALENT.exists():
+        return []
+    return tomllib.loads(EQUIVALENT.read_text()).get("mutant", [])
+
+
+def listed(m: Mutant, entries: list[dict]) -> dict | None:
+    for e in entries:
+        if (e["file"], e["function"], e["original"], e["mutated"]) == (
+            m.file, m.function, m.original, m.mutated,
+        ):  # fmt: skip
+            return e
+    return None
+
+
+def git(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per mutant")
+    parser.add_argument("--json", default="build/mutation.json")
+    parser.add_argument("--doc", default=None, help="write the results into this markdown file")
+    parser.add_argument("--only", choices=sorted(TARGETS), action="append")
+    parser.add_argument("--limit", type=int, default=0, help="first N mutants per file (trial)")
+    parser.add_argument("--min-score", type=float, default=0.0, help="fail below this (percent)")
+    parser.add_argument(
+        "--rerun-survivors", metavar="JSON",
+        help="run again only the mutants that survived or timed out, unlisted, in this earlier "
+        "run (its JSON, or progress files as for --resume), after a check was added; every other "
+        "mutant keeps its recorded result",
+    )  # fmt: skip
+    parser.add_argument(
+        "--resume", metavar="JSONL",
+        help="reuse every result recorded in these progress files (the --json path + 'l', "
+        "written as the run goes; comma-separated) for the same mutant; run only the others",
+    )  # fmt: skip
+    parser.add_argument(
+        "--deadline", type=float, default=0.0, metavar="SECONDS",
+        help="start no mutant after this many seconds; those left are reported as not run",
+    )  # fmt: skip
+    parser.add_argument(
+        "--stride", type=int, default=1, metavar="K",
+        help="run every K-th mutant of each file only (a sample spread over the file); the others "
+        "are reported as not run",
+    )  # fmt: skip
+    args = parser.parse_args()
+    previous = load_results(args.rerun_survivors or args.resume)
+    progress = Path(args.json + "l")
+    progress.parent.mkdir(parents=True, exist_ok=True)
+    progress.write_text("")
+
+    import mutmut
+
+    version = getattr(mutmut, "__version__", None) or _dist_version("mutmut")
+    started = time.time()
+    entries = equivalents()
+    results: dict[str, list[Mutant]] = {}
+    with tempfile.TemporaryDirectory(prefix="rnnspec-mutation-") as tmp:
+        for key in args.only or list(TARGETS):
+            path, folder = TARGETS[key]
+            todo = mutants_of(path)
+            kept: list[Mutant] = []
+            if previous is not None:
+                before = {(m["function"], m["index"], m["original"], m["mutated"]): m
+                          for m in previous["mutants"].get(path, [])}  # fmt: skip
+                rerun = []
+                for mutant, code in todo:
+                    old = before.get(
+                        (mutant.function, mutant.index, mutant.original, mutant.mutated)
+                    )
+                    if args.rerun_survivors:  # only what survived and is not listed as equivalent
+                        if old is None:
+                            mutant.status = "not run"
+                            kept.append(mutant)
+                        elif old["status"] in ("survived", "timeout") and not listed(
+                            Mutant(**old), entries
+                        ):  # a timeout again too: under load a slow kill or a slow survivor
+                            rerun.append((mutant, code))
+                        else:
+                            kept.append(Mutant(**old))
+                    elif old is None or old["status"] == "not run":  # --resume: what is left
+                        rerun.append((mutant, code))
+                    else:
+                        kept.append(Mutant(**old))
+                todo = rerun
+            if args.limit:
+                todo = todo[: args.limit]
+            for i, (mutant, _) in enumerate(todo):
+                if i % args.stride:
+                    mutant.status = "not run"
+            slots = []
+            for j in range(args.jobs):
+                base = make_stage(Path(tmp) / f"{key}-{j}", folder)
+                (cwd := Path(tmp) / f"{key}-{j}-cwd").mkdir()
+                slots.append((base, cwd, base / "rnnspec" / folder / Path(path).name))
+            status, seconds = run_suite(slots[0][0], slots[0][1], args.timeout * 3)
+            if status != "survived":
+                print(f"baseline: the suite does not pass on the unmutated {path}", file=sys.stderr)
+                return 2
+            print(f"{path}: {len(todo)} mutants, baseline {seconds:.1f} s", flush=True)
+            free = list(range(args.jobs))
+            with progress.open("a") as log:
+                for m in kept:
+                    log.write(json.dumps(asdict(m), ensure_ascii=False) + "\n")
+
+            def one(item, free=free, slots=slots):
+                mutant, code = item
+                late = args.deadline and time.time() - started > args.deadline
+                if mutant.status == "not run" or late:
+                    mutant.status = "not run"
+                    return mutant
+                slot = free.pop()
+                base, cwd, target = slots[slot]
+                try:
+                    target.unlink(missing_ok=True)  # a link into the checkout: replace, never write
+                    target.write_text(code)
+                    mutant.status, mutant.seconds = run_suite(base, cwd, args.timeout)
+                finally:
+                    free.append(slot)
+                if mutant.status == "survived" and (entry := listed(mutant, entries)):
+                    mutant.status, mutant.reason = "equivalent", entry["reason"]
+                with progress.open("a") as log:
+                    log.write(json.dumps(asdict(mutant), ensure_ascii=False) + "\n")
+                print(f"  {mutant.status:10} {mutant.seconds:5.1f}s {mutant.name}: "
+                      f"{mutant.original!r} -> {mutant.mutated!r}", flush=True)  # fmt: skip
+                return mutant
+
+            with ThreadPoolExecutor(args.jobs) as pool:
+                results[path] = sorted(
+                    kept + list(pool.map(one, todo)), key=lambda m: (m.line, m.function, m.index)
+                )
+    elapsed = time.time() - started
+
+    summary = {}
+    for mutants in results.values():  # the equivalents list as it stands now, for kept results too
+        for m in mutants:
+            if m.status in ("survived", "equivalent", "timeout"):  # a listed timeout: too slow
+                entry = listed(m, entries)  # a machine, not a hang (the TOML says which)
+                if entry:
+                    m.status, m.reason = "equivalent", entry["reason"]
+                elif m.status == "equivalent":
+                    m.status, m.reason = "survived", ""
+    for path, mutants in results.items():
+        n = len(mutants)
+        not_run = sum(m.status == "not run" for m in mutants)
+        n -= not_run
+        killed = sum(m.status in ("killed", "timeout") for m in mutants)
+        timeouts = sum(m.status == "timeout" for m in mutants)
+        equivalent = sum(m.status == "equivalent" for m in mutants)
+        survived = n - killed - equivalent
+        score = 100.0 * killed / (n - equivalent) if n > equivalent else 100.0
+        summary[path] = dict(mutants=n, killed=killed, equivalent=equivalent, survived=survived,
+                             score=round(score, 1), not_run=not_run, timeouts=timeouts)  # fmt: skip
+        print(f"{path}: {killed}/{n - equivalent} killed ({score:.1f} %), {equivalent} "
+              f"equivalent, {survived} surviving, {not_run} not run, {timeouts} timed out")  # fmt: skip
+    record = {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": bool(git("status", "--porcelain", "--", "backends", "spec", "conformance")),
+        "tool": f"mutmut {version}",
+        "python": sys.version.split()[0],
+        "command": " ".join(["python", "scripts/mutation.py", *sys.argv[1:]]),
+        "suite": " ".join(["python", *SUITE]),
+        "timeout_s": args.timeout,
+        "jobs": args.jobs,
+        "mode": "rerun-survivors" if args.rerun_survivors else "resume" if args.resume else "full",
+        "elapsed_s": round(elapsed),
+        "suite_seconds_total": round(sum(m.seconds for ms in results.values() for m in ms)),
+        "rerun_of": previous and {k: previous[k] for k in ("date", "commit", "elapsed_s")},
+        "summary": summary,
+        "mutants": {p: [asdict(m) for m in ms] for p, ms in results.items()},
+    }
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(record, indent=1))
+    print(f"{args.json} written; {elapsed:.0f} s")
+    if args.doc:
+        write_doc(Path(args.doc), record)
+        print(f"{args.doc} written")
+    unlisted = [e for e in entries if not any(
+        listed(Mutant(**{k: v for k, v in m.items() if k in Mutant.__annotations__}), [e])
+        for ms in record["mutants"].values() for m in ms)]  # fmt: skip
+    if unlisted and not args.limit and not args.only:
+        print(f"warning: {len(unlisted)} entries of {EQUIVALENT.name} match no mutant (stale?)")
+    worst = min((s["score"] for s in summary.values()), default=100.0)
+    return 1 if worst < args.min_score else 0
+
+
+def load_results(path: str | None) -> dict | None:
+    """An earlier run's results: its JSON record, or one or more progress files (JSONL, one
+    mutant a line, comma-separated paths), as a record."""
+    if not path:
+        return None
+    if path.endswith(".json"):
+        return json.loads(Path(path).read_text())
+    mutants: dict[str, list] = {}
+    for part in path.split(","):
+        for line in Path(part).read_text().splitlines():
+            if line:
+                m = json.loads(line)
+                mutants.setdefault(m["file"], []).append(m)
+    return {"mutants": mutants, "date": f"progress files {path}", "commit": "", "elapsed_s": 0}
+
+
+def _dist_version(name: str) -> str:
+    from importlib.metadata import version
+
+    return version(name)
+
+
+BEGIN, END = "<!-- mutation:begin (written by scripts/mutation.py) -->", "<!-- mutation:end -->"
+
+
+def write_doc(doc: Path, record: dict) -> None:
+    """Replace the part of the doc between the markers with this run's numbers and survivors."""
+    lines = [
+        BEGIN,
+        "",
+        f"Run of {record['date']}, commit `{record['commit']}`"
+        + (
+            " (with uncommitted changes to backends/, spec/ or conformance/)"
+            if record["dirty"]
+            else ""
+        )
+        + f", {record['tool']}, Python {record['python']}, {record['jobs']} jobs, "
+        f"{record['timeout_s']:.0f} s per mutant, {record['elapsed_s']} s in all:",
+        "",
+        f"    {record['command']}",
+        "",
+        *(
+            [
+                f"This invocation took the results recorded in {record['rerun_of']['date']} and "
+                + (
+                    "ran again their unlisted survivors and timeouts."
+                    if record["mode"] == "rerun-survivors"
+                    else "ran the mutants not run there."
+                )
+                + f" The suite "
+                f"ran {record['suite_seconds_total']} s in all, summed over mutants (wall time "
+                f"per mutant, {record['jobs']} at a time at most).",
+                "",
+            ]
+            if record.get("rerun_of")
+            else []
+        ),
+        "Each mutant: `" + record["suite"] + "`.",
+        "",
+        "| file | mutants run | killed (timed out) | equivalent | surviving "
+        "| score (killed / non-equivalent) | not run (deadline or stride) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for path, s in record["summary"].items():
+        lines.append(f"| `{path}` | {s['mutants']} | {s['killed']} ({s['timeouts']}) | {s['equivalent']} | "
+                     f"{s['survived']} | {s['score']:.1f} % | {s['not_run']} |")  # fmt: skip
+    for title, wanted in (
+        ("Surviving mutants", "survived"),
+        ("Equivalent mutants (surviving, or timed out, and listed in mutation/equivalent.toml)",
+         "equivalent"),
+        ("Timed out, counted as killed", "timeout"),
+    ):  # fmt: skip
+        rows = [m for ms in record["mutants"].values() for m in ms if m["status"] == wanted]
+        lines += ["", f"### {title} ({len(rows)})", ""]
+        if not rows:
+            lines.append("None.")
+            continue
+        lines += ["| file:line | mutant | original → mutated | why |", "|---|---|---|---|"]
+        for m in rows:
+            m = {k: v.replace("|", "\\|") if isinstance(v, str) else v for k, v in m.items()}
+            why = m["reason"] or (
+                "not triaged" if wanted == "survived" else f"{m['seconds']:.0f} s"
+            )
+            lines.append(f"| `{m['file']}:{m['line']}` | `{m['function']}__mutmut_{m['index']}` "
+                         f"| `{m['original']}` → `{m['mutated']}` | {why} |")  # fmt: skip
+    lines += ["", END]
+    text = doc.read_text() if doc.exists() else f"# Mutation testing\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    doc.write_text(head + "\n".join(lines) + tail)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
