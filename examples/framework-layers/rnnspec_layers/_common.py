@@ -1,0 +1,164 @@
+"""What the wrappers share: the protocol's public methods (validate first, targets as weights,
+h(0) = 0 when omitted, form A as form B on masked targets), around a few hooks that each wrapper
+writes with its framework's own layers and autodiff.
+
+Imports nothing of rnnspec but ``rnnspec.spec``, and no framework.
+"""
+
+import os
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from rnnspec.spec import (
+    PROTOCOL_VERSION,
+    Array,
+    BackendError,
+    Capabilities,
+    Dims,
+    Forward,
+    Grads,
+    Params,
+    validate,
+)
+
+__all__ = ["LayerBackend", "user_state_kept"]
+
+
+@contextmanager
+def user_state_kept() -> Iterator[None]:
+    """The environment and Python's and NumPy's global random states as they were, after importing
+    frameworks in the block. The user owns them, and imports change them: jax 0.10 sets
+    TPU_SKIP_MDS_QUERY and calls numpy.random.rand(5) (jax/_src/clusters/k8s_cluster.py); rich.style
+    calls random.getrandbits(24); Keras sets TF_FORCE_GPU_ALLOW_GROWTH on every backend but
+    TensorFlow and imports both of them; tensorflow 2.21 sets TF2_BEHAVIOR and four more variables
+    and imports Keras; flax imports jax and rich.style. Without this, the first load of a backend
+    would change them (README.md, finding 3)."""
+    environment = dict(os.environ)
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(environment):
+            del os.environ[key]
+        for key, value in environment.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+class LayerBackend(ABC):
+    """The ``rnnspec.spec.Backend`` protocol (2.0) over a framework's own RNN layer.
+
+    A subclass supplies the conversions (``asarray``, ``to_numpy``, ``is_native``, ``_all_finite``),
+    ``_one_hot`` and ``_zeros``, and three computations through the framework's layers:
+    ``_forward``, ``_loss`` and ``_value_and_grad`` (the framework's autodiff through the layers),
+    each given targets as (T, B, K) weights and an explicit h(0). Both ``gradients`` and
+    ``autodiff_gradients`` are ``_value_and_grad``: the layer has no closed form of its own.
+    """
+
+    name: str
+    framework_version: str
+    protocol_version = PROTOCOL_VERSION
+    capabilities: Capabilities
+
+    def __init__(self, device: str | None = None):
+        # refuse at load time; never fall back to another device (SPEC.md §7)
+        if device is not None and str(device).lower() not in ("cpu", "cpu:0"):
+            raise BackendError(f"the {self.name} backend runs on 'cpu' only, got device={device!r}")
+        self.device = "cpu"
+
+    def __repr__(self) -> str:  # failure messages print the backend with this
+        return f"<rnnspec {self.name} backend on {self.device}, {self.framework_version}>"
+
+    # --- the protocol's methods -----------------------------------------------------------------
+
+    def forward(self, params: Params, x: Array, h0: Array | None = None) -> Forward:
+        dims = self._validate(params, x, None, h0)
+        return self._forward(params, x, self._state(x, h0, dims))
+
+    def loss(self, params: Params, x: Array, y: Array, h0: Array | None = None) -> Array:
+        dims = self._validate(params, x, y, h0)
+        return self._loss(params, x, self._weights(x, y, dims), self._state(x, h0, dims))
+
+    def gradients(
+        self, params: Params, x: Array, y: Array, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        """(L, ∇L) by the framework's autodiff through its layers: reverse mode on the loss is the
+        backward recursion of SPEC.md §3 (form B), done by the framework, not written here."""
+        dims = self._validate(params, x, y, h0)
+        return self._value_and_grad(params, x, self._weights(x, y, dims), self._state(x, h0, dims))
+
+    def autodiff_gradients(
+        self, params: Params, x: Array, y: Array, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        dims = self._validate(params, x, y, h0)
+        return self._value_and_grad(params, x, self._weights(x, y, dims), self._state(x, h0, dims))
+
+    def step_gradients(
+        self, params: Params, x: Array, y: Array, t: int, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        """(L(t), ∇L(t)): the same autodiff on targets zeroed outside step t (SPEC.md §2.10).
+        L(t) and e(t) are linear in y(t), and y(s) = 0 makes e(s) = 0 exactly."""
+        dims = self._validate(params, x, y, h0, t)
+        only_t = np.zeros((dims.T, 1, 1), dtype=dims.dtype)
+        only_t[int(t) - 1] = 1
+        weights = self._weights(x, y, dims) * self.asarray(only_t)
+        return self._value_and_grad(params, x, weights, self._state(x, h0, dims))
+
+    # --- shared helpers -------------------------------------------------------------------------
+
+    def _validate(self, params, x, y, h0, t=None) -> Dims:
+        """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend."""
+        return validate(
+            params, x, y, h0, t,
+            to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
+        )  # fmt: skip
+
+    def _state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
+        """h(0), zeros when omitted: always passed to the layer, since ∇h0 is part of the result."""
+        return self._zeros(x, dims.B, dims.H) if h0 is None else h0
+
+    def _weights(self, x: Array, y: Array, dims: Dims) -> Array:
+        """Targets as (T, B, K) weights in x's dtype: soft targets as given, class k as e_k."""
+        return y if dims.soft_targets else self._one_hot(y, dims.K, dims.dtype)
+
+    # --- the framework's part -------------------------------------------------------------------
+
+    @abstractmethod
+    def asarray(self, array: np.ndarray, dtype: Any = None) -> Array: ...
+
+    @abstractmethod
+    def to_numpy(self, array: Array) -> np.ndarray: ...
+
+    @abstractmethod
+    def is_native(self, array: Any) -> bool: ...
+
+    @abstractmethod
+    def enforce_full_precision(self) -> str: ...
+
+    @abstractmethod
+    def _all_finite(self, array: Array) -> bool: ...
+
+    @abstractmethod
+    def _zeros(self, x: Array, B: int, H: int) -> Array:
+        """(B, H) zeros in x's dtype."""
+
+    @abstractmethod
+    def _one_hot(self, y: Array, K: int, dtype: str) -> Array:
+        """Class indices (T, B) as one-hot weights (T, B, K) in ``dtype``."""
+
+    @abstractmethod
+    def _forward(self, p: Params, x: Array, h0: Array) -> Forward: ...
+
+    @abstractmethod
+    def _loss(self, p: Params, x: Array, y: Array, h0: Array) -> Array:
+        """L = −Σ y · log_softmax(o) (1.5)–(1.6), ``y`` as (T, B, K) weights."""
+
+    @abstractmethod
+    def _value_and_grad(self, p: Params, x: Array, y: Array, h0: Array) -> tuple[Array, Grads]: ...

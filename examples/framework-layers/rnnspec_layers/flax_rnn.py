@@ -1,0 +1,137 @@
+"""flax.linen ``nn.RNN(nn.SimpleCell(...))`` + ``nn.Dense`` as an rnnspec backend, differentiated by
+``jax.value_and_grad``.
+
+Weights are ported by SPEC.md §1's table into the linen variables ``{"params": ...}``:
+``cell/i/kernel = Uᵀ`` (D, H), ``cell/i/bias = b``, ``cell/h/kernel = Wᵀ`` (the cell's recurrent
+Dense has no bias), ``dense/kernel = Vᵀ`` (H, K), ``dense/bias = c``. ``nn.RNN`` is
+batch-major by default, so x goes in as (B, T, D) and h0 as ``initial_carry`` (B, H). The
+gradients of those variables are ported back the same way (∇U = (∇i.kernel)ᵀ, ...). The loss is
+written by hand, −Σ y · log_softmax(o) (optax' softmax_cross_entropy is exact as well).
+
+Linen modules hold no weights: the variables are an argument of every ``apply``. Each computation
+is one module-level ``jax.jit`` function of (module, params, x, ...) that ports the parameters into
+the variables, the module a static argument (a frozen dataclass: sizes and dtype), so it compiles
+once per shape and dtype and shares nothing else between calls, like rnnspec's own JAX backend.
+The module's ``dtype`` and ``param_dtype`` are the call's dtype; float64 needs JAX's x64 mode,
+which this module never switches on: that is the user's global setting.
+"""
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from rnnspec.spec import Capabilities, Forward, Grads, Params
+
+from ._arrays import JaxArrays
+from ._common import LayerBackend, user_state_kept
+
+with user_state_kept():  # importing jax and flax changes os.environ and the global RNGs
+    import flax
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+
+class SimpleRNNClassifier(nn.Module):
+    """nn.RNN(nn.SimpleCell) then nn.Dense, batch-major, in one dtype: (h, o) for x (B, T, D)."""
+
+    hidden: int
+    classes: int
+    dtype: Any
+
+    @nn.compact
+    def __call__(self, x, h0):
+        cell = nn.SimpleCell(
+            features=self.hidden, dtype=self.dtype, param_dtype=self.dtype, name="cell"
+        )  # created here, the cell's variables live here, under "cell", not under the nn.RNN
+        h = nn.RNN(cell)(x, initial_carry=h0)
+        o = nn.Dense(self.classes, dtype=self.dtype, param_dtype=self.dtype, name="dense")(h)
+        return h, o
+
+
+def _net(p: Params) -> SimpleRNNClassifier:
+    H, _ = p.U.shape
+    return SimpleRNNClassifier(hidden=H, classes=p.V.shape[0], dtype=np.dtype(p.U.dtype))
+
+
+def _variables(p: Params) -> dict:
+    """The linen variables from the spec's parameters (§1's table)."""
+    cell = {"i": {"kernel": p.U.T, "bias": p.b}, "h": {"kernel": p.W.T}}
+    return {"params": {"cell": cell, "dense": {"kernel": p.V.T, "bias": p.c}}}
+
+
+def _outputs(net, variables, x, h0):
+    """h (T, B, H) and o (T, B, K) from the module, which is batch-major."""
+    h, o = net.apply(variables, jnp.swapaxes(x, 0, 1), h0)
+    return jnp.swapaxes(h, 0, 1), jnp.swapaxes(o, 0, 1)
+
+
+def _loss_of(o, y):
+    """(1.4)–(1.6) by hand: −Σ y · log_softmax(o), exact whatever Σ_k y_k is (erratum E1)."""
+    return -jnp.sum(y * jax.nn.log_softmax(o, axis=-1))
+
+
+@partial(jax.jit, static_argnums=0)
+def _forward(net, p: Params, x, h0):
+    h, o = _outputs(net, _variables(p), x, h0)
+    return h, o, jax.nn.softmax(o, axis=-1)
+
+
+@partial(jax.jit, static_argnums=0)
+def _loss(net, p: Params, x, y, h0):
+    return _loss_of(_outputs(net, _variables(p), x, h0)[1], y)
+
+
+@partial(jax.jit, static_argnums=0)
+def _value_and_grad(net, p: Params, x, y, h0):
+    loss, (dv, dx, dh0) = jax.value_and_grad(
+        lambda variables, x, h0: _loss_of(_outputs(net, variables, x, h0)[1], y), argnums=(0, 1, 2)
+    )(_variables(p), x, h0)
+    cell, dense = dv["params"]["cell"], dv["params"]["dense"]
+    return loss, Grads(  # the variables' gradients ported back: ∇U = (∇i.kernel)ᵀ, ...
+        U=cell["i"]["kernel"].T, W=cell["h"]["kernel"].T, b=cell["i"]["bias"],
+        V=dense["kernel"].T, c=dense["bias"], h0=dh0, x=dx,
+    )  # fmt: skip
+
+
+class FlaxLinenBackend(LayerBackend):
+    """rnnspec backend ``flax_linen``: nn.RNN(nn.SimpleCell) + nn.Dense, gradients by jax.grad."""
+
+    name = "flax_linen"
+    framework_version = f"flax {flax.__version__} on jax {jax.__version__}"
+    capabilities = Capabilities(autodiff=True, devices=("cpu",))
+
+    def __init__(self, device: str | None = None):
+        super().__init__(device)
+        self._arrays = JaxArrays()
+
+    def asarray(self, array: np.ndarray, dtype: Any = None) -> jax.Array:
+        return self._arrays.asarray(array, dtype)
+
+    def to_numpy(self, array: jax.Array) -> np.ndarray:
+        return self._arrays.to_numpy(array)
+
+    def is_native(self, array: Any) -> bool:
+        return self._arrays.is_native(array)
+
+    def enforce_full_precision(self) -> str:
+        return self._arrays.full_precision()
+
+    def _all_finite(self, array) -> bool:
+        return self._arrays.all_finite(array)
+
+    def _zeros(self, x, B, H):
+        return self._arrays.zeros(x, B, H)
+
+    def _one_hot(self, y, K, dtype):
+        return self._arrays.one_hot(y, K, dtype)
+
+    def _forward(self, p, x, h0):
+        return Forward(*_forward(_net(p), p, x, h0))
+
+    def _loss(self, p, x, y, h0):
+        return _loss(_net(p), p, x, y, h0)
+
+    def _value_and_grad(self, p, x, y, h0):
+        return _value_and_grad(_net(p), p, x, y, h0)
