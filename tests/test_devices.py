@@ -42,3 +42,23 @@ def test_unknown_device_is_an_error(name):
         pytest.skip(f"{name} is not installed")
     with pytest.raises(BackendError):
         backends.load(name, device=NONSENSE[name])
+
+
+SPELLINGS = ("cpu", "CPU:0", "cuda", "cuda:0", "gpu", "GPU:0", "gpu:1")
+
+
+@pytest.mark.parametrize("name", sorted(NONSENSE))
+def test_every_backend_takes_the_same_device_spellings(name):
+    """cpu, cuda[:N] and gpu[:N], in any case, mean the same on every built-in backend: each is
+    either opened or refused as absent here, never as a name the backend does not know."""
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(f"{name} is not installed")
+    for device in SPELLINGS:
+        try:
+            backends.load(name, device=device)
+        except BackendError as error:
+            unknown = "runs on" in str(error)  # parse_device's wording for a name it does not take
+            assert not unknown or name == "numpy", (
+                f"{name} refuses the spelling {device!r}: {error}"
+            )
+            assert "cannot run on" in str(error) or name == "numpy", str(error)
