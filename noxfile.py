@@ -106,7 +106,7 @@ def examples(session):
     The example must import nothing of rnnspec but rnnspec.spec."""
     session.install(*cpu_builds(), ".")
     session.install(*cpu_builds(), "./examples/array-api-backend")
-    empty = Path(session.create_tmp()) / "empty"
+    empty = (Path(session.create_tmp()) / "empty").resolve()  # the reports land here after chdir
     empty.mkdir(exist_ok=True)
     session.chdir(empty)
     session.run(
