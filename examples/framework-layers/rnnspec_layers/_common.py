@@ -55,8 +55,9 @@ def user_state_kept() -> Iterator[None]:
 class LayerBackend(ABC):
     """The ``rnnspec.spec.Backend`` protocol (2.0) over a framework's own RNN layer.
 
-    A subclass supplies the conversions (``asarray``, ``to_numpy``, ``is_native``, ``_all_finite``),
-    ``_one_hot`` and ``_zeros``, and three computations through the framework's layers:
+    A subclass supplies ``_arrays``, its framework's conversions (``asarray``, ``to_numpy``,
+    ``is_native``, ``all_finite``, ``one_hot``, ``zeros``), and three computations through the
+    framework's layers:
     ``_forward``, ``_loss`` and ``_value_and_grad`` (the framework's autodiff through the layers),
     each given targets as (T, B, K) weights and an explicit h(0). Both ``gradients`` and
     ``autodiff_gradients`` are ``_value_and_grad``: the layer has no closed form of its own.
@@ -130,28 +131,31 @@ class LayerBackend(ABC):
 
     # --- the framework's part -------------------------------------------------------------------
 
-    @abstractmethod
-    def asarray(self, array: np.ndarray, dtype: Any = None) -> Array: ...
+    # conversions: the framework's own arrays, through the subclass's ``_arrays``
+    _arrays: Any
 
-    @abstractmethod
-    def to_numpy(self, array: Array) -> np.ndarray: ...
+    def asarray(self, array: np.ndarray, dtype: Any = None) -> Array:
+        return self._arrays.asarray(array, dtype)
 
-    @abstractmethod
-    def is_native(self, array: Any) -> bool: ...
+    def to_numpy(self, array: Array) -> np.ndarray:
+        return self._arrays.to_numpy(array)
 
-    @abstractmethod
-    def enforce_full_precision(self) -> str: ...
+    def is_native(self, array: Any) -> bool:
+        return self._arrays.is_native(array)
 
-    @abstractmethod
-    def _all_finite(self, array: Array) -> bool: ...
+    def enforce_full_precision(self) -> str:
+        return self._arrays.full_precision()
 
-    @abstractmethod
+    def _all_finite(self, array: Array) -> bool:
+        return self._arrays.all_finite(array)
+
     def _zeros(self, x: Array, B: int, H: int) -> Array:
         """(B, H) zeros in x's dtype."""
+        return self._arrays.zeros(x, B, H)
 
-    @abstractmethod
     def _one_hot(self, y: Array, K: int, dtype: str) -> Array:
         """Class indices (T, B) as one-hot weights (T, B, K) in ``dtype``."""
+        return self._arrays.one_hot(y, K, dtype)
 
     @abstractmethod
     def _forward(self, p: Params, x: Array, h0: Array) -> Forward: ...

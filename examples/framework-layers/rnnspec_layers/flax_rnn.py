@@ -106,27 +106,6 @@ class FlaxLinenBackend(LayerBackend):
         super().__init__(device)
         self._arrays = JaxArrays()
 
-    def asarray(self, array: np.ndarray, dtype: Any = None) -> jax.Array:
-        return self._arrays.asarray(array, dtype)
-
-    def to_numpy(self, array: jax.Array) -> np.ndarray:
-        return self._arrays.to_numpy(array)
-
-    def is_native(self, array: Any) -> bool:
-        return self._arrays.is_native(array)
-
-    def enforce_full_precision(self) -> str:
-        return self._arrays.full_precision()
-
-    def _all_finite(self, array) -> bool:
-        return self._arrays.all_finite(array)
-
-    def _zeros(self, x, B, H):
-        return self._arrays.zeros(x, B, H)
-
-    def _one_hot(self, y, K, dtype):
-        return self._arrays.one_hot(y, K, dtype)
-
     def _forward(self, p, x, h0):
         return Forward(*_forward(_net(p), p, x, h0))
 

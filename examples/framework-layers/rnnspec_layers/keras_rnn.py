@@ -31,8 +31,6 @@ import sys
 import threading
 from typing import Any
 
-import numpy as np
-
 from rnnspec.spec import (
     BackendError,
     Capabilities,
@@ -102,35 +100,13 @@ class KerasSimpleRNNBackend(LayerBackend):
         self.name = f"keras_{keras_backend}" + ("_with_float64" if claim_float64 else "")
         super().__init__(device)
         self._keras = keras = _import_keras(keras_backend)
-        self._fw = fw = _FRAMEWORKS[keras_backend]()
+        self._arrays = fw = _FRAMEWORKS[keras_backend]()
         self.framework_version = f"keras {keras.__version__} on {fw.version}"
         dtypes = ("float32", "float64") if claim_float64 else DTYPES[keras_backend]
         self.capabilities = Capabilities(autodiff=True, devices=("cpu",), dtypes=dtypes)
         self._jit = getattr(fw, "jit", None)  # JAX only (see _for)
         self._compiled: dict = {}
         self._compiling = threading.Lock()
-
-    # conversions: the backend framework's own arrays
-    def asarray(self, array: np.ndarray, dtype: Any = None):
-        return self._fw.asarray(array, dtype)
-
-    def to_numpy(self, array) -> np.ndarray:
-        return self._fw.to_numpy(array)
-
-    def is_native(self, array: Any) -> bool:
-        return self._fw.is_native(array)
-
-    def enforce_full_precision(self) -> str:
-        return self._fw.full_precision()
-
-    def _all_finite(self, array) -> bool:
-        return self._fw.all_finite(array)
-
-    def _zeros(self, x, B, H):
-        return self._fw.zeros(x, B, H)
-
-    def _one_hot(self, y, K, dtype):
-        return self._fw.one_hot(y, K, dtype)
 
     # the layers
 
@@ -187,16 +163,16 @@ class KerasSimpleRNNBackend(LayerBackend):
             return -ops.sum(y * ops.log_softmax(o, axis=-1))
 
         def forward(p, x, h0):
-            with self._fw.no_grad():
+            with self._arrays.no_grad():
                 h, o = outputs(*ported(p), x, h0)
                 return h, o, ops.softmax(o, axis=-1)
 
         def loss(p, x, y, h0):
-            with self._fw.no_grad():
+            with self._arrays.no_grad():
                 return loss_of(outputs(*ported(p), x, h0)[1], y)
 
         def value_and_grad(p, x, y, h0):
-            value, grads = self._fw.value_and_grad(
+            value, grads = self._arrays.value_and_grad(
                 lambda *args: loss_of(outputs(*args)[1], y), [*ported(p), x, h0]
             )
             kernel, recurrent_kernel, bias, dense_kernel, dense_bias, dx, dh0 = grads

@@ -11,9 +11,6 @@ initialisation, so the user's torch RNG is untouched) and copies the weights int
 share nothing and may run from several threads at once.
 """
 
-from typing import Any
-
-import numpy as np
 import torch
 
 from rnnspec.spec import Capabilities, Forward, Grads, Params
@@ -62,27 +59,6 @@ class TorchRNNBackend(LayerBackend):
     def __init__(self, device: str | None = None):
         super().__init__(device)
         self._arrays = TorchArrays()
-
-    def asarray(self, array: np.ndarray, dtype: Any = None) -> torch.Tensor:
-        return self._arrays.asarray(array, dtype)
-
-    def to_numpy(self, array: torch.Tensor) -> np.ndarray:
-        return self._arrays.to_numpy(array)
-
-    def is_native(self, array: Any) -> bool:
-        return self._arrays.is_native(array)
-
-    def enforce_full_precision(self) -> str:
-        return self._arrays.full_precision()
-
-    def _all_finite(self, array) -> bool:
-        return self._arrays.all_finite(array)
-
-    def _zeros(self, x, B, H):
-        return self._arrays.zeros(x, B, H)
-
-    def _one_hot(self, y, K, dtype):
-        return self._arrays.one_hot(y, K, dtype)
 
     @torch.no_grad()
     def _forward(self, p, x, h0):
