@@ -5,8 +5,13 @@ The four kernels (and the one-hot targets) are module-level ``jax.jit`` function
 per shape and dtype and shared by every instance; they run on the device their (committed) inputs
 live on. float64 needs JAX's x64 mode, which this module never switches on: that is the user's
 global setting.
+
+On a GPU each iteration of a compiled loop costs a launch and a check of the loop's condition on the
+host, which dwarfs one step's small products: there the two recurrences are unrolled by
+``GPU_UNROLL`` steps per iteration (the results do not change; only the loop's shape does).
 """
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -17,8 +22,11 @@ from jax import lax
 from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params, SpecError
 
+#: steps per loop iteration on a GPU (on the CPU one: there unrolling only lengthens compilation)
+GPU_UNROLL = 16
 
-def _hidden_states(p: Params, x, h0):
+
+def _hidden_states(p: Params, x, h0, unroll: int):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
     T, B, D = x.shape
     inputs = (x.reshape(T * B, D) @ p.U.T + p.b).reshape(T, B, -1)
@@ -27,7 +35,7 @@ def _hidden_states(p: Params, x, h0):
         h_t = jnp.tanh(input_t + h_prev @ p.W.T)
         return h_t, h_t
 
-    _, h = lax.scan(step, h0, inputs)
+    _, h = lax.scan(step, h0, inputs, unroll=unroll)
     return h
 
 
@@ -54,23 +62,23 @@ def _loss_and_output_errors(p: Params, h, y):
     return loss, (y_sums / Z)[:, None] * exp_s - y_rows
 
 
-@jax.jit
-def _forward(p: Params, x, h0):
-    h = _hidden_states(p, x, h0)
+@partial(jax.jit, static_argnames="unroll")
+def _forward(p: Params, x, h0, unroll: int):
+    h = _hidden_states(p, x, h0, unroll)
     o, log_yhat = _log_softmax_outputs(p, h)
     return h, o, jnp.exp(log_yhat)
 
 
-@jax.jit
-def _loss(p: Params, x, y, h0):
-    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+@partial(jax.jit, static_argnames="unroll")
+def _loss(p: Params, x, y, h0, unroll: int):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, unroll))
     return -jnp.vdot(y, log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
-@jax.jit
-def _gradients(p: Params, x, y, h0):
+@partial(jax.jit, static_argnames="unroll")
+def _gradients(p: Params, x, y, h0, unroll: int):
     T, B, D = x.shape
-    h = _hidden_states(p, x, h0)
+    h = _hidden_states(p, x, h0, unroll)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
     H = h.shape[-1]
     output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
@@ -80,14 +88,14 @@ def _gradients(p: Params, x, y, h0):
         delta_t = (output_grad_t + delta_next @ p.W) * (1 - h_t * h_t)
         return delta_t, delta_t
 
-    _, delta = lax.scan(step, jnp.zeros_like(h0), (output_grad, h), reverse=True)
+    _, delta = lax.scan(step, jnp.zeros_like(h0), (output_grad, h), reverse=True, unroll=unroll)
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
     return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
 
-@jax.jit
-def _autodiff_gradients(p: Params, x, y, h0):
-    loss, (dp, dx, dh0) = jax.value_and_grad(_loss, argnums=(0, 1, 3))(p, x, y, h0)
+@partial(jax.jit, static_argnames="unroll")
+def _autodiff_gradients(p: Params, x, y, h0, unroll: int):
+    loss, (dp, dx, dh0) = jax.value_and_grad(_loss, argnums=(0, 1, 3))(p, x, y, h0, unroll)
     return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
 
@@ -110,6 +118,7 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
 
     def _open_device(self, kind, index):
         self._device = jax.devices(kind)[index]
+        self._unroll = GPU_UNROLL if kind == "gpu" else 1
         return f"{self._device.platform}:{self._device.id}"
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> jax.Array:
@@ -141,10 +150,17 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
         return _one_hot(y, K, dtype=np.dtype(dtype))
 
     # the kernels are the module's jitted functions above, one compilation cache for all instances
-    _forward = staticmethod(_forward)
-    _loss = staticmethod(_loss)
-    _gradients = staticmethod(_gradients)
-    _autodiff_gradients = staticmethod(_autodiff_gradients)
+    def _forward(self, p, x, h0):
+        return _forward(p, x, h0, self._unroll)
+
+    def _loss(self, p, x, y, h0):
+        return _loss(p, x, y, h0, self._unroll)
+
+    def _gradients(self, p, x, y, h0):
+        return _gradients(p, x, y, h0, self._unroll)
+
+    def _autodiff_gradients(self, p, x, y, h0):
+        return _autodiff_gradients(p, x, y, h0, self._unroll)
 
     def enforce_full_precision(self) -> str:
         jax.config.update("jax_default_matmul_precision", "highest")

@@ -1,5 +1,13 @@
 """PyTorch backend: SPEC.md form B with the input projection and the output layer hoisted out of the
-time loop, so that only the recurrence itself loops over t. Keeps the input dtype and device."""
+time loop, so that only the recurrence itself loops over t. Keeps the input dtype and device.
+
+On the CPU the two recurrences, h(t) forward and δ(t) backward, are Python loops over in-place
+products. On CUDA a loop launches several small kernels per step, so both recurrences run in
+torch's fused tanh RNN instead (cuDNN's persistent kernels where cuDNN takes the shapes), given
+U x(t) + b as its input and the identity as its input weights: its forward is (1.1)–(1.2), and the
+gradient it propagates to its input is δ(t) of (3.1)–(3.2) itself. Every other product stays the
+closed form's own.
+"""
 
 from typing import Any
 
@@ -10,14 +18,47 @@ from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params
 
 
+def _input_projections(p: Params, x):
+    """U x(t) + b for every t, in one matrix product."""
+    T, B, D = x.shape
+    return torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
+
+
 def _hidden_states(p: Params, x, h0):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
-    T, B, D = x.shape
-    h = torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
+    if x.is_cuda:
+        return _fused_recurrence(p, _input_projections(p, x), h0, train=False)
+    h = _input_projections(p, x)
     W_T = p.W.T.contiguous()  # a row-major Wᵀ multiplies faster than the transposed view
     h_prev = h0
     for h_t in h.unbind(0):  # h_t holds U x(t) + b until it is overwritten by h(t), in place
         h_prev = h_t.addmm_(h_prev, W_T).tanh_()
+    return h
+
+
+def _fused_weights(W):
+    """[I, W] as the input and hidden weights of torch's fused tanh RNN, in one buffer laid out as
+    cuDNN wants it (otherwise torch copies them into one at every call, and warns)."""
+    H = W.shape[0]
+    weights = [torch.eye(H, dtype=W.dtype, device=W.device), W.clone()]  # W's own storage untouched
+    if (
+        W.is_cuda
+        and torch._use_cudnn_rnn_flatten_weight()
+        and torch.backends.cudnn.is_acceptable(W)
+    ):
+        from torch.backends.cudnn import rnn as cudnn_rnn
+
+        mode = cudnn_rnn.get_cudnn_mode("RNN_TANH")  # makes the two tensors views of one buffer:
+        torch._cudnn_rnn_flatten_weight(weights, 2, H, mode, H, 0, 1, False, False)
+    return weights
+
+
+def _fused_recurrence(p: Params, inputs, h0, train: bool):
+    """h(t) = tanh(I (U x(t) + b) + W h(t−1)) (1.1)–(1.2) for every t, in torch's fused tanh RNN:
+    ``inputs`` are U x(t) + b; ``train`` keeps what its backward pass needs."""
+    h, _ = torch._VF.rnn_tanh(
+        inputs, h0[None], _fused_weights(p.W), False, 1, 0.0, train, False, False
+    )
     return h
 
 
@@ -44,6 +85,20 @@ def _loss_and_output_errors(p: Params, h, y):
     loss += torch.vdot(y_sums, Z.log())
     e.mul_((y_sums / Z)[:, None]).sub_(y_rows)
     return loss, e
+
+
+def _fused_gradients(p: Params, x, y, h0):
+    """Form B with both recurrences in torch's fused tanh RNN: its backward pass, given Vᵀ e(t) as
+    the gradient of h(t), returns the gradient of its input U x(t) + b, which is δ(t) (3.1)–(3.2)."""
+    T, B, D = x.shape
+    with torch.enable_grad():
+        inputs = _input_projections(p, x).requires_grad_()
+        h = _fused_recurrence(p, inputs, h0, train=True)
+    loss, e_rows = _loss_and_output_errors(p, h.detach(), y)  # (1.6), (2.1)
+    H = h.shape[-1]
+    (delta,) = torch.autograd.grad(h, inputs, (e_rows @ p.V).reshape(T, B, H))  # only δ: no weights
+    rows = (x.reshape(T * B, D), h.detach().reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+    return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
 
 def _torch_dtype(dtype: Any) -> torch.dtype:
@@ -104,6 +159,8 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
 
     @torch.no_grad()
     def _gradients(self, p, x, y, h0):
+        if x.is_cuda:
+            return _fused_gradients(p, x, y, h0)
         T, B, D = x.shape
         h = _hidden_states(p, x, h0)
         loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
