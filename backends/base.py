@@ -131,7 +131,8 @@ class ClosedFormBackend(ABC):
     def is_native(self, array: Any) -> bool: ...
 
     @abstractmethod
-    def _all_finite(self, array: Array) -> bool: ...
+    def _all_finite(self, arrays: list[Array]) -> bool:
+        """Whether no array holds NaN or infinity: one reduction, one scalar off the device."""
 
     @abstractmethod
     def _zeros_state(self, x: Array, H: int) -> Array: ...
@@ -186,7 +187,7 @@ class ClosedFormBackend(ABC):
     def _validate(self, params, x, y, h0, t=None) -> Dims:
         return validate(
             params, x, y, h0, t,
-            to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
+            to_numpy=self.to_numpy, is_native=self.is_native, all_finite_of=self._all_finite,
         )  # fmt: skip
 
     def _initial_state(self, x: Array, h0: Array | None, dims: Dims) -> Array:

@@ -99,6 +99,11 @@ def _autodiff_gradients(p: Params, x, y, h0, unroll: int):
     return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
 
+@jax.jit
+def _all_finite(arrays):
+    return jnp.all(jnp.stack([jnp.isfinite(array).all() for array in arrays]))
+
+
 #: one compiled dispatch, not the several of an eager jax.nn.one_hot
 _one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
 
@@ -140,8 +145,8 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
             and array.devices() == {self._device}
         )
 
-    def _all_finite(self, array):
-        return bool(jnp.isfinite(array).all())
+    def _all_finite(self, arrays):
+        return bool(_all_finite(arrays))
 
     def _zeros_state(self, x, H):
         return jnp.zeros_like(x, shape=(x.shape[1], H))  # x's dtype, on x's device

@@ -64,8 +64,8 @@ class NumpyBackend(base.ClosedFormBackend):
     def is_native(self, array: Any) -> bool:
         return isinstance(array, np.ndarray | np.generic)
 
-    def _all_finite(self, array):
-        return bool(np.isfinite(array).all())
+    def _all_finite(self, arrays):
+        return all(np.isfinite(array).all() for array in arrays)
 
     def _zeros_state(self, x, H):
         return np.zeros((x.shape[1], H), dtype=x.dtype)

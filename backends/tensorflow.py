@@ -129,9 +129,9 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
             and array.device.endswith(f"device:{self.device}")
         )
 
-    def _all_finite(self, array):
+    def _all_finite(self, arrays):
         with tf.device(self.device):
-            return bool(tf.reduce_all(tf.math.is_finite(array)))
+            return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(a)) for a in arrays]))
 
     def _zeros_state(self, x, H):
         with tf.device(self.device):

@@ -25,7 +25,14 @@ from rich.text import Text
 from rnnspec import backends
 from rnnspec.bench.frameworks import PEAK_SIZE, REFERENCE, load_average, usable_cores
 from rnnspec.bench.worker import MEASUREMENT_OPTIONS, summary
-from rnnspec.bench.workloads import MEMORY_WORKLOAD, QUICK, TARGETS, WORKLOADS, Target
+from rnnspec.bench.workloads import (
+    MEMORY_WORKLOAD,
+    QUICK,
+    TARGETS,
+    WORKLOADS,
+    Target,
+    targets_for,
+)
 
 console = Console()
 #: glibc: allocations from 64 KiB up are mmap'ed and unmapped when freed, so the resident-set
@@ -435,7 +442,7 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
     data["machine"]["load_average_after"] = load_average()
     data["seconds"] = time.monotonic() - started
     data["rows"] = derive(data)
-    data["targets"] = targets(data["rows"])
+    data["targets"] = targets(data["rows"], targets_for(data["options"]["device"]))
     print_setup(data)
     if data["rows"]:
         console.print(table(data["rows"]))

@@ -75,6 +75,24 @@ TARGETS = (
     Target(MEMORY_WORKLOAD, "memory_exponent", 1.25, of="each implementation"),
 )
 
+#: the targets on a GPU (CUDA, float32, TF32 off), every workload: torch's closed form at or under
+#: torch.nn.RNN on cuDNN with autograd; JAX's at or under its own autodiff and within 2× of cuDNN.
+GPU_TARGETS = tuple(
+    goal
+    for w in WORKLOADS
+    for goal in (
+        Target(w, "vs_nn_rnn", 1.0, backends=("torch",)),
+        Target(w, "vs_autodiff", 1.0, backends=("jax",)),
+        Target(w, "vs_nn_rnn", 2.0, backends=("jax",)),
+    )
+)
+
+
+def targets_for(device: str | None) -> tuple[Target, ...]:
+    """The goals of a run whose backends were loaded on ``device`` (None: each one's default, the
+    CPU): the CPU's, or on any other device the GPU's."""
+    return TARGETS if device is None or device.lower().startswith("cpu") else GPU_TARGETS
+
 
 def inputs(w: Workload, dtype: str, seed: int = 0):
     """(params, x, y, h0) as NumPy arrays; y holds int64 class indices.
