@@ -6,9 +6,13 @@ products. On CUDA a loop launches several small kernels per step, so both recurr
 torch's fused tanh RNN instead (cuDNN's persistent kernels where cuDNN takes the shapes), given
 U x(t) + b as its input and the identity as its input weights: its forward is (1.1)–(1.2), and the
 gradient it propagates to its input is δ(t) of (3.1)–(3.2) itself. Every other product stays the
-closed form's own.
+closed form's own. The whole of that is captured once per shape and dtype in a CUDA graph and
+replayed (see _CapturedGradients), since one call's kernels take less time to run than to launch.
 """
 
+import threading
+import warnings
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -101,6 +105,57 @@ def _fused_gradients(p: Params, x, y, h0):
     return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
 
+class _CapturedGradients:
+    """_fused_gradients for one shape, dtype and device as a CUDA graph: every call copies its
+    inputs into the graph's static buffers, replays the graph and copies the results out of the
+    graph's static outputs, so that no result aliases a buffer the next call overwrites. The lock
+    and the event keep calls from several threads or streams from interleaving on those buffers."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, T, B, D, H, K):
+        shapes = ((H, D), (H, H), (H,), (K, H), (K,), (T, B, D), (T, B, K), (B, H))
+        self.inputs = [torch.zeros(shape, dtype=dtype, device=device) for shape in shapes]
+        self.lock, self.done = threading.Lock(), torch.cuda.Event()
+        warm_up = torch.cuda.Stream(
+            device
+        )  # cuDNN's plans and the allocator's pool, before capture
+        warm_up.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(warm_up):
+            for _ in range(2):
+                _fused_gradients(*self._static_arguments())
+        torch.cuda.current_stream(device).wait_stream(warm_up)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            self.outputs = _fused_gradients(*self._static_arguments())
+
+    def _static_arguments(self):
+        U, W, b, V, c, x, y, h0 = self.inputs
+        return Params(U, W, b, V, c), x, y, h0
+
+    def __call__(self, p: Params, x, y, h0):
+        with self.lock:
+            stream = torch.cuda.current_stream(x.device)
+            stream.wait_event(self.done)  # the previous call has copied its results out
+            for static, array in zip(self.inputs, (*p, x, y, h0), strict=True):
+                static.copy_(array)
+            self.graph.replay()
+            loss, grads = self.outputs
+            results = loss.clone(), Grads(*(g.clone() for g in grads))
+            self.done.record(stream)
+        return results
+
+
+@lru_cache(maxsize=8)  # graphs hold their memory: only the shapes most recently used
+def _captured_gradients(device, dtype, T, B, D, H, K) -> _CapturedGradients | None:
+    """The graph for these shapes, or None (once, with a warning) where capture fails."""
+    try:
+        return _CapturedGradients(device, dtype, T, B, D, H, K)
+    except RuntimeError as failure:
+        warnings.warn(
+            f"rnnspec torch backend: no CUDA graph ({failure}); running eagerly", stacklevel=2
+        )
+        return None
+
+
 def _torch_dtype(dtype: Any) -> torch.dtype:
     """torch.float32 for "float32", numpy.float32, numpy.dtype("float32") or torch.float32."""
     return dtype if isinstance(dtype, torch.dtype) else getattr(torch, np.dtype(dtype).name)
@@ -163,7 +218,11 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
     @torch.no_grad()
     def _gradients(self, p, x, y, h0):
         if x.is_cuda:
-            return _fused_gradients(p, x, y, h0)
+            if torch.cuda.is_current_stream_capturing():  # the caller's own graph takes these
+                return _fused_gradients(p, x, y, h0)
+            (T, B, D), H, K = x.shape, h0.shape[1], y.shape[2]
+            captured = _captured_gradients(x.device, x.dtype, T, B, D, H, K)
+            return (captured or _fused_gradients)(p, x, y, h0)
         T, B, D = x.shape
         h = _hidden_states(p, x, h0)
         loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
