@@ -15,17 +15,32 @@ import statistics
 import time
 from functools import partial
 
+import numpy as np
+
 from rnnspec import backends
 from rnnspec.bench.frameworks import _nn_rnn, framework_of
 from rnnspec.bench.workloads import WORKLOADS, inputs
 from rnnspec.spec import Params
 
-UNROLLS = (1, 4, 16, 64)
+UNROLLS = (1, 16, 64)
 
 
 def native(backend, w, dtype="float32"):
     params, x, y, h0 = inputs(w, dtype)
     return Params(*map(backend.asarray, params)), *map(backend.asarray, (x, y, h0))
+
+
+def parts(backend, args) -> dict:
+    """A call's two parts apart: the input checks (validation, targets to weights), and the
+    kernels on checked inputs."""
+    p, x, y, h0 = args
+    weights = backend._one_hot(y, p.V.shape[0], x.dtype)
+
+    def checks():
+        backend._weights(y, backend._validate(p, x, y, h0))
+        return backend.asarray(np.zeros(())), ()
+
+    return {"checks alone": checks, "kernels alone": partial(backend._gradients, p, x, weights, h0)}
 
 
 def median_ms(call, sync, repeats: int) -> float:
@@ -56,6 +71,7 @@ def torch_profile(device: str, workloads: dict, repeats: int) -> None:
         args = native(backend, w)
         calls = {
             "torch closed form": partial(backend.gradients, *args),
+            **{f"torch closed form, {part}": call for part, call in parts(backend, args).items()},
             "torch.nn.RNN autograd": _nn_rnn(*args),
         }
         for label, call in calls.items():
@@ -69,7 +85,7 @@ def torch_profile(device: str, workloads: dict, repeats: int) -> None:
                   f"{len(kernels)} GPU kernels/copies, {gpu_ms:.3f} ms of GPU time")  # fmt: skip
             print(
                 prof.key_averages().table(
-                    sort_by="device_time_total", row_limit=8, max_name_column_width=60
+                    sort_by="device_time_total", row_limit=6, max_name_column_width=60
                 )
             )
 
@@ -95,7 +111,9 @@ def jax_sweep(device: str, workloads: dict, repeats: int) -> None:
             closed = ms(partial(backend.gradients, *args))
             autodiff = ms(partial(backend.autodiff_gradients, *args))
             print(f"{name:>8} {unroll:>6} {closed:>15.3f} {autodiff:>12.3f}")
-    backend._unroll = jax_backend.GPU_UNROLL
+        backend._unroll = jax_backend.GPU_UNROLL
+        for part, call in parts(backend, args).items():
+            print(f"{name:>8} {backend._unroll:>6} {part}: {ms(call):.3f} ms")
     print(f"\n{'T (long)':>8} {'closed form ms':>15}  (unroll {backend._unroll})")
     for T in (125, 250, 500, 1000):
         args = native(backend, WORKLOADS["long"].prefix(T))
