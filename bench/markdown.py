@@ -121,6 +121,8 @@ def _partial(data: dict) -> str | None:
     ]  # fmt: skip
     if not short:
         return None
+    if targets_for(options.get("device")) is not TARGETS:
+        return f"- A GPU run ({'; '.join(short)}), as `scripts/gpu-bench.sh` makes one."
     return f"- **Not a full run** ({'; '.join(short)}): `nox -s bench` rewrites this page from one."
 
 
