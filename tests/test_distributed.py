@@ -1,0 +1,164 @@
+"""rnnspec.distributed on each framework's own engine, certified equal to one device (SPEC.md §11).
+
+Each engine runs in processes of its own (tests/distributed_worker.py): torch as 2 and 3 gloo ranks
+on 127.0.0.1, JAX with 4 host devices (XLA_FLAGS) and x64, TensorFlow with 2 logical CPU devices.
+Every sharded result must meet the tolerance policy against the float64 reference, with the S − 1
+additions across shards counted (§11.5), and agree with the single-device ``gradients`` on the same
+inputs as two correct backends do (cross.PAIR_LIMIT); the averaging variant of each engine
+(DistributedDataParallel itself, ``pmean``, ``ReduceOp.MEAN``) must fail that comparison.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.cross import PAIR_LIMIT
+from rnnspec.conformance.oracle import expected
+from rnnspec.spec import tolerance
+from tests.distributed_worker import DISTRIBUTED_CASES, DTYPES, TENSORS, splits
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT_S = 150  # a whole run takes 10–30 s on 2 busy cores
+SUMMED = TENSORS[:6]  # L and the parameter gradients: sums over shards; h0 and x are gathered
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+
+
+def _run_workers(commands: list[list[str]], env: dict[str, str]) -> None:
+    """Start every worker, wait for all; kill what is left whatever happens."""
+    processes = [
+        subprocess.Popen(command, cwd=ROOT, env=os.environ | QUIET | env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for command in commands
+    ]  # fmt: skip
+    try:
+        for process, command in zip(processes, commands, strict=True):
+            output, _ = process.communicate(timeout=TIMEOUT_S)
+            assert process.returncode == 0, f"{' '.join(command)} failed:\n{output[-4000:]}"
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _worker(*args) -> list[str]:
+    return [sys.executable, "-m", "tests.distributed_worker", *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def torch_results(tmp_path_factory) -> dict[int, list[dict]]:
+    """world size -> each rank's results."""
+    pytest.importorskip("torch")
+    results = {}
+    for world in (2, 3):
+        folder, port = tmp_path_factory.mktemp(f"torch{world}"), _free_port()
+        paths = [folder / f"rank{rank}.npz" for rank in range(world)]
+        _run_workers([_worker("torch", r, world, port, p) for r, p in enumerate(paths)], {})
+        results[world] = [dict(np.load(path)) for path in paths]
+    return results
+
+
+@pytest.fixture(scope="module")
+def jax_results(tmp_path_factory) -> dict:
+    pytest.importorskip("jax")
+    path = tmp_path_factory.mktemp("jax") / "jax.npz"
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_ENABLE_X64": "1"}
+    _run_workers([_worker("jax", path)], env)
+    return dict(np.load(path))
+
+
+@pytest.fixture(scope="module")
+def tensorflow_results(tmp_path_factory) -> dict:
+    pytest.importorskip("tensorflow")
+    path = tmp_path_factory.mktemp("tensorflow") / "tensorflow.npz"
+    _run_workers([_worker("tensorflow", path)], {})
+    return dict(np.load(path))
+
+
+def _ratios(results: dict, prefix: str, name: str, dtype: str, shards: int) -> dict[str, tuple]:
+    """tensor -> (error against the reference, difference from one device), each as a fraction
+    of the policy's bound for S = ``shards`` (§11.5): ≤ 1 and ≤ PAIR_LIMIT pass."""
+    case = CASES[name]
+    want = expected(case, "gradients")
+    single = f"{name}/{dtype}/single"
+    ratios = {}
+    for tensor, reference, kappa in zip(TENSORS, want.values, want.kappas, strict=True):
+        S = shards if tensor in SUMMED else 1
+        got = results[f"{prefix}/{tensor}"]
+        ratios[tensor] = (
+            tolerance.ratio(got, reference, dtype, case.T, kappa, shards=S),
+            tolerance.ratio(got, results[f"{single}/{tensor}"], dtype, case.T, kappa, shards=S),
+        )
+    return ratios
+
+
+def _assert_equal_to_one_device(results: dict, prefix: str, name: str, dtype: str, shards: int):
+    ratios = _ratios(results, prefix, name, dtype, shards)
+    bad = {t: r for t, r in ratios.items() if not (r[0] <= 1 and r[1] <= PAIR_LIMIT)}
+    assert not bad, f"{prefix}: (vs reference, vs one device) / bound: {bad}"
+
+
+def _assert_rejected(results: dict, prefix: str, name: str, dtype: str, shards: int):
+    ratios = _ratios(results, prefix, name, dtype, shards)
+    worst = max(ratios[t][1] for t in SUMMED[1:])
+    assert worst > 100 * PAIR_LIMIT, f"{prefix}: an average passed: {ratios}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", DISTRIBUTED_CASES)
+@pytest.mark.parametrize("world", [2, 3])
+def test_torch_gloo_ranks_sum_to_one_device(torch_results, world, name, dtype):
+    ranks = torch_results[world]
+    for split in splits(CASES[name].B, world):
+        prefix = f"{name}/{dtype}/{split}"
+        for rank in ranks[1:]:  # every rank holds the same whole-batch result
+            for tensor in TENSORS:
+                np.testing.assert_array_equal(rank[f"{prefix}/{tensor}"], ranks[0][f"{prefix}/{tensor}"])
+        _assert_equal_to_one_device(ranks[0], prefix, name, dtype, world)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", DISTRIBUTED_CASES)
+@pytest.mark.parametrize("world", [2, 3])
+def test_torch_ddp_averages_and_is_rejected(torch_results, world, name, dtype):
+    """DistributedDataParallel around the closed form gives the sum divided by the world size."""
+    results = torch_results[world][0]
+    for split in splits(CASES[name].B, world):
+        prefix = f"{name}/{dtype}/{split}"
+        ddp = {t: results[f"{prefix}/{t}"] for t in ("L", "h0", "x")}  # DDP reduces .grad only
+        ddp |= {t: results[f"{prefix}/mean/{t}"] for t in SUMMED[1:]}
+        times_world = {t: v * world if t in SUMMED[1:] else v for t, v in ddp.items()}
+        view = results | {f"ddp/{t}": v for t, v in ddp.items()}
+        view |= {f"ddp_times_world/{t}": v for t, v in times_world.items()}
+        _assert_rejected(view, "ddp", name, dtype, world)
+        _assert_equal_to_one_device(view, "ddp_times_world", name, dtype, world)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", DISTRIBUTED_CASES)
+def test_jax_shard_map_sums_to_one_device(jax_results, name, dtype):
+    for devices in (4, 3):
+        prefix = f"{name}/{dtype}/{devices}"
+        _assert_equal_to_one_device(jax_results, prefix, name, dtype, devices)
+        _assert_rejected(jax_results, f"{prefix}/mean", name, dtype, devices)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", DISTRIBUTED_CASES)
+def test_tensorflow_mirrored_strategy_sums_to_one_device(tensorflow_results, name, dtype):
+    for split in splits(CASES[name].B, 2):
+        prefix = f"{name}/{dtype}/{split}"
+        _assert_equal_to_one_device(tensorflow_results, prefix, name, dtype, 2)
+        _assert_rejected(tensorflow_results, f"{prefix}/mean", name, dtype, 2)
