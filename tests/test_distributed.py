@@ -10,6 +10,8 @@ inputs as two correct backends do (cross.PAIR_LIMIT); the averaging variant of e
 
 import importlib.util
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -38,25 +40,41 @@ class Workers:
         self.processes: list[tuple[subprocess.Popen, list[str]]] = []
 
     def start(self, *args, env: dict[str, str] | None = None) -> subprocess.Popen:
-        command = [sys.executable, "-m", "tests.distributed_worker", *map(str, args)]
+        """``python -m tests.distributed_worker ARGS``, or any command given as a list."""
+        command = args[0] if isinstance(args[0], list) else _worker_command(*args)
         process = subprocess.Popen(
             command, cwd=ROOT, env=os.environ | QUIET | (env or {}), text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.processes.append((process, command))
         return process
 
-    def wait(self, processes: list[subprocess.Popen]) -> None:
+    def wait(self, processes: list[subprocess.Popen]) -> str:
+        """Their output, once each has exited with 0."""
+        outputs = []
         for process, command in self.processes:
             if process in processes:
                 output, _ = process.communicate(timeout=TIMEOUT_S)
                 assert process.returncode == 0, f"{' '.join(command)} failed:\n{output[-4000:]}"
+                outputs.append(output)
+        return "".join(outputs)
 
     def kill_all(self) -> None:
+        """Each worker's whole process group: torchrun's ranks go with it."""
         for process, _ in self.processes:
             if process.poll() is None:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def _worker_command(*args) -> list[str]:
+    return [sys.executable, "-m", "tests.distributed_worker", *map(str, args)]
+
+
+def _doc_programs() -> dict[str, str]:
+    """docs/distributed.md's Python programs, by engine, in the order the page shows them."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "distributed.md").read_text(), re.S)
+    return dict(zip(("torch", "jax", "tensorflow"), blocks, strict=True))
 
 
 def _free_port() -> int:
@@ -87,6 +105,13 @@ def runs(tmp_path_factory):
         if _installed("tensorflow"):
             path = folder / "tensorflow.npz"
             started["tensorflow"] = ([workers.start("tensorflow", path)], [path])
+        for engine, program in _doc_programs().items():
+            if _installed(engine):
+                path = folder / f"doc_{engine}.py"
+                path.write_text(program)
+                launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+                command = [sys.executable, *(launcher if engine == "torch" else []), str(path)]
+                started[f"doc_{engine}"] = ([workers.start(command)], [])
         yield workers, started
     finally:
         workers.kill_all()
@@ -215,3 +240,14 @@ def test_worst_ratios_table(torch_results, jax_results, tensorflow_results, caps
             lines.append(f"| {engine} | {dtype} | {worst[0]:.3f} | {worst[1]:.3f} |")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+
+
+@pytest.mark.parametrize("engine", ["torch", "jax", "tensorflow"])
+def test_the_docs_programs_run_as_written(runs, engine):
+    workers, started = runs
+    if f"doc_{engine}" not in started:
+        pytest.skip(f"{engine} is not installed")
+    (process,), _ = started[f"doc_{engine}"]
+    output = workers.wait([process])
+    said = re.findall(r"= one device: (\w+)", output)
+    assert said == ["True"] * (2 if engine == "torch" else 1), output[-3000:]
