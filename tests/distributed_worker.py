@@ -33,7 +33,9 @@ def splits(B: int, world: int) -> dict[str, list[int]]:
 def flat(prefix: str, result, backend) -> dict[str, np.ndarray]:
     loss, grads = result
     values = (loss, *grads)
-    return {f"{prefix}/{name}": backend.to_numpy(v) for name, v in zip(TENSORS, values, strict=True)}
+    return {
+        f"{prefix}/{name}": backend.to_numpy(v) for name, v in zip(TENSORS, values, strict=True)
+    }
 
 
 def run_torch(rank: int, world: int, port: int) -> dict:
@@ -115,6 +117,10 @@ def run_jax() -> dict:
 def run_tensorflow() -> dict:
     import tensorflow as tf
 
+    def averaging(reduce):
+        """The deliberately averaging variant: the strategy's reduce with MEAN for SUM."""
+        return lambda op, value, axis: reduce(tf.distribute.ReduceOp.MEAN, value, axis)
+
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
@@ -133,10 +139,10 @@ def run_tensorflow() -> dict:
                 prefix = f"{name}/{dtype}/{split}"
                 run = lambda: distributed.gradients(*native, strategy=strategy, sizes=sizes)  # noqa: B023
                 out |= flat(prefix, run(), backend)
-                summing = strategy.reduce
-                mean = tf.distribute.ReduceOp.MEAN  # the averaging variant
-                with mock.patch.object(strategy, "reduce", lambda op, v, axis: summing(mean, v, axis)):
+                with mock.patch.object(strategy, "reduce", averaging(strategy.reduce)):
+                    distributed._combined.cache_clear()  # traced anew, with the mean
                     out |= flat(f"{prefix}/mean", run(), backend)
+                distributed._combined.cache_clear()
     return out
 
 

@@ -73,7 +73,9 @@ def _worker_command(*args) -> list[str]:
 
 def _doc_programs() -> dict[str, str]:
     """docs/distributed.md's Python programs, by engine, in the order the page shows them."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "distributed.md").read_text(), re.S)
+    blocks = re.findall(
+        r"```python\n(.*?)```", (ROOT / "docs" / "distributed.md").read_text(), re.S
+    )
     return dict(zip(("torch", "jax", "tensorflow"), blocks, strict=True))
 
 
@@ -180,7 +182,9 @@ def test_torch_gloo_ranks_sum_to_one_device(torch_results, world, name, dtype):
         prefix = f"{name}/{dtype}/{split}"
         for rank in ranks[1:]:  # every rank holds the same whole-batch result
             for tensor in TENSORS:
-                np.testing.assert_array_equal(rank[f"{prefix}/{tensor}"], ranks[0][f"{prefix}/{tensor}"])
+                np.testing.assert_array_equal(
+                    rank[f"{prefix}/{tensor}"], ranks[0][f"{prefix}/{tensor}"]
+                )
         _assert_equal_to_one_device(ranks[0], prefix, name, dtype, world)
 
 

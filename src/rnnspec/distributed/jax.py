@@ -18,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rnnspec import backends
+from rnnspec.backends import jax as kernels
 from rnnspec.spec import Grads, Params
 
 try:  # jax >= 0.7 has it at the top level; before, only under experimental
@@ -46,22 +47,25 @@ def gradients(
     dims = backend._validate(params, x, y, h0)
     weights, h0 = backend._weights(y, dims), backend._initial_state(x, h0, dims)
     padding = -dims.B % mesh.size  # (11.4): zero-weight sequences up to a multiple of the devices
-    x, weights = (jnp.pad(a, [(0, 0), (0, padding)] + [(0, 0)] * (a.ndim - 2)) for a in (x, weights))
+    x, weights = (
+        jnp.pad(a, [(0, 0), (0, padding)] + [(0, 0)] * (a.ndim - 2)) for a in (x, weights)
+    )
     h0 = jnp.pad(h0, [(0, padding), (0, 0)])
     placed = [
         jax.device_put(arg, NamedSharding(mesh, spec))  # the batch axis split over the devices
         for arg, spec in zip((params, x, weights, h0), IN_SPECS, strict=True)
     ]
-    loss, grads = _sharded(mesh, backend._gradients)(*placed)
+    loss, grads = _sharded(mesh)(*placed)
     return loss, grads._replace(h0=grads.h0[: dims.B], x=grads.x[:, : dims.B])
 
 
 @functools.cache
-def _sharded(mesh: Mesh, kernel):
-    """The kernel on each device's block, the sums psum'd: compiled once per mesh and shapes."""
+def _sharded(mesh: Mesh):
+    """The backend's kernel on each device's block, the sums psum'd: compiled once per mesh and
+    shapes."""
 
     def block(p, x, y, h0):
-        loss, g = kernel(p, x, y, h0)
+        loss, g = kernels._gradients(p, x, y, h0)
         loss, summed = jax.lax.psum((loss, Params(*g[:5])), AXIS)  # (11.2) sums, never a mean
         return loss, Grads(*summed, h0=g.h0, x=g.x)
 

@@ -6,11 +6,13 @@ reduces the loss and the parameter gradients with ``ReduceOp.SUM`` and gathers â
 replica order, which is batch order.
 """
 
+import functools
 import itertools
 
 import tensorflow as tf
 
 from rnnspec import backends
+from rnnspec.backends import tensorflow as kernels
 from rnnspec.distributed import shard_sizes
 from rnnspec.spec import Grads, Params
 
@@ -31,7 +33,9 @@ def gradients(
     weights, h0 = backend._weights(y, dims), backend._initial_state(x, h0, dims)
     if strategy is None:
         kind = backend.device.split(":")[0]
-        strategy = tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(kind)])
+        strategy = tf.distribute.MirroredStrategy(
+            [d.name for d in tf.config.list_logical_devices(kind)]
+        )
     replicas = strategy.num_replicas_in_sync
     sizes = shard_sizes(dims.B, replicas) if sizes is None else list(sizes)
     if len(sizes) != replicas or sum(sizes) != dims.B or min(sizes) < 0:
@@ -46,16 +50,30 @@ def gradients(
 
         return strategy.experimental_distribute_values_from_function(of_replica)
 
+    loss, grads = _combined(strategy)(params, shard(x, 1), shard(weights, 1), shard(h0, 0))
+    return loss, grads
+
+
+@functools.cache
+def _combined(strategy: tf.distribute.Strategy):
+    """One tf.function per strategy: the backend's kernel on every replica, on the replica's own
+    device (the backend's methods would pin it to theirs), then the SUM and the gathers; eager
+    MirroredStrategy calls cost several times the kernel's time."""
+
     def replica(p, x, y, h0):
         if x.shape[1] == 0:  # an empty shard contributes nothing (11.1)
             zeros = [tf.zeros_like(a) for a in p]
             return tf.zeros((), x.dtype), Grads(*zeros, h0=h0, x=x)
-        return backend._gradients(p, x, y, h0)
+        return kernels._gradients(p, x, y, h0)
 
-    loss, grads = strategy.run(replica, args=(params, shard(x, 1), shard(weights, 1), shard(h0, 0)))
-    sum_ = tf.distribute.ReduceOp.SUM  # (11.2) sums, never a mean
-    return strategy.reduce(sum_, loss, axis=None), Grads(
-        *(strategy.reduce(sum_, g, axis=None) for g in grads[:5]),
-        h0=strategy.gather(grads.h0, axis=0),  # (11.3) batch order
-        x=strategy.gather(grads.x, axis=1),
-    )
+    @tf.function(reduce_retracing=True)
+    def combined(params, x, y, h0):
+        loss, grads = strategy.run(replica, args=(params, x, y, h0))
+        sum_ = tf.distribute.ReduceOp.SUM  # (11.2) sums, never a mean
+        return strategy.reduce(sum_, loss, axis=None), Grads(
+            *(strategy.reduce(sum_, g, axis=None) for g in grads[:5]),
+            h0=strategy.gather(grads.h0, axis=0),  # (11.3) batch order
+            x=strategy.gather(grads.x, axis=1),
+        )
+
+    return combined
