@@ -24,12 +24,12 @@ from rnnspec.spec import Grads, Params
 try:  # jax >= 0.7 has it at the top level; before, only under experimental
     from jax import shard_map
 except ImportError:  # pragma: no cover - older jax
-    from jax.experimental.shard_map import shard_map
+    from jax.experimental.shard_map import shard_map  # type: ignore[no-redef]
 
 AXIS = "batch"
 #: params whole on every device; x and y (T, B, ·) and h0 (B, H) split along B
 IN_SPECS = (P(), P(None, AXIS), P(None, AXIS), P(AXIS))
-OUT_SPECS = (P(), Grads(*[P()] * 5, h0=P(AXIS), x=P(None, AXIS)))
+OUT_SPECS = (P(), Grads._make([*[P()] * 5, P(AXIS), P(None, AXIS)]))
 
 
 def gradients(
@@ -46,7 +46,7 @@ def gradients(
     mesh = mesh or Mesh(np.array(jax.devices(backend.device.split(":")[0])), (AXIS,))
     dims = backend._validate(params, x, y, h0)
     weights, h0 = backend._weights(y, dims), backend._initial_state(x, h0, dims)
-    padding = -dims.B % mesh.size  # (11.4): zero-weight sequences up to a multiple of the devices
+    padding = -dims.B % mesh.size  # §11.4: zero-weight sequences up to a multiple of the devices
     x, weights = (
         jnp.pad(a, [(0, 0), (0, padding)] + [(0, 0)] * (a.ndim - 2)) for a in (x, weights)
     )
@@ -67,6 +67,6 @@ def _sharded(mesh: Mesh):
     def block(p, x, y, h0):
         loss, g = kernels._gradients(p, x, y, h0)
         loss, summed = jax.lax.psum((loss, Params(*g[:5])), AXIS)  # (11.2) sums, never a mean
-        return loss, Grads(*summed, h0=g.h0, x=g.x)
+        return loss, Grads._make([*summed, g.h0, g.x])
 
     return jax.jit(shard_map(block, mesh=mesh, in_specs=IN_SPECS, out_specs=OUT_SPECS))

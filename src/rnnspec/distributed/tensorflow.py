@@ -63,17 +63,19 @@ def _combined(strategy: tf.distribute.Strategy):
     def replica(p, x, y, h0):
         if x.shape[1] == 0:  # an empty shard contributes nothing (11.1)
             zeros = [tf.zeros_like(a) for a in p]
-            return tf.zeros((), x.dtype), Grads(*zeros, h0=h0, x=x)
+            return tf.zeros((), x.dtype), Grads._make([*zeros, h0, x])
         return kernels._gradients(p, x, y, h0)
 
     @tf.function(reduce_retracing=True)
     def combined(params, x, y, h0):
         loss, grads = strategy.run(replica, args=(params, x, y, h0))
         sum_ = tf.distribute.ReduceOp.SUM  # (11.2) sums, never a mean
-        return strategy.reduce(sum_, loss, axis=None), Grads(
-            *(strategy.reduce(sum_, g, axis=None) for g in grads[:5]),
-            h0=strategy.gather(grads.h0, axis=0),  # (11.3) batch order
-            x=strategy.gather(grads.x, axis=1),
+        return strategy.reduce(sum_, loss, axis=None), Grads._make(
+            [
+                *(strategy.reduce(sum_, g, axis=None) for g in grads[:5]),
+                strategy.gather(grads.h0, axis=0),  # (11.3) batch order
+                strategy.gather(grads.x, axis=1),
+            ]
         )
 
     return combined

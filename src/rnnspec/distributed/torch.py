@@ -53,10 +53,12 @@ def gradients(
     H = params.W.shape[0]
     per_sequence = torch.cat([grads.h0, grads.x.transpose(0, 1).reshape(local, T * D)], dim=1)
     rows = _gather_rows(per_sequence, [size for size, *_ in shapes], group)  # (11.3)
-    return loss.reshape(()), Grads(
-        *(g.reshape(p.shape) for g, p in zip(params_grads, params, strict=True)),
-        h0=rows[:, :H],
-        x=rows[:, H:].reshape(-1, T, D).transpose(0, 1).contiguous(),
+    return loss.reshape(()), Grads._make(
+        [
+            *(g.reshape(p.shape) for g, p in zip(params_grads, params, strict=True)),
+            rows[:, :H],
+            rows[:, H:].reshape(-1, T, D).transpose(0, 1).contiguous(),
+        ]
     )
 
 
@@ -65,7 +67,7 @@ def _empty_shard(params: Params, x: torch.Tensor) -> tuple[torch.Tensor, Grads]:
     T, _, D = x.shape
     zeros = [torch.zeros_like(p) for p in params]
     H = params.W.shape[0]
-    return x.new_zeros(()), Grads(*zeros, h0=x.new_zeros((0, H)), x=x.new_zeros((T, 0, D)))
+    return x.new_zeros(()), Grads._make([*zeros, x.new_zeros((0, H)), x.new_zeros((T, 0, D))])
 
 
 def _gather_shapes(shape: tuple, device, group) -> list[list[int]]:
