@@ -75,15 +75,24 @@ def torch_rank(rank: int, port: int, repeats: int) -> None:
     sharded_ms = median_ms(sharded, repeats)
     dist.destroy_process_group()
     if rank == 0:
-        print(f"torch ({WORKERS} gloo ranks)|{sharded_ms:.1f}")
+        print(
+            f"torch, {WORKERS} gloo ranks of {torch.get_num_threads()} thread(s)|{sharded_ms:.1f}"
+        )
 
 
 def torch_engine(repeats: int) -> None:
+    """One device with torch's default threads, then with one thread, as each rank has."""
+    import torch
+
     from rnnspec import backends
 
     backend = backends.load("torch")
     params, x, y = inputs(backend)
-    print(f"{median_ms(lambda: backend.gradients(params, x, y), repeats):.1f}")
+    threads = torch.get_num_threads()
+    default = median_ms(lambda: backend.gradients(params, x, y), repeats)
+    torch.set_num_threads(1)
+    one_thread = median_ms(lambda: backend.gradients(params, x, y), repeats)
+    print(f"{threads}|{default:.1f}|{one_thread:.1f}")
 
 
 def jax_engine(repeats: int) -> None:
@@ -152,12 +161,13 @@ def main() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    torch_one = _run(["--engine", "torch", *repeats])  # one device, in a process of its own
-    torch_name, torch_sharded = _run(
+    threads, default, one_thread = _run(["--engine", "torch", *repeats]).split("|")
+    ranks, sharded = _run(
         ["--engine", "torch-rank", "--port", str(port), *repeats], ranks=WORKERS
     ).split("|")
-    rows = [
-        f"{torch_name}|{torch_one}|{torch_sharded}",
+    rows = [  # torch's one device in a process of its own, with its default threads and with one
+        f"{ranks} vs one device, {threads} threads|{default}|{sharded}",
+        f"{ranks} vs one device, 1 thread|{one_thread}|{sharded}",
         _run(["--engine", "jax", *repeats], {"XLA_FLAGS": f"{HOST_DEVICES}={WORKERS}"}),
         _run(["--engine", "tensorflow", *repeats]),
     ]
