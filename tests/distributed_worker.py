@@ -45,7 +45,7 @@ def run_torch(rank: int, world: int, port: int) -> dict:
 
     from rnnspec import backends
     from rnnspec.distributed import torch as distributed
-    from rnnspec.spec import Params
+    from rnnspec.spec import Params, SpecError
 
     backend = backends.load("torch")
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
@@ -83,6 +83,13 @@ def run_torch(rank: int, world: int, port: int) -> dict:
                     model(*shard).backward()  # DDP all-reduces the .grad: with a mean
                     out |= {f"{prefix}/mean/{n}": backend.to_numpy(w.grad)
                             for n, w in zip(TENSORS[1:6], model.module.weights)}  # fmt: skip
+        params, x, y, _ = CASES["basic"].native(backend, "float64")
+        if rank == world - 1:  # a class index out of range on the last rank alone
+            y = torch.full_like(y, CASES["basic"].K)
+        try:
+            distributed.gradients(params, x, y)
+        except SpecError as error:  # every rank raises, none waits for ever
+            out["errors/refused"] = np.array(str(error))
     finally:
         dist.destroy_process_group()
     return out
@@ -126,6 +133,7 @@ def run_tensorflow() -> dict:
 
     from rnnspec import backends
     from rnnspec.distributed import tensorflow as distributed
+    from rnnspec.spec import SpecError
 
     backend = backends.load("tensorflow")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -143,6 +151,10 @@ def run_tensorflow() -> dict:
                     distributed._combined.cache_clear()  # traced anew, with the mean
                     out |= flat(f"{prefix}/mean", run(), backend)
                 distributed._combined.cache_clear()
+    try:  # sizes that do not split the batch
+        distributed.gradients(*native, strategy=strategy, sizes=[1])
+    except SpecError as error:
+        out["errors/sizes"] = np.array(str(error))
     return out
 
 

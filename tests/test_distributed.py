@@ -205,6 +205,21 @@ def test_torch_gloo_ranks_sum_to_one_device(torch_results, world, name, dtype):
         _assert_equal_to_one_device(ranks[0], prefix, name, dtype, world)
 
 
+@pytest.mark.parametrize("world", [2, 3])
+def test_torch_a_refused_shard_raises_on_every_rank(torch_results, world):
+    *others, last = [str(rank["errors/refused"]) for rank in torch_results[world]]
+    assert last.startswith("y: expected class indices in [0, K) = [0, 5)"), last
+    assert others == [f"x: the shard of rank(s) [{world - 1}] was refused; see the error there"] * (
+        world - 1
+    )
+
+
+def test_tensorflow_sizes_must_split_the_batch(tensorflow_results):
+    assert str(tensorflow_results["errors/sizes"]) == (
+        "sizes: expected 2 non-negative shard sizes (one per replica) summing to B = 16, got [1]"
+    )
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", DISTRIBUTED_CASES)
 @pytest.mark.parametrize("world", [2, 3])

@@ -14,7 +14,7 @@ import tensorflow as tf
 from rnnspec import backends
 from rnnspec.backends import tensorflow as kernels
 from rnnspec.distributed import shard_sizes
-from rnnspec.spec import Grads, Params
+from rnnspec.spec import Grads, Params, SpecError
 
 
 def gradients(
@@ -31,16 +31,12 @@ def gradients(
     backend = backend or backends.load("tensorflow")
     dims = backend._validate(params, x, y, h0)
     weights, h0 = backend._weights(y, dims), backend._initial_state(x, h0, dims)
-    if strategy is None:
-        kind = backend.device.split(":")[0]
-        strategy = tf.distribute.MirroredStrategy(
-            [d.name for d in tf.config.list_logical_devices(kind)]
-        )
+    strategy = strategy or _mirrored(backend.device.split(":")[0])
     replicas = strategy.num_replicas_in_sync
     sizes = shard_sizes(dims.B, replicas) if sizes is None else list(sizes)
     if len(sizes) != replicas or sum(sizes) != dims.B or min(sizes) < 0:
-        raise ValueError(f"sizes: expected {replicas} non-negative shard sizes summing to "
-                         f"B = {dims.B}, got {sizes}")  # fmt: skip
+        raise SpecError(f"sizes: expected {replicas} non-negative shard sizes (one per replica) "
+                        f"summing to B = {dims.B}, got {sizes}")  # fmt: skip
     bounds = list(itertools.pairwise(itertools.accumulate(sizes, initial=0)))
 
     def shard(array, axis: int):
@@ -50,15 +46,21 @@ def gradients(
 
         return strategy.experimental_distribute_values_from_function(of_replica)
 
-    loss, grads = _combined(strategy)(params, shard(x, 1), shard(weights, 1), shard(h0, 0))
-    return loss, grads
+    return _combined(strategy)(params, shard(x, 1), shard(weights, 1), shard(h0, 0))
+
+
+@functools.cache
+def _mirrored(kind: str) -> tf.distribute.MirroredStrategy:
+    """The default strategy: every logical device of ``kind``, made once."""
+    return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(kind)])
 
 
 @functools.cache
 def _combined(strategy: tf.distribute.Strategy):
-    """One tf.function per strategy: the backend's kernel on every replica, on the replica's own
-    device (the backend's methods would pin it to theirs), then the SUM and the gathers; eager
-    MirroredStrategy calls cost several times the kernel's time."""
+    """One tf.function per strategy (kept for the process's life, as jit caches are): the
+    backend's kernel on every replica, on the replica's own device (the backend's methods would
+    pin it to theirs), then the SUM and the gathers; eager MirroredStrategy calls cost several
+    times the kernel's time."""
 
     def replica(p, x, y, h0):
         if x.shape[1] == 0:  # an empty shard contributes nothing (11.1)
