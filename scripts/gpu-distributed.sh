@@ -11,7 +11,8 @@ staged=$(mktemp -d)
 python3 scripts/stage.py "$staged" >/dev/null
 export PYTHONPATH="$staged${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader || true
-python3 -c "import torch; assert torch.cuda.is_available(); print('torch', torch.__version__, 'nccl', torch.cuda.nccl.version())" || { echo "gpu-distributed: torch sees no GPU here" >&2; exit 2; }
+python3 -c "import torch; assert torch.cuda.is_available(); print('torch', torch.__version__, 'nccl', torch.cuda.nccl.version())" 2>/dev/null \
+    || { echo "gpu-distributed: torch sees no GPU here" >&2; exit 2; }
 run() { timeout 240 python3 -m torch.distributed.run --standalone --nproc-per-node "$1" scripts/gpu_distributed.py; }
 run 1 || exit 1
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
