@@ -19,7 +19,9 @@ from urllib.parse import urlparse
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "numpy", "torch", "jax", "tensorflow", "cross", "examples"]
+nox.options.sessions = [
+    "lint", "numpy", "torch", "jax", "tensorflow", "cross", "distributed", "examples",
+]  # fmt: skip
 
 #: Where torch's CPU build comes from: PyTorch's CPU wheel index, or RNNSPEC_TORCH_INDEX (empty:
 #: the package index alone, e.g. where pip is already configured with a CPU build).
@@ -96,6 +98,16 @@ def cross(session):
     session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,test]")
     session.run("pytest", "tests/test_cross.py", "tests/test_devices.py", "-v", *session.posargs,
                 env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
+
+
+@nox.session
+def distributed(session):
+    """rnnspec.distributed on each framework's own engine (docs/distributed.md): torch with 2 and 3
+    gloo ranks on 127.0.0.1, JAX on 4 host devices, TensorFlow on 2 logical CPUs, each certified
+    equal to one device and the averaging variants rejected; about a minute on 2 CPU cores."""
+    session.install(*cpu_builds(), "-e", ".[test,torch,jax,tensorflow-cpu]")
+    session.run("pytest", "tests/test_distributed.py", *session.posargs,
+                env={"TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
 
 
 @nox.session

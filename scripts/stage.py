@@ -21,7 +21,11 @@ def stage(target: Path) -> Path:
     for package, folder in sorted(mapping["package-dir"].items()):
         source = ROOT / folder
         if package == "rnnspec":  # its own modules, one link each, beside the subpackages' links
-            links = [(top / f.name, f) for f in source.iterdir() if f.suffix == ".py"]
+            links = [
+                (top / f.name, f)
+                for f in source.iterdir()
+                if f.suffix == ".py" or (f / "__init__.py").is_file()  # modules and subpackages
+            ]
         else:
             links = [(top / package.removeprefix("rnnspec."), source)]
         for link, to in links:

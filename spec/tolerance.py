@@ -37,11 +37,15 @@ FD_MARGIN = 10.0
 CONDITION_STEP = 2.0**-20
 
 
-def bound(dtype: str, T: int, kappa: float = 1.0) -> float:
-    """The relative bound MARGIN · (u + u₆₄) · √T · max(1, κ) for a tensor computed in ``dtype``
-    and compared with the float64 reference, whose own rounding (u₆₄) counts too."""
+def bound(dtype: str, T: int, kappa: float = 1.0, shards: int = 1) -> float:
+    """The relative bound MARGIN · (u + u₆₄) · √(T + S − 1) · max(1, κ) for a tensor computed in
+    ``dtype`` and compared with the float64 reference, whose own rounding (u₆₄) counts too.
+
+    S = ``shards`` > 1 for a sum over S shards of the batch (SPEC.md §11.5): the S − 1 additions
+    that combine the shards' partial sums round like S − 1 more steps.
+    """
     u = UNIT_ROUNDOFF[dtype] + UNIT_ROUNDOFF["float64"]
-    return MARGIN * u * math.sqrt(T) * max(1.0, kappa)
+    return MARGIN * u * math.sqrt(T + shards - 1) * max(1.0, kappa)
 
 
 def fd_bound(grad: np.ndarray, loss: float) -> float:
@@ -62,9 +66,11 @@ def relative_error(got: np.ndarray, ref: np.ndarray) -> float:
     return diff / scale if scale > 0 else math.inf
 
 
-def ratio(got: np.ndarray, ref: np.ndarray, dtype: str, T: int, kappa: float = 1.0) -> float:
+def ratio(
+    got: np.ndarray, ref: np.ndarray, dtype: str, T: int, kappa: float = 1.0, shards: int = 1
+) -> float:
     """The error as a fraction of its tolerance: ≤ 1 passes."""
-    return relative_error(got, ref) / bound(dtype, T, kappa)
+    return relative_error(got, ref) / bound(dtype, T, kappa, shards)
 
 
 def condition_numbers(

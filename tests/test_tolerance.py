@@ -26,6 +26,13 @@ def test_bound_grows_with_sqrt_T_and_kappa():
     assert tolerance.bound("float64", 1) < tolerance.bound("float32", 1) * 1e-8
 
 
+def test_a_sum_over_shards_counts_its_combining_additions_as_steps():
+    """SPEC.md §11.5: S shards add S − 1 roundings to the T steps; one shard changes nothing."""
+    assert tolerance.bound("float32", 5, shards=1) == tolerance.bound("float32", 5)
+    assert tolerance.bound("float64", 5, 2.0, shards=4) == tolerance.bound("float64", 8, 2.0)
+    assert tolerance.bound("float32", 1, shards=4) == 2 * tolerance.bound("float32", 1)
+
+
 def test_ratio_rejects_an_error_of_one_percent_and_accepts_roundoff():
     ref = np.linspace(1, 2, 50)
     assert tolerance.ratio(ref * 1.01, ref, "float32", 10) > 1
