@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import nox
 
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "numpy", "torch", "jax", "tensorflow", "cross", "examples"]
+nox.options.sessions = ["lint", "numpy", "torch", "jax", "tensorflow", "mlx", "cross", "examples"]
 
 #: Where torch's CPU build comes from: PyTorch's CPU wheel index, or RNNSPEC_TORCH_INDEX (empty:
 #: the package index alone, e.g. where pip is already configured with a CPU build).
@@ -90,10 +90,20 @@ def tensorflow_session(session):
     conform(session, "tensorflow")
 
 
+@nox.session(name="mlx")
+def mlx_session(session):
+    """MLX's CPU build (mlx[cpu]; on Linux the only one), and the MLX state check's own test."""
+    session.install(*cpu_builds(), "-e", ".[mlx,test]")
+    conform(session, "mlx")
+    session.run(
+        "pytest", "tests/test_suite_rejects_stateful_backends.py", "-k", "mlx", *session.posargs
+    )
+
+
 @nox.session
 def cross(session):
     """Every framework in one environment; every backend compared with every other."""
-    session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,test]")
+    session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx,test]")
     session.run("pytest", "tests/test_cross.py", "tests/test_devices.py", "-v", *session.posargs,
                 env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
 

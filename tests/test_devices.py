@@ -8,8 +8,14 @@ import pytest
 from rnnspec import backends
 from rnnspec.spec import BackendError
 
-GPU_NAMES = {"torch": "cuda", "jax": "gpu", "tensorflow": "GPU:0"}
-NONSENSE = {"numpy": "tpu", "torch": "nonsense", "jax": "nonsense", "tensorflow": "nonsense"}
+GPU_NAMES = {"torch": "cuda", "jax": "gpu", "tensorflow": "GPU:0", "mlx": "gpu"}
+NONSENSE = {
+    "numpy": "tpu",
+    "torch": "nonsense",
+    "jax": "nonsense",
+    "tensorflow": "nonsense",
+    "mlx": "nonsense",
+}
 
 
 def _gpu_present(name: str) -> bool:
@@ -21,6 +27,10 @@ def _gpu_present(name: str) -> bool:
         import jax
 
         return any(d.platform == "gpu" for d in jax.devices())
+    if name == "mlx":
+        import mlx.core as mx
+
+        return mx.is_available(mx.gpu)
     import tensorflow as tf
 
     return bool(tf.config.list_logical_devices("GPU"))
