@@ -36,19 +36,17 @@ def summarise(report: dict) -> dict[tuple[str, str], dict]:
     return dict(cells)
 
 
+def ratio_text(ratio: float | None) -> str:
+    """The worst error ÷ tolerance as a cell shows it: ' 0.039', ' exact', ' >1e3', or ''."""
+    if ratio is None:
+        return ""
+    return " exact" if ratio == 0 else " >1e3" if ratio > 1e3 else f" {ratio:.2g}"
+
+
 def cell_text(cell: dict | None) -> str:
     if cell is None:
         return "[dim]-[/]"
-    ratio = cell.get("worst_ratio")
-    number = (
-        ""
-        if ratio is None
-        else " exact"
-        if ratio == 0
-        else " >1e3"
-        if ratio > 1e3
-        else f" {ratio:.2g}"
-    )
+    number = ratio_text(cell.get("worst_ratio"))
     if cell["failed"]:
         return f"[bold red]FAIL {cell['failed']}[/]{number}"
     if cell["passed"]:
