@@ -248,3 +248,33 @@ def layers(session):
             f"certified: {backend['backend']} ({backend['framework_version']}), "
             f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
         )
+
+
+@nox.session(name="scoreboard")
+def scoreboard_session(session):
+    """The conformance scoreboard, docs/scoreboard/ (index.html and its Markdown twin) and its
+    screenshot docs/scoreboard.png: every backend installed here, the built-in ones, the worked
+    third-party backend (examples/array-api-backend) and the framework layers
+    (examples/framework-layers), certified one by one by `rnnspec conform`, each in a process of
+    its own, then `rnnspec scoreboard` over their certificates. A backend that fails is on the
+    board as failing. Not in the default list: about 20 minutes on 2 CPU cores after the install,
+    and the screenshot needs Chromium (Debian: apt-get install chromium)."""
+    session.install(
+        *cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx]", "keras==3.15.1", "flax==0.12.8"
+    )
+    session.install(*cpu_builds(), "./examples/array-api-backend", "./examples/framework-layers")
+    certificates = Path(session.create_tmp()).resolve() / "certificates"
+    shutil.rmtree(certificates, ignore_errors=True)
+    certificates.mkdir()
+    names = session.run(
+        "python", "-c", "from rnnspec import backends; print(*backends.available())", silent=True
+    )
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    for name in (names or "").split():
+        report = certificates / f"{name}.json"
+        session.run("rnnspec", "conform", "--backend", name, "--json", str(report), env=env,
+                    success_codes=[0, 1])  # fmt: skip
+    session.run(
+        "rnnspec", "scoreboard", str(certificates), "--into", "docs/scoreboard",
+        "--screenshot", "docs/scoreboard.png",
+    )  # fmt: skip

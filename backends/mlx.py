@@ -3,11 +3,12 @@ time loop, so that only the recurrence itself loops over t. Keeps the input dtyp
 
 MLX arrays live in memory every device shares: an operation runs on a stream, and each instance
 runs its kernels under ``mx.stream`` of its device (which restores the default stream on return).
-The kernels are not ``mx.compile``d: on the CPU the benchmark (``rnnspec bench --backend mlx``,
-"mlx closed form, mx.compile") times the compiled closed form no faster, the recurrence's matrix
-products dominating, while compiling costs seconds per new shape. MLX is lazy: every result is evaluated (``mx.eval``) before it is
-returned, so that the work, and any error, happen in the call. MLX computes float64 on the CPU only:
-on the GPU the backend declares float32 alone, and float64 input is a SpecError, never a downcast.
+MLX is lazy: every result is evaluated (``mx.eval``) before it is returned, so that the work, and
+any error, happen in the call. MLX computes float64 on the CPU only: on the GPU the backend declares
+float32 alone, and float64 input is a SpecError, never a downcast. The kernels are not
+``mx.compile``d: on the CPU the benchmark (``rnnspec bench --backend mlx``, its "mlx closed form,
+mx.compile" row) times the compiled closed form no faster, the recurrence's matrix products
+dominating, while compiling costs seconds per new shape.
 """
 
 from typing import Any

@@ -446,8 +446,10 @@ def _settings() -> list[_Setting]:
     if mx is not None and hasattr(mx, "default_device"):
         settings += [
             _Setting("mlx.core.default_device()", mx.default_device),  # one device here: not set
-            _Setting("mlx.core.default_stream(default_device())",
-                     lambda: mx.default_stream(mx.default_device())),  # fmt: skip
+            _Setting(
+                "mlx.core.default_stream(default_device())",
+                lambda: mx.default_stream(mx.default_device()),
+            ),
             _Setting(
                 "mlx.core.get_memory_limit()",
                 mx.get_memory_limit,

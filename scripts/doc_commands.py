@@ -28,6 +28,7 @@ PLACEHOLDERS = {
 RUN_ELSEWHERE = {
     "python3 -m pip install nox && python3 -m nox": "CI itself: .ci/run",
     "python3 -m pip install nox && python3 -m nox -s mutation": "the nox session mutation itself",
+    "python3 -m pip install nox && python3 -m nox -s scoreboard": "the nox session scoreboard itself",
 }
 
 #: commands that need a GPU: on a machine without one (or without the framework yet) they must
