@@ -11,6 +11,7 @@ mx.compile" row) times the compiled closed form no faster, the recurrence's matr
 dominating, while compiling costs seconds per new shape.
 """
 
+import dataclasses
 from typing import Any
 
 import mlx.core as mx
@@ -123,7 +124,7 @@ class MlxBackend(base.ClosedFormAutodiffBackend):
     def _open_device(self, kind, index):
         self._device = mx.Device(getattr(mx, kind), index)
         if kind == "gpu":  # MLX computes float64 on the CPU only
-            self.capabilities = self.capabilities._replace(dtypes=("float32",))
+            self.capabilities = dataclasses.replace(self.capabilities, dtypes=("float32",))
         return f"{kind}:{index}"
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> mx.array:
