@@ -81,18 +81,18 @@ def _gradients(p: Params, x, y, h0):
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
     H = h.shape[-1]
     output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
-    delta = [None] * T
-    delta_next = mx.zeros_like(h0)
+    delta = [mx.zeros_like(h0)]  # δ(T + 1) = 0, then δ(T), ..., δ(1)
     for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-        delta_next = delta[t] = mx.addmm(output_grad[t], delta_next, p.W) * (1 - h[t] * h[t])
-    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, mx.concatenate(delta))
+        delta.append(mx.addmm(output_grad[t], delta[-1], p.W) * (1 - h[t] * h[t]))
+    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, mx.concatenate(delta[:0:-1]))
     return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
 
 
 def _autodiff_gradients(p: Params, x, y, h0):
     loss_of = lambda p, x, h0: _loss(Params(*p), x, y, h0)
     loss, (dp, dx, dh0) = mx.value_and_grad(loss_of, argnums=(0, 1, 2))(tuple(p), x, h0)
-    return loss, Grads(*dp, h0=dh0, x=dx)
+    dU, dW, db, dV, dc = dp
+    return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
 
 
 def _one_hot(y, K, dtype):
@@ -111,7 +111,7 @@ def _evaluated(result):
 
 class MlxBackend(base.ClosedFormAutodiffBackend):
     name = "mlx"
-    framework_version = f"mlx {mx.__version__}"
+    framework_version = f"mlx {mx.__version__}"  # type: ignore[attr-defined]
     capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}

@@ -91,7 +91,9 @@ def test_mlx_on_a_gpu_refuses_float64(monkeypatch):
         gpu.asarray(np.zeros(3))
     gpu._device = mx.cpu
     inputs = CASES["basic"].native(MlxBackend("cpu"), "float64")
-    refused = r"x: expected dtype float32 \(what the mlx backend computes in on gpu:0\), got float64"
+    refused = (
+        r"x: expected dtype float32 \(what the mlx backend computes in on gpu:0\), got float64"
+    )
     for method in ("forward", "loss", "gradients", "autodiff_gradients"):
         args = inputs[:2] if method == "forward" else inputs[:3]
         with pytest.raises(SpecError, match=refused):
