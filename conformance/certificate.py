@@ -83,6 +83,16 @@ def table(reports: list[dict]) -> Table:
     return t
 
 
+#: backend columns per table: four fit an 80-column terminal
+BACKENDS_PER_TABLE = 4
+
+
+def tables(reports: list[dict]) -> list[Table]:
+    """:func:`table` for every BACKENDS_PER_TABLE backends, so that each fits 80 columns."""
+    step = BACKENDS_PER_TABLE
+    return [table(reports[i : i + step]) for i in range(0, len(reports), step)]
+
+
 def not_applicable(reports: list[dict]) -> list[str]:
     """One line per distinct reason a backend's checks were n/a."""
     reasons = {

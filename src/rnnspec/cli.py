@@ -149,7 +149,8 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
             console.print(escape(summary), soft_wrap=True)
 
     if any("tests" in report for report in reports):
-        console.print(certificate.table(reports))
+        for table in certificate.tables(reports):
+            console.print(table)
         console.print(certificate.LEGEND, style="dim")
         for line in certificate.not_applicable(reports):
             console.print(f"n/a: {escape(line)}", style="dim")
