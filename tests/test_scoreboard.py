@@ -128,11 +128,11 @@ def _rendered_rows(page: Path) -> list[dict]:
     return table.rows
 
 
-HEAD = ("implementation", "device", "dtype", "result", "framework", "suite", "date")
+COLUMNS = ("implementation", "device", "dtype", "result", *GROUPS, "framework", "suite", "date")
 
 
 def _by_name(row: dict) -> dict[str, str]:
-    return dict(zip((*HEAD, *GROUPS), row["cells"], strict=True))
+    return dict(zip(COLUMNS, row["cells"], strict=True))
 
 
 @needs_browser

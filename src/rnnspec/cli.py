@@ -220,7 +220,7 @@ def scoreboard(certificates, into, png):
     console.print(f"wrote {escape(str(into / 'index.html'))} and scoreboard.md: {len(rows)} rows")
     if png:
         try:
-            board.screenshot(into / "index.html", png)
+            board.screenshot(into / "index.html", png, len(rows))
         except (OSError, subprocess.SubprocessError) as error:
             raise click.ClickException(f"no screenshot: {error}") from error
         console.print(f"wrote {escape(str(png))}")

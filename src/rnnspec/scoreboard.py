@@ -192,10 +192,10 @@ def _classes(cell: Cell) -> str:
 
 def html_page(rows: list[Row]) -> str:
     e = html.escape
-    head = ["implementation", "device", "dtype", "result", "framework", "suite", "date"]
-    header = f'<th scope="col" class="name">{head[0]}</th>'
-    header += "".join(f'<th scope="col">{h}</th>' for h in head[1:])
+    header = '<th scope="col" class="name">implementation</th>'
+    header += "".join(f'<th scope="col">{h}</th>' for h in ("device", "dtype", "result"))
     header += "".join(f'<th scope="col" class="group">{e(g)}</th>' for g in GROUPS)
+    header += "".join(f'<th scope="col">{h}</th>' for h in ("framework", "suite", "date"))
     body = []
     notes = []
     for row in rows:
@@ -212,9 +212,8 @@ def html_page(rows: list[Row]) -> str:
             f'data-dtype="{e(row.dtype)}" data-result="{e(row.result)}">'
             f'<th scope="row" class="name">{e(row.implementation)}</th>'
             f"<td>{e(row.device)}</td><td>{e(row.dtype)}</td>"
-            f'<td class="result-{e(row.result)}">{result}</td>'
-            f"<td>{e(row.framework)}</td><td>{e(row.suite)}</td><td>{e(row.date[:10])}</td>"
-            f"{cells}</tr>"
+            f'<td class="result-{e(row.result)}">{result}</td>{cells}'
+            f"<td>{e(row.framework)}</td><td>{e(row.suite)}</td><td>{e(row.date[:10])}</td></tr>"
         )
     note_items = "".join(
         f'<li id="note-{i}">{e(r.implementation)} on {e(r.device)}, {e(r.dtype)}: {e(r.note)}</li>'
@@ -250,7 +249,7 @@ per check group. Built by <code>rnnspec scoreboard</code> from {_sources(rows)}.
 
 def markdown(rows: list[Row]) -> str:
     """The same table as Markdown (GitHub's pipe tables), for the README's readers."""
-    head = ["implementation", "device", "dtype", "result", "framework", "suite", "date", *GROUPS]
+    head = ["implementation", "device", "dtype", "result", *GROUPS, "framework", "suite", "date"]
     lines = [
         f"# {TITLE}",
         "",
@@ -267,8 +266,8 @@ def markdown(rows: list[Row]) -> str:
             notes.append(row)
             result += f" [{len(notes)}]"
         cells = [f"**{c.text()}**" if c.verdict == "FAIL" else c.text() for c in row.cells]
-        fields = [row.implementation, row.device, row.dtype, result, row.framework, row.suite]
-        fields += [row.date[:10], *cells]
+        fields = [row.implementation, row.device, row.dtype, result, *cells]
+        fields += [row.framework, row.suite, row.date[:10]]
         lines.append("| " + " | ".join(f.replace("|", "\\|") for f in fields) + " |")
     lines += ["", LEGEND, ""]
     lines += [f"{i}. {r.implementation} on {r.device}, {r.dtype}: {r.note}" for i, r in
@@ -306,6 +305,8 @@ def headless(page: Path, *options: str, timeout: float = 120) -> subprocess.Comp
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
 
 
-def screenshot(page: Path, png: Path, width: int = 1280, height: int = 560) -> None:
-    """The page as the browser renders it, ``width`` × ``height`` pixels, into ``png``."""
+def screenshot(page: Path, png: Path, rows: int, width: int = 1800) -> None:
+    """The page as the browser renders it, ``width`` pixels wide and tall enough for its table of
+    ``rows`` rows and the legend, into ``png``."""
+    height = 330 + 31 * rows
     headless(page, f"--screenshot={png.resolve()}", f"--window-size={width},{height}")
