@@ -237,7 +237,7 @@ class MlxFramework(Framework):
                 with mx.stream(b._device):
                     return mlx_backend._evaluated(compiled(params, x, weights, h0))
 
-            impls[f"{b.name} closed form, mx.compile"] = call
+            impls[f"{b.name} mx.compile closed form"] = call
         return impls
 
     def sync(self, arrays: Iterable) -> None:
