@@ -20,7 +20,7 @@ import nox
 
 nox.options.default_venv_backend = "venv"
 nox.options.sessions = [
-    "lint", "numpy", "torch", "jax", "tensorflow", "cross", "distributed", "examples",
+    "lint", "numpy", "torch", "jax", "tensorflow", "mlx", "cross", "distributed", "examples",
 ]  # fmt: skip
 
 #: Where torch's CPU build comes from: PyTorch's CPU wheel index, or RNNSPEC_TORCH_INDEX (empty:
@@ -92,10 +92,20 @@ def tensorflow_session(session):
     conform(session, "tensorflow")
 
 
+@nox.session(name="mlx")
+def mlx_session(session):
+    """MLX's CPU build (mlx[cpu]; on Linux the only one), and the MLX state check's own test."""
+    session.install(*cpu_builds(), "-e", ".[mlx,test]")
+    conform(session, "mlx")
+    session.run(
+        "pytest", "tests/test_suite_rejects_stateful_backends.py", "-k", "mlx", *session.posargs
+    )
+
+
 @nox.session
 def cross(session):
     """Every framework in one environment; every backend compared with every other."""
-    session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,test]")
+    session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx,test]")
     session.run("pytest", "tests/test_cross.py", "tests/test_devices.py", "-v", *session.posargs,
                 env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
 
@@ -250,3 +260,33 @@ def layers(session):
             f"certified: {backend['backend']} ({backend['framework_version']}), "
             f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
         )
+
+
+@nox.session(name="scoreboard")
+def scoreboard_session(session):
+    """The conformance scoreboard, docs/scoreboard/ (index.html and its Markdown twin) and its
+    screenshot docs/scoreboard.png: every backend installed here, the built-in ones, the worked
+    third-party backend (examples/array-api-backend) and the framework layers
+    (examples/framework-layers), certified one by one by `rnnspec conform`, each in a process of
+    its own, then `rnnspec scoreboard` over their certificates. A backend that fails is on the
+    board as failing. Not in the default list: about 20 minutes on 2 CPU cores after the install,
+    and the screenshot needs Chromium (Debian: apt-get install chromium)."""
+    session.install(
+        *cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx]", "keras==3.15.1", "flax==0.12.8"
+    )
+    session.install(*cpu_builds(), "./examples/array-api-backend", "./examples/framework-layers")
+    certificates = Path(session.create_tmp()).resolve() / "certificates"
+    shutil.rmtree(certificates, ignore_errors=True)
+    certificates.mkdir()
+    names = session.run(
+        "python", "-c", "from rnnspec import backends; print(*backends.available())", silent=True
+    )
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    for name in (names or "").split():
+        report = certificates / f"{name}.json"
+        session.run("rnnspec", "conform", "--backend", name, "--json", str(report), env=env,
+                    success_codes=[0, 1])  # fmt: skip
+    session.run(
+        "rnnspec", "scoreboard", str(certificates), "--into", "docs/scoreboard",
+        "--screenshot", "docs/scoreboard.png",
+    )  # fmt: skip

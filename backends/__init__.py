@@ -25,6 +25,7 @@ BUILTIN = {
     "torch": ("rnnspec.backends.torch:TorchBackend", "torch", "torch"),
     "jax": ("rnnspec.backends.jax:JaxBackend", "jax", "jax"),
     "tensorflow": ("rnnspec.backends.tensorflow:TensorflowBackend", "tensorflow", "tensorflow"),
+    "mlx": ("rnnspec.backends.mlx:MlxBackend", "mlx", "mlx"),
 }
 
 

@@ -31,6 +31,7 @@ from rnnspec.spec import (
     Forward,
     Grads,
     Params,
+    SpecError,
     validate,
 )
 from rnnspec.spec.types import Array
@@ -185,10 +186,17 @@ class ClosedFormBackend(ABC):
     # --- shared plumbing ------------------------------------------------------------------------
 
     def _validate(self, params, x, y, h0, t=None) -> Dims:
-        return validate(
+        dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite_of=self._all_finite,
         )  # fmt: skip
+        if dims.dtype not in self.capabilities.dtypes:  # e.g. float64 on MLX's GPU
+            declared = " or ".join(self.capabilities.dtypes)
+            raise SpecError(
+                f"x: expected dtype {declared} (what the {self.name} backend computes in on "
+                f"{self.device}), got {dims.dtype}"
+            )
+        return dims
 
     def _initial_state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
         return self._zeros_state(x, dims.H) if h0 is None else h0

@@ -217,6 +217,45 @@ class TensorflowFramework(Framework):
         }
 
 
+class MlxFramework(Framework):
+    name = "mlx"
+
+    def implementations(self, params, x, y, h0) -> dict[str, Call]:
+        """Also the built-in closed form with its kernel ``mx.compile``d, which backends/mlx.py
+        leaves uncompiled: this row is what that choice rests on."""
+        impls = super().implementations(params, x, y, h0)
+        from rnnspec.backends import mlx as mlx_backend
+
+        b = self.backend
+        if isinstance(b, mlx_backend.MlxBackend):
+            import mlx.core as mx
+
+            compiled = mx.compile(mlx_backend._gradients)
+            weights = b._one_hot(y, params.V.shape[0], str(x.dtype).rpartition(".")[2])
+
+            def call():
+                with mx.stream(b._device):
+                    return mlx_backend._evaluated(compiled(params, x, weights, h0))
+
+            impls[f"{b.name} mx.compile closed form"] = call
+        return impls
+
+    def sync(self, arrays: Iterable) -> None:
+        """MLX is lazy: mx.eval computes what is not computed yet."""
+        import mlx.core as mx
+
+        mx.eval(list(arrays))
+
+    def peak_memory(self, call: Call) -> tuple[int, str]:
+        import mlx.core as mx
+
+        self.sync([])
+        base = mx.get_active_memory()
+        mx.reset_peak_memory()
+        self.sync(outputs(call()))
+        return mx.get_peak_memory() - base, "mlx.core.get_peak_memory"
+
+
 #: the top-level module of a framework's array type -> what the benchmark knows of it
 FRAMEWORKS: dict[str, type[Framework]] = {
     "numpy": NumpyFramework,
@@ -224,6 +263,7 @@ FRAMEWORKS: dict[str, type[Framework]] = {
     "jax": JaxFramework,
     "jaxlib": JaxFramework,  # jax.Array's concrete type lives in jaxlib
     "tensorflow": TensorflowFramework,
+    "mlx": MlxFramework,
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from rnnspec.bench.workloads import WORKLOADS
 
 #: the built-in backends' colors; any other backend gets one of the rest
-COLORS = {"numpy": "C2", "torch": "C3", "jax": "C0", "tensorflow": "C1"}
+COLORS = {"numpy": "C2", "torch": "C3", "jax": "C0", "tensorflow": "C1", "mlx": "C4"}
 
 
 def plot(data: dict, path: str | Path) -> None:
@@ -25,7 +25,7 @@ def plot(data: dict, path: str | Path) -> None:
     impls = sorted({r["impl"] for r in rows}, key=lambda i: (i.split()[0], "closed" not in i, i))
     backend_of = {r["impl"]: r["backend"] for r in rows}
     others = sorted(set(backend_of.values()) - set(COLORS))
-    colors = {**COLORS, **{b: f"C{4 + i % 6}" for i, b in enumerate(others)}}
+    colors = {**COLORS, **{b: f"C{5 + i % 5}" for i, b in enumerate(others)}}
     fig, axes = plt.subplots(1, len(dtypes), figsize=(5 * len(dtypes) + 1.5, 3.6), squeeze=False)
     width = 0.8 / len(impls)
     for ax, dtype in zip(axes[0], dtypes):

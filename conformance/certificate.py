@@ -36,19 +36,17 @@ def summarise(report: dict) -> dict[tuple[str, str], dict]:
     return dict(cells)
 
 
+def ratio_text(ratio: float | None) -> str:
+    """The worst error ÷ tolerance as a cell shows it: ' 0.039', ' exact', ' >1e3', or ''."""
+    if ratio is None:
+        return ""
+    return " exact" if ratio == 0 else " >1e3" if ratio > 1e3 else f" {ratio:.2g}"
+
+
 def cell_text(cell: dict | None) -> str:
     if cell is None:
         return "[dim]-[/]"
-    ratio = cell.get("worst_ratio")
-    number = (
-        ""
-        if ratio is None
-        else " exact"
-        if ratio == 0
-        else " >1e3"
-        if ratio > 1e3
-        else f" {ratio:.2g}"
-    )
+    number = ratio_text(cell.get("worst_ratio"))
     if cell["failed"]:
         return f"[bold red]FAIL {cell['failed']}[/]{number}"
     if cell["passed"]:
@@ -83,6 +81,16 @@ def table(reports: list[dict]) -> Table:
             ]
             t.add_row(group if i == 0 else "", dtype.replace("float", "f"), *cells)
     return t
+
+
+#: backend columns per table: four fit an 80-column terminal
+BACKENDS_PER_TABLE = 4
+
+
+def tables(reports: list[dict]) -> list[Table]:
+    """:func:`table` for every BACKENDS_PER_TABLE backends, so that each fits 80 columns."""
+    step = BACKENDS_PER_TABLE
+    return [table(reports[i : i + step]) for i in range(0, len(reports), step)]
 
 
 def not_applicable(reports: list[dict]) -> list[str]:

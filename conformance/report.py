@@ -4,6 +4,7 @@ worst error / tolerance, what the run left out, and whether it certifies the bac
 
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,7 @@ class JsonReport:
                 {
                     "suite_version": SUITE_VERSION,
                     "protocol_version": PROTOCOL_VERSION,
+                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "backend": backend.name,
                     "backend_protocol_version": getattr(backend, "protocol_version", None),
                     "framework_version": backend.framework_version,

@@ -442,6 +442,24 @@ def _settings() -> list[_Setting]:
             _Setting("tf.executing_eagerly()", tf.executing_eagerly),
             _Setting("tf.config.optimizer.get_jit()", tf.config.optimizer.get_jit),
         ]
+    mx = sys.modules.get("mlx.core")
+    if mx is not None and hasattr(mx, "default_device"):
+        settings += [
+            _Setting("mlx.core.default_device()", mx.default_device),  # one device here: not set
+            _Setting(
+                "mlx.core.default_stream(default_device())",
+                lambda: mx.default_stream(mx.default_device()),
+            ),
+            _Setting(
+                "mlx.core.get_memory_limit()",
+                mx.get_memory_limit,
+                mx.set_memory_limit,
+                lambda v: v + 2**20,
+            ),
+            _Setting(
+                "mlx.core.random.state", lambda: _digest(np.array(mx.random.state[0]).tobytes())
+            ),
+        ]
     return settings
 
 
@@ -539,7 +557,7 @@ def _assert_leaves_settings_alone(backend, steps: list[tuple[str, Callable[[], A
 
 def test_calls_leave_global_settings_alone(backend, dtype):
     """Calling the backend changes global settings the user owns (NumPy's error state and print
-    options, the random states, the environment, PyTorch's, JAX's and TensorFlow's settings).
+    options, the random states, the environment, PyTorch's, JAX's, TensorFlow's and MLX's settings).
 
     Only the frameworks already imported are looked at. Every method is called on case basic with
     the settings as they are, then again with each one set to another value first.

@@ -31,6 +31,7 @@ RUN_ELSEWHERE = {
     "torchrun --standalone --nproc-per-node 2 sum_of_shards.py": (
         "the nox session distributed: tests/test_distributed.py runs docs/distributed.md's programs"
     ),
+    "python3 -m pip install nox && python3 -m nox -s scoreboard": "the nox session scoreboard itself",
 }
 
 #: commands that need a GPU: on a machine without one (or without the framework yet) they must

@@ -164,6 +164,22 @@ class _GlobalState(NumpyBackend):
         return super()._gradients(p, x, y, h0)
 
 
+def _mlx_global_state(device=None):
+    """The MLX backend drawing from MLX's global random generator in every gradient call (a
+    dropout mask it then ignores, say): the user's random stream moves on. MLX is imported here,
+    when the backend is loaded, as the loader does."""
+    import mlx.core as mx
+
+    from rnnspec.backends.mlx import MlxBackend
+
+    class _MlxGlobalState(MlxBackend):
+        def _gradients(self, p, x, y, h0):
+            mx.eval(mx.random.uniform(shape=(1,)))
+            return super()._gradients(p, x, y, h0)
+
+    return _MlxGlobalState(device)
+
+
 def _factory(cls, name: str):
     def factory(device=None):
         backend = cls(device)
@@ -179,3 +195,4 @@ shape_cache = _factory(_ShapeCache, "shape_cache")
 dtype_blind_cache = _factory(_DtypeBlindCache, "dtype_blind_cache")
 shared_scratch = _factory(_SharedScratch, "shared_scratch")
 global_state = _factory(_GlobalState, "global_state")
+mlx_global_state = _factory(_mlx_global_state, "mlx_global_state")

@@ -32,6 +32,17 @@ def test_the_table_fits_80_columns_with_four_backends():
     assert "dtype/shape/device" in text and "tensorflow" in text
 
 
+def test_five_backends_make_two_tables_that_each_fit_80_columns():
+    console = Console(width=80, record=True, color_system=None)
+    reports = [_report(name) for name in ("numpy", "torch", "jax", "tensorflow", "mlx")]
+    for table in certificate.tables(reports):
+        console.print(table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text and text.count("conformance") == 2
+    assert "tensorflow" in text and "mlx" in text
+
+
 def test_exact_agreement_is_said_so():
     cell = {"passed": 3, "failed": 0, "skipped": 0, "n/a": 0, "worst_ratio": 0.0}
     assert "exact" in certificate.cell_text(cell)

@@ -17,7 +17,7 @@ from rnnspec.conformance import golden
 from rnnspec.spec import tolerance
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAMEWORKS = ("torch", "jax", "tensorflow", "cupy")
+FRAMEWORKS = ("torch", "jax", "tensorflow", "mlx", "cupy")
 OLD_NAMES = ("spec", "backends", "conformance", "bench")
 RNNSPEC = Path(sys.executable).parent / "rnnspec"  # the console script of this environment
 

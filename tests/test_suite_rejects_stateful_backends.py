@@ -2,6 +2,8 @@
 (tests/stateful_backends.py) by the check made for its bug, with a message that says what changed.
 The control, the plain NumPy backend those are built on, passes the same checks."""
 
+import importlib.util
+
 import pytest
 
 STATE = "test_state"  # the state checks' module: -k state would also pick errata's E6
@@ -28,11 +30,17 @@ STATEFUL = {
         "test_calls_leave_global_settings_alone",
         ["backend.gradients on case basic", "numpy.geterr()['divide']: 'warn' -> 'ignore'"],
     ),
+    "mlx_global_state": (
+        "test_calls_leave_global_settings_alone",
+        ["backend.gradients on case basic", "mlx.core.random.state: 'state "],
+    ),
 }
 
 
 @pytest.mark.parametrize("name", STATEFUL)
 def test_suite_rejects_stateful(run_suite, name):
+    if name.startswith("mlx") and importlib.util.find_spec("mlx") is None:
+        pytest.skip("mlx is not installed")
     check, says = STATEFUL[name]
     done = run_suite(f"tests.stateful_backends:{name}", "-k", STATE)
     assert done.returncode == 1, f"the suite passed {name}:\n{done.stdout[-3000:]}"

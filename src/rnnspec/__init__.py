@@ -2,11 +2,12 @@
 
 - ``rnnspec.spec``: SPEC.md, the records, the ``Backend`` protocol, validation, the tolerance policy
   and the float64 reference. A third-party backend needs nothing else.
-- ``rnnspec.backends``: ``load(name, device)`` and the built-in NumPy, PyTorch, JAX and TensorFlow
-  backends.
+- ``rnnspec.backends``: ``load(name, device)`` and the built-in NumPy, PyTorch, JAX, TensorFlow
+  and MLX backends.
 - ``rnnspec.conformance``: the conformance suite, a pytest plugin
   (``pytest --pyargs rnnspec.conformance --backend NAME``).
 - ``rnnspec.bench``: the benchmark behind ``rnnspec bench``.
+- ``rnnspec.scoreboard``: the page ``rnnspec scoreboard`` builds from certificates.
 
 Importing any of them imports NumPy and nothing heavier; a framework is imported when its backend
 is loaded.

@@ -1,6 +1,6 @@
-"""The ``rnnspec`` command: ``conform`` certifies backends, ``vectors`` regenerates the golden
-vectors, ``calibrate`` measures the tolerance policy's worst ratio on random cases, ``bench`` times
-the backends (rnnspec.bench; docs/benchmarks.md)."""
+"""The ``rnnspec`` command: ``conform`` certifies backends, ``scoreboard`` publishes certificates as
+a page, ``vectors`` regenerates the golden vectors, ``calibrate`` measures the tolerance policy's
+worst ratio on random cases, ``bench`` times the backends (rnnspec.bench; docs/benchmarks.md)."""
 
 import json
 import re
@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -148,7 +149,8 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
             console.print(escape(summary), soft_wrap=True)
 
     if any("tests" in report for report in reports):
-        console.print(certificate.table(reports))
+        for table in certificate.tables(reports):
+            console.print(table)
         console.print(certificate.LEGEND, style="dim")
         for line in certificate.not_applicable(reports):
             console.print(f"n/a: {escape(line)}", style="dim")
@@ -174,6 +176,7 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
             json.dumps(
                 {
                     "rnnspec_version": __version__,
+                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
                     "suite_version": SUITE_VERSION,
                     "protocol_version": PROTOCOL_VERSION,
                     "certified": exit_code == 0 and all(r.get("certified") for r in reports),
@@ -187,6 +190,40 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
     for line in lines:
         console.print(line, highlight=False, soft_wrap=True)
     sys.exit(exit_code)
+
+
+@main.command()
+@click.argument("certificates", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--into",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("scoreboard"),
+    show_default=True,
+    help="Write index.html and scoreboard.md here.",
+)
+@click.option(
+    "--screenshot",
+    "png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also save the page as headless Chromium renders it, as this PNG.",
+)
+def scoreboard(certificates, into, png):
+    """Build the conformance scoreboard from the JSON certificates in CERTIFICATES (what
+    `rnnspec conform --json` or `pytest --report-json` wrote): a static page, index.html, and its
+    Markdown twin, scoreboard.md, one row per implementation × device × dtype."""
+    from rnnspec import scoreboard as board
+
+    try:
+        rows = board.build(certificates, into)
+    except (ValueError, KeyError, json.JSONDecodeError) as error:
+        raise click.ClickException(str(error)) from error
+    console.print(f"wrote {escape(str(into / 'index.html'))} and scoreboard.md: {len(rows)} rows")
+    if png:
+        try:
+            board.screenshot(into / "index.html", png, len(rows))
+        except (OSError, subprocess.SubprocessError) as error:
+            raise click.ClickException(f"no screenshot: {error}") from error
+        console.print(f"wrote {escape(str(png))}")
 
 
 @main.command()

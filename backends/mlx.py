@@ -1,0 +1,170 @@
+"""MLX backend: SPEC.md form B with the input projection and the output layer hoisted out of the
+time loop, so that only the recurrence itself loops over t. Keeps the input dtype.
+
+MLX arrays live in memory every device shares: an operation runs on a stream, and each instance
+runs its kernels under ``mx.stream`` of its device (which restores the default stream on return).
+MLX is lazy: every result is evaluated (``mx.eval``) before it is returned, so that the work, and
+any error, happen in the call. MLX computes float64 on the CPU only: on the GPU the backend declares
+float32 alone, and float64 input is a SpecError, never a downcast. The kernels are not
+``mx.compile``d: on the CPU the benchmark (``rnnspec bench --backend mlx``, its "mlx mx.compile
+closed form" row) times the compiled closed form within a few per cent of this one, the
+recurrence's matrix products dominating, while compiling costs up to seconds per new shape.
+"""
+
+import dataclasses
+from typing import Any
+
+import mlx.core as mx
+import numpy as np
+
+from rnnspec.backends import base
+from rnnspec.spec import Capabilities, Grads, Params, SpecError
+
+
+def _hidden_states(p: Params, x, h0):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
+    T, B, D = x.shape
+    inputs = mx.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
+    W_T = p.W.T
+    h = [h0]
+    for t in range(T):  # MLX has no scan; the loop builds the lazy graph, evaluated at the end
+        h.append(mx.tanh(mx.addmm(inputs[t], h[-1], W_T)))
+    return mx.stack(h[1:])
+
+
+def _exp(s):
+    """exp(s) for s ≤ 0. MLX's exp is only as accurate in float64 as in float32 (relative error
+    5e-7 in float64 measured with MLX 0.32.4 on the CPU), its expm1 to float64's precision: there,
+    expm1(s) + 1 is exp(s) to within float64's unit roundoff, which the norm-wise bound of SPEC.md
+    §6.1 needs (mx.logsumexp and mx.softmax call the inaccurate exp, so they are not used)."""
+    return mx.expm1(s) + 1 if s.dtype == mx.float64 else mx.exp(s)
+
+
+def _log_softmax_outputs(p: Params, h):
+    """o(t) = c + V h(t) for all T·B rows in one product (1.3), and log ŷ(t) (1.4)."""
+    T, B, H = h.shape
+    o = mx.addmm(p.c, h.reshape(T * B, H), p.V.T).reshape(T, B, -1)
+    s = o - mx.stop_gradient(o.max(axis=-1, keepdims=True))  # log ŷ does not depend on the shift
+    return o, s - mx.log(_exp(s).sum(axis=-1, keepdims=True))
+
+
+def _loss_and_output_errors(p: Params, h, y):
+    """L (1.3)–(1.6) and e(t) = (Σ_k y_k) ŷ − y (2.1) for all T·B rows, with one exp.
+
+    With s = o − max o and Z = Σ_j exp(s_j): log ŷ = s − log Z, so L = Σ_rows ((Σ_k y_k) log Z −
+    Σ_k y_k s_k), two sums of non-negative terms, and e = (Σ_k y_k / Z) exp(s) − y.
+    """
+    T, B, H = h.shape
+    y_rows = y.reshape(T * B, -1)
+    o = mx.addmm(p.c, h.reshape(T * B, H), p.V.T)  # o(t) = c + V h(t) for all T·B rows (1.3)
+    s = o - o.max(axis=1, keepdims=True)
+    exp_s = _exp(s)
+    Z, y_sums = exp_s.sum(axis=1), y_rows.sum(axis=1)
+    loss = (y_sums * mx.log(Z)).sum() - (y_rows * s).sum()
+    return loss, (y_sums / Z)[:, None] * exp_s - y_rows
+
+
+def _forward(p: Params, x, h0):
+    h = _hidden_states(p, x, h0)
+    o, log_yhat = _log_softmax_outputs(p, h)
+    return h, o, _exp(log_yhat)
+
+
+def _loss(p: Params, x, y, h0):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+    return -(y * log_yhat).sum()  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
+
+
+def _gradients(p: Params, x, y, h0):
+    T, B, D = x.shape
+    h = _hidden_states(p, x, h0)
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+    H = h.shape[-1]
+    output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
+    delta = [mx.zeros_like(h0)]  # δ(T + 1) = 0, then δ(T), ..., δ(1)
+    for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+        delta.append(mx.addmm(output_grad[t], delta[-1], p.W) * (1 - h[t] * h[t]))
+    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, mx.concatenate(delta[:0:-1]))
+    return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+
+
+def _autodiff_gradients(p: Params, x, y, h0):
+    loss_of = lambda p, x, h0: _loss(Params(*p), x, y, h0)
+    loss, (dp, dx, dh0) = mx.value_and_grad(loss_of, argnums=(0, 1, 2))(tuple(p), x, h0)
+    dU, dW, db, dV, dc = dp
+    return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
+
+
+def _one_hot(y, K, dtype):
+    return (y[..., None] == mx.arange(K)).astype(dtype)  # one comparison, no scatter needed
+
+
+def _mlx_dtype(dtype: np.dtype) -> mx.Dtype:
+    """mx.float64 for numpy.float64: mx.array would otherwise make float32 of float64 data."""
+    return getattr(mx, "bool_" if dtype == np.bool_ else dtype.name)
+
+
+def _evaluated(result):
+    mx.eval(result)  # MLX is lazy: the work (and its errors) happen here, in the call
+    return result
+
+
+class MlxBackend(base.ClosedFormAutodiffBackend):
+    name = "mlx"
+    framework_version = f"mlx {mx.__version__}"  # type: ignore[attr-defined]
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
+
+    device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
+
+    def _visible_devices(self, kind):
+        if kind == "gpu" and not mx.is_available(mx.gpu):
+            return []
+        return [f"{kind}:{i}" for i in range(mx.device_count(getattr(mx, kind)))]
+
+    def _open_device(self, kind, index):
+        self._device = mx.Device(getattr(mx, kind), index)
+        if kind == "gpu":  # MLX computes float64 on the CPU only
+            self.capabilities = dataclasses.replace(self.capabilities, dtypes=("float32",))
+        return f"{kind}:{index}"
+
+    def asarray(self, array: np.ndarray, dtype: Any = None) -> mx.array:
+        array = np.asarray(array, dtype=dtype)
+        if array.dtype == np.float64 and "float64" not in self.capabilities.dtypes:
+            raise SpecError(
+                f"float64 arrays: MLX computes float64 on the CPU only, and this backend is on "
+                f"{self.device}: load it with device='cpu', or use float32"
+            )
+        return mx.array(array, dtype=_mlx_dtype(array.dtype))  # copies the NumPy buffer
+
+    def to_numpy(self, array: mx.array) -> np.ndarray:
+        return np.array(array, copy=True)
+
+    def is_native(self, array: Any) -> bool:
+        return isinstance(array, mx.array)  # in memory every device shares: on any device
+
+    def _all_finite(self, arrays):
+        with mx.stream(self._device):
+            return bool(mx.all(mx.stack([mx.isfinite(array).all() for array in arrays])))
+
+    def _zeros_state(self, x, H):
+        return mx.zeros((x.shape[1], H), dtype=x.dtype)
+
+    def _one_hot(self, y, K, dtype):
+        with mx.stream(self._device):
+            return _one_hot(y, K, getattr(mx, dtype))
+
+    def _forward(self, p, x, h0):
+        with mx.stream(self._device):
+            return _evaluated(_forward(p, x, h0))
+
+    def _loss(self, p, x, y, h0):
+        with mx.stream(self._device):
+            return _evaluated(_loss(p, x, y, h0))
+
+    def _gradients(self, p, x, y, h0):
+        with mx.stream(self._device):
+            return _evaluated(_gradients(p, x, y, h0))
+
+    def _autodiff_gradients(self, p, x, y, h0):
+        with mx.stream(self._device):
+            return _evaluated(_autodiff_gradients(p, x, y, h0))
