@@ -97,8 +97,10 @@ def tbptt_plan(T: int, k1: int, k2: int, dtype: str) -> TbpttPlan:
     losses = inside & (t >= np.array([s[1] for s in spans])[None, :])
     earliest = offsets == (tau - np.array([s[2] for s in spans]))[None, :]
     steps_back = tau[:, None] - np.arange(1, T + 1)[None, :]  # (n, T): offset of step t
-    x_inside = (steps_back >= 0) & (steps_back < k) & np.take_along_axis(
-        inside.T, np.clip(steps_back, 0, k - 1), axis=1
+    x_inside = (
+        (steps_back >= 0)
+        & (steps_back < k)
+        & np.take_along_axis(inside.T, np.clip(steps_back, 0, k - 1), axis=1)
     )
     x_rows = np.clip(steps_back, 0, k - 1) * n + np.arange(n)[:, None]
 
@@ -203,7 +205,9 @@ class ClosedFormBackend(ABC):
     ) -> tuple[Array, Grads]: ...
 
     @abstractmethod
-    def _jacobian_norms(self, params: Params, x: Array, h0: Array) -> tuple[Array, Array, Array]: ...
+    def _jacobian_norms(
+        self, params: Params, x: Array, h0: Array
+    ) -> tuple[Array, Array, Array]: ...
 
     # --- the Backend protocol -------------------------------------------------------------------
 
@@ -233,7 +237,12 @@ class ClosedFormBackend(ABC):
     # --- gradient flow (SPEC.md §10) ---------------------------------------------------------------
 
     def lag_norms(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, max_lag: int | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        max_lag: int | None = None,
     ) -> LagNorms:
         dims = self._validate(params, x, y, h0)
         lags = dims.T if max_lag is None else min(dims.T, validate_length("max_lag", max_lag))
@@ -260,7 +269,9 @@ class ClosedFormBackend(ABC):
 
     def jacobian_norms(self, params: Params, x: Array, h0: Array | None = None) -> JacobianNorms:
         dims = self._validate(params, x, None, h0)
-        per_sequence, mean, sigma = self._jacobian_norms(params, x, self._initial_state(x, h0, dims))
+        per_sequence, mean, sigma = self._jacobian_norms(
+            params, x, self._initial_state(x, h0, dims)
+        )
         return JacobianNorms(per_sequence, mean, sigma, regime(float(self.to_numpy(sigma))))
 
     def enforce_full_precision(self) -> str:

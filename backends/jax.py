@@ -154,7 +154,7 @@ def _truncated_gradients(p: Params, x, y, h0, k):
 
 @jax.jit
 def _tbptt_gradients(p: Params, x, y, h0, plan):
-    T, B, D = x.shape
+    _, B, D = x.shape
     h = _hidden_states(p, x, h0)
     step_losses, e = _step_losses_and_output_errors(p, h, y)
     h_prev = jnp.concatenate([h0[None], h[:-1]])
@@ -206,7 +206,7 @@ _one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
 class JaxBackend(base.ClosedFormAutodiffBackend):
     name = "jax"
     framework_version = f"jax {jax.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"), gradient_flow=True)
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 

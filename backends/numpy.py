@@ -84,7 +84,7 @@ def _lag_grads(p: Params, x, h_prev, slab):
 class NumpyBackend(base.ClosedFormBackend):
     name = "numpy"
     framework_version = f"numpy {np.__version__}"
-    capabilities = Capabilities(autodiff=False, devices=("cpu",))
+    capabilities = Capabilities(autodiff=False, devices=("cpu",), gradient_flow=True)
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:
         return np.array(array, dtype=dtype, copy=True)
@@ -154,7 +154,7 @@ class NumpyBackend(base.ClosedFormBackend):
         return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
 
     def _tbptt_gradients(self, p, x, y, h0, plan):
-        T, B, D = x.shape
+        _, B, D = x.shape
         h = _hidden_states(p, x, h0)
         step_losses, e = _step_losses_and_output_errors(p, h, y)
         h_prev = np.concatenate([h0[None], h[:-1]])

@@ -126,7 +126,10 @@ def _lag_norms(p, x, y, h0, lags):
     T, B, D = tf.unstack(tf.shape(x))
     h = _hidden_states(p, x, h0)
     _, e_rows = _loss_and_output_errors(p, h, y)
-    x_rows, h_prev_rows = tf.reshape(x, [T * B, D]), tf.reshape(tf.concat([h0[None], h[:-1]], 0), [T * B, -1])
+    x_rows, h_prev_rows = (
+        tf.reshape(x, [T * B, D]),
+        tf.reshape(tf.concat([h0[None], h[:-1]], 0), [T * B, -1]),
+    )
     slab, derivative = _first_lag(p, h, e_rows)
     norms = tf.TensorArray(x.dtype, size=lags)
     for j in tf.range(lags):  # the norms of (10.1) G_j for U, W, b, h0, x; then the next lag
@@ -141,7 +144,9 @@ def _lag_norms(p, x, y, h0, lags):
         slab = _next_lag(p, slab, derivative)
     norms = norms.stack()
     zero = tf.zeros_like(norms[1:, 0])
-    V = tf.concat([[tf.norm(tf.matmul(e_rows, tf.reshape(h, [T * B, -1]), transpose_a=True))], zero], 0)
+    V = tf.concat(
+        [[tf.norm(tf.matmul(e_rows, tf.reshape(h, [T * B, -1]), transpose_a=True))], zero], 0
+    )
     c = tf.concat([[tf.norm(tf.reduce_sum(e_rows, 0))], zero], 0)
     return norms[:, 0], norms[:, 1], norms[:, 2], V, c, norms[:, 3], norms[:, 4]
 
@@ -167,7 +172,7 @@ def _truncated_gradients(p, x, y, h0, k):
 
 @tf.function(reduce_retracing=True)
 def _tbptt_gradients(p, x, y, h0, plan):
-    T, B, D = tf.unstack(tf.shape(x))
+    _, B, D = tf.unstack(tf.shape(x))
     h = _hidden_states(p, x, h0)
     step_losses, e = _step_losses_and_output_errors(p, h, y)
     h_prev = tf.concat([h0[None], h[:-1]], axis=0)
@@ -218,7 +223,7 @@ def _jacobian_norms(p, x, h0):
 class TensorflowBackend(base.ClosedFormAutodiffBackend):
     name = "tensorflow"
     framework_version = f"tensorflow {tf.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"), gradient_flow=True)
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 

@@ -85,7 +85,7 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
 class TorchBackend(base.ClosedFormAutodiffBackend):
     name = "torch"
     framework_version = f"torch {torch.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "cuda"))
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "cuda"), gradient_flow=True)
 
     device_names = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 
@@ -191,7 +191,7 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
 
     @torch.no_grad()
     def _tbptt_gradients(self, p, x, y, h0, plan):
-        T, B, D = x.shape
+        _, B, D = x.shape
         h = _hidden_states(p, x, h0)
         step_losses, e = _step_losses_and_output_errors(p, h, y)
         h_prev = torch.cat([h0[None], h[:-1]])
