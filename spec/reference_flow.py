@@ -13,20 +13,17 @@ from rnnspec.spec.types import Grads, JacobianNorms, LagNorms, Params
 from rnnspec.spec.validation import validate, validate_length
 
 
-def _ordered_product(p: Params, h: list, k: int, t: int) -> np.ndarray:
-    """D_k Wᵀ D_{k+1} Wᵀ ⋯ Wᵀ D_t (2.3), in this order."""
-    product = np.diag(1.0 - h[k] * h[k])  # (2.2) D_k
-    for i in range(k + 1, t + 1):
-        product = product @ p.W.T @ np.diag(1.0 - h[i] * h[i])
-    return product
-
-
 def _terms(p: Params, xs, h, log_yhat, ys, T: int):
-    """Every term of form A for one sequence: (t, k, δ_k(t), e(t)) for 1 ≤ k ≤ t ≤ T."""
+    """Every term of form A for one sequence: (t, k, δ_k(t), e(t)) for 1 ≤ k ≤ t ≤ T, with the
+    ordered product D_k Wᵀ D_{k+1} Wᵀ ⋯ Wᵀ D_t of (2.3) built as a matrix, one factor more per k."""
+    D = [None] + [np.diag(1.0 - h[i] * h[i]) for i in range(1, T + 1)]  # (2.2) D_i
     for t in range(1, T + 1):
         e = ys[t].sum() * np.exp(log_yhat[t]) - ys[t]  # (2.1)
+        product = D[t]
         for k in range(t, 0, -1):
-            yield t, k, _ordered_product(p, h, k, t) @ p.V.T @ e, e  # (2.3) δ_k(t)
+            if k < t:
+                product = D[k] @ p.W.T @ product  # (2.3) D_k Wᵀ (D_{k+1} Wᵀ ⋯ Wᵀ D_t)
+            yield t, k, product @ p.V.T @ e, e  # (2.3) δ_k(t)
 
 
 def _zero_grads(p: Params, T: int, D: int) -> dict:
@@ -103,21 +100,22 @@ def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None):
     k2 = validate_length("k2", k2, k1, f"k1 = {k1}")
     validate(params, x, y, h0)
     T, _, D = np.shape(x)
-    losses, grads = [], []
-    for tau, first_loss, first_step in windows(T, k1, k2):
-        per_sequence, window_loss = [], 0.0
-        for p, xs, h, _, log_yhat, ys in reference._sequences(params, x, y, h0):
+    spans = windows(T, k1, k2)
+    per_window: list[list[dict]] = [[] for _ in spans]
+    losses = np.zeros(len(spans))
+    for p, xs, h, _, log_yhat, ys in reference._sequences(params, x, y, h0):
+        terms = list(_terms(p, xs, h, log_yhat, ys, T))  # each δ_k(t) once, sorted below
+        for w, (tau, first_loss, first_step) in enumerate(spans):
             g = _zero_grads(p, T, D)
-            for t, k, delta, e in _terms(p, xs, h, log_yhat, ys, T):
+            for t, k, delta, e in terms:
                 if first_loss <= t <= tau and k >= first_step:  # (10.6)
                     _add_term(g, p, xs, h, t, k, delta, e, outputs=t == k)
                     if k == first_step > 1:  # the window's h(0): h(τ − k2), held constant
                         g["h0"] += p.W.T @ delta
-            window_loss += sum(-ys[t] @ log_yhat[t] for t in range(first_loss, tau + 1))
-            per_sequence.append(g)
-        losses.append(window_loss)
-        grads.append(_batched(per_sequence))
-    return np.array(losses), Grads(*(np.stack(f) for f in zip(*grads)))
+            losses[w] += sum(-ys[t] @ log_yhat[t] for t in range(first_loss, tau + 1))
+            per_window[w].append(g)
+    grads = [_batched(sequences) for sequences in per_window]
+    return losses, Grads(*(np.stack(f) for f in zip(*grads)))
 
 
 def jacobian_norms(params: Params, x, h0=None) -> JacobianNorms:
