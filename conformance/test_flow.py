@@ -137,6 +137,7 @@ def test_tbptt_window_is_gradients_on_the_window(backend, dtype, name, k1, k2, c
     want = expected(case, "tbptt_gradients", (k1, k2))
     check = call("tbptt_gradients", case, dtype, (k1, k2))
     for w, (tau, first_loss, first_step) in enumerate(windows(case.T, k1, k2)):
+        assert k1 != k2 or first_step == first_loss, "TBPTT(k, k)'s windows tile the sequence"
         window = _window_problem(backend, case, dtype, native, tau, first_loss, first_step)
         loss, g = backend.gradients(*window)
         g = Grads(*(backend.to_numpy(a).astype(np.float64) for a in g))

@@ -87,9 +87,12 @@ def lag_norms(params: Params, x, y, h0=None, max_lag: int | None = None) -> LagN
 
 def windows(T: int, k1: int, k2: int) -> list[tuple[int, int, int]]:
     """(τ, first loss step, first step backpropagated to) of each window of TBPTT(k1, k2) (10.5):
-    τ = k1, 2k1, …, and T; losses of steps τ_prev + 1 … τ; back to max(1, τ − k2 + 1)."""
+    τ = k1, 2k1, …, and T; the losses of steps τ_prev + 1 … τ; back to
+    max(1, τ_prev + k1 − k2 + 1), which is τ − k2 + 1 except for a last window shorter than k1:
+    that one is the window ending at τ_prev + k1, cut at T, so that windows of TBPTT(k, k) tile
+    the sequence."""
     ends = [*range(k1, T, k1), T]
-    return [(tau, prev + 1, max(1, tau - k2 + 1)) for prev, tau in zip([0, *ends], ends)]
+    return [(tau, prev + 1, max(1, prev + k1 - k2 + 1)) for prev, tau in zip([0, *ends], ends)]
 
 
 def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None):
