@@ -82,8 +82,9 @@ class TbpttPlan(NamedTuple):
     inside: np.ndarray  # (k, n, 1, 1) 1 where offset i is in the window (t ≥ max(1, τ − k2 + 1))
     losses: np.ndarray  # (k, n, 1, 1) 1 where step t's loss is the window's (t > previous τ)
     earliest: np.ndarray  # (k, n, 1, 1) 1 at the window's earliest step (its h(0) is one before)
-    x_rows: np.ndarray  # (n, T) for ∇x: the row i·n + w of the (k·n, B, D) offsets, clamped
-    x_inside: np.ndarray  # (n, T, 1, 1) 1 where step t is in window w
+    x_rows: np.ndarray  # (n, k) for ∇x in time order: row m of window w, step s_w + 1 + m, is
+    #                     row i·n + w of the (k·n, B, D) offsets (clamped where past the window)
+    x_inside: np.ndarray  # (n, k, 1, 1) 1 where step s_w + 1 + m is in window w
 
 
 def tbptt_plan(T: int, k1: int, k2: int, dtype: str) -> TbpttPlan:
@@ -93,16 +94,15 @@ def tbptt_plan(T: int, k1: int, k2: int, dtype: str) -> TbpttPlan:
     tau = np.array([s[0] for s in spans])
     offsets = np.arange(k)[:, None]
     t = tau[None, :] - offsets  # 1-based step of offset i in window w
-    inside = t >= np.array([s[2] for s in spans])[None, :]
+    first = np.array([s[2] for s in spans])
+    inside = t >= first[None, :]
     losses = inside & (t >= np.array([s[1] for s in spans])[None, :])
-    earliest = offsets == (tau - np.array([s[2] for s in spans]))[None, :]
-    steps_back = tau[:, None] - np.arange(1, T + 1)[None, :]  # (n, T): offset of step t
-    x_inside = (
-        (steps_back >= 0)
-        & (steps_back < k)
-        & np.take_along_axis(inside.T, np.clip(steps_back, 0, k - 1), axis=1)
-    )
-    x_rows = np.clip(steps_back, 0, k - 1) * n + np.arange(n)[:, None]
+    earliest = offsets == (tau - first)[None, :]
+    offset_of_row = (tau - first)[:, None] - np.arange(k)[
+        None, :
+    ]  # (n, k): τ − t for t = s + 1 + m
+    x_inside = offset_of_row >= 0
+    x_rows = np.clip(offset_of_row, 0, k - 1) * n + np.arange(n)[:, None]
 
     def mask(m):
         return m.astype(dtype)[..., None, None]

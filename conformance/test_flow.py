@@ -20,6 +20,8 @@ from rnnspec.spec.reference_flow import regime, windows
 pytestmark = [pytest.mark.rnnspec_group("flow"), pytest.mark.rnnspec_requires("gradient_flow")]
 
 FLOW_CASES = [name for name in SHORT if CASES[name].conditioning == "well"]
+#: the window identity runs `gradients` once per window length: a few cases (compilers compile each)
+WINDOW_CASES = ["basic", "soft", "zero_h0", "B1"]
 #: (k1, k2) pairs: non-overlapping, overlapping, k2 beyond T, a last window shorter than k1
 PAIRS = ((1, 1), (2, 3), (2, 5), (3, 3), (1, 4), (4, 9))
 
@@ -126,7 +128,7 @@ def _window_problem(backend, case, dtype, native, tau, first_loss, first_step):
     return native.params, native.x[first_step - 1 : tau], backend.asarray(weights), start
 
 
-@pytest.mark.parametrize("name", FLOW_CASES)
+@pytest.mark.parametrize("name", WINDOW_CASES)
 @pytest.mark.parametrize("k1, k2", [(1, 1), (2, 2), (3, 3), (2, 3), (1, 4), (4, 9)])
 def test_tbptt_window_is_gradients_on_the_window(backend, dtype, name, k1, k2, call):
     """(10.6) each window is `gradients` on its own steps, targets zeroed outside its last k1
@@ -141,12 +143,12 @@ def test_tbptt_window_is_gradients_on_the_window(backend, dtype, name, k1, k2, c
         window = _window_problem(backend, case, dtype, native, tau, first_loss, first_step)
         loss, g = backend.gradients(*window)
         g = Grads(*(backend.to_numpy(a).astype(np.float64) for a in g))
-        x_full = np.zeros((case.T, case.B, case.D))
-        x_full[first_step - 1 : tau] = g.x
+        x_rows = np.zeros((min(k2, case.T), case.B, case.D))  # row m: step first_step + m
+        x_rows[: tau - first_step + 1] = g.x
         pairs = [(losses[w], backend.to_numpy(loss), "window losses")]
         pairs += [
             (got[w], ref, f"Grads.{f}")
-            for got, ref, f in zip(grads, (*g[:6], x_full), Grads._fields)
+            for got, ref, f in zip(grads, (*g[:6], x_rows), Grads._fields)
         ]
         for (got, ref, tensor), kappa, pick in zip(pairs, want.kappas, want.picks):
             oracle = f"backend.gradients(*window {w}: steps {first_step}..{tau}){pick}"

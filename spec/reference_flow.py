@@ -97,8 +97,9 @@ def windows(T: int, k1: int, k2: int) -> list[tuple[int, int, int]]:
 
 def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None):
     """Per window of TBPTT(k1, k2) (10.5)–(10.6): its loss and its gradient, the terms δ_k(t) of
-    its loss steps t with k ≥ τ − k2 + 1; ``h0`` is the gradient for the state held constant,
-    h(τ − k2) (h(0) where the window reaches the start), ``x`` is (T, B, D) per window."""
+    its loss steps t with k ≥ s + 1; ``h0`` is the gradient for the state held constant, h(s)
+    (h(0) where the window reaches the start); ``x`` is (min(k2, T), B, D) per window, row m
+    for step s + 1 + m, zero past the window's end."""
     k1 = validate_length("k1", k1)
     k2 = validate_length("k2", k2, k1, f"k1 = {k1}")
     validate(params, x, y, h0)
@@ -116,7 +117,9 @@ def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None):
                     if k == first_step > 1:  # the window's h(0): h(τ − k2), held constant
                         g["h0"] += p.W.T @ delta
             losses[w] += sum(-ys[t] @ log_yhat[t] for t in range(first_loss, tau + 1))
-            per_window[w].append(g)
+            rows = np.zeros((min(k2, T), D))
+            rows[: tau - first_step + 1] = g["x"][first_step - 1 : tau]
+            per_window[w].append({**g, "x": rows})
     grads = [_batched(sequences) for sequences in per_window]
     return losses, Grads(*(np.stack(f) for f in zip(*grads)))
 

@@ -155,6 +155,9 @@ class _StaleStateGradients(NumpyBackend):
                 delta_next = delta
             leaf_grad[first_step - 1] += delta_next @ p.W
             g["h0"] = leaf_grad[first_step - 1].copy()
+            rows = np.zeros_like(x[: min(k2, T)])  # row m: step first_step + m
+            rows[: tau - first_step + 1] = g["x"][first_step - 1 : tau]
+            g["x"] = rows
             losses.append(step_losses[first_loss - 1 : tau].sum())
             per_window.append(Grads(**{f: np.asarray(v, x.dtype) for f, v in g.items()}))
         return np.array(losses), Grads(*(np.stack(f) for f in zip(*per_window)))
