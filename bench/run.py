@@ -143,7 +143,8 @@ def derive(data: dict) -> list[dict]:
     for row in rows.values():
         if "times_ms" in row:
             row.update(summary(row["times_ms"]))
-            row["gflops"] = WORKLOADS[row["workload"]].flops() / row["median_ms"] / 1e6
+            if not row.get("flow"):  # flops() counts the full gradient's products
+                row["gflops"] = WORKLOADS[row["workload"]].flops() / row["median_ms"] / 1e6
         peak = statistics.median(peaks[(row["backend"], row["dtype"])] or [0.0])
         if "gflops" in row and peak:
             row["peak_gflops"] = peak
