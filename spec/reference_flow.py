@@ -136,9 +136,9 @@ def jacobian_norms(params: Params, x, h0=None) -> JacobianNorms:
             jacobian = jacobian @ np.diag(1.0 - h[T - j + 1] ** 2) @ p.W  # (10.7), in this order
             norms.append(np.linalg.norm(jacobian, 2))
         per_sequence.append(norms)
-    norms = np.array(per_sequence, np.float64).reshape(len(per_sequence), T - 1).T
+    table = np.array(per_sequence, np.float64).reshape(len(per_sequence), T - 1).T  # (T − 1, B)
     sigma = float(np.linalg.norm(np.asarray(params.W, np.float64), 2))
-    return JacobianNorms(norms, norms.mean(axis=1), np.float64(sigma), regime(sigma))
+    return JacobianNorms(table, table.mean(axis=1), np.float64(sigma), regime(sigma))
 
 
 def regime(sigma_max_W: float) -> str:
