@@ -207,16 +207,15 @@ def _tbptt_gradients(p, x, y, h0, plan):
 
 @tf.function(reduce_retracing=True)
 def _jacobian_norms(p, x, h0):
-    B = tf.shape(x)[1]
+    T, B = tf.unstack(tf.shape(x)[:2])
     h = _hidden_states(p, x, h0)
     derivative = 1 - h * h
-
-    def lag(jacobian, derivative_i):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
-        return (jacobian * derivative_i[:, None, :]) @ p.W
-
-    eye = tf.eye(tf.shape(p.W)[0], batch_shape=[B], dtype=x.dtype)
-    jacobians = tf.scan(lag, tf.reverse(derivative[1:], [0]), initializer=eye)  # D_T, …, D_2
-    norms = tf.linalg.svd(jacobians, compute_uv=False)[..., 0]
+    jacobian = tf.eye(tf.shape(p.W)[0], batch_shape=[B], dtype=x.dtype)
+    norms = tf.TensorArray(x.dtype, size=T - 1, element_shape=[None])
+    for j in tf.range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
+        jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
+        norms = norms.write(j - 1, tf.linalg.svd(jacobian, compute_uv=False)[:, 0])
+    norms = tf.reshape(norms.stack(), [T - 1, B])
     return norms, tf.reduce_mean(norms, axis=1), tf.linalg.svd(p.W, compute_uv=False)[0]
 
 
@@ -290,6 +289,9 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
 
     def _jacobian_norms(self, p, x, h0):
         with tf.device(self.device):
+            if x.shape[0] == 1:  # no lag: a TensorArray of unknown element shape cannot stack none
+                sigma = tf.linalg.svd(p.W, compute_uv=False)[0]
+                return tf.zeros((0, x.shape[1]), x.dtype), tf.zeros((0,), x.dtype), sigma
             return _jacobian_norms(p, x, h0)
 
     def enforce_full_precision(self) -> str:
