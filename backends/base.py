@@ -74,12 +74,12 @@ def grads_from_deltas(ops: Ops, p: Params, x, h0, B, rows: tuple) -> Grads:
 
 
 class TbpttPlan(NamedTuple):
-    """Where each window of TBPTT(k1, k2) reads and writes (SPEC.md §10.5), offset-major: offset
+    """Where each window of TBPTT(k1, k2) reads and writes (SPEC.md §10.3), offset-major: offset
     i = τ − t counts back from the window's last step τ, so the backward recursion runs over i.
     Index arrays are int64, masks are in x's dtype; n = the number of windows, k = min(k2, T)."""
 
     steps: np.ndarray  # (k, n) 0-based time index of offset i (clamped where the window ended)
-    inside: np.ndarray  # (k, n, 1, 1) 1 where offset i is in the window (t ≥ max(1, τ − k2 + 1))
+    inside: np.ndarray  # (k, n, 1, 1) 1 where offset i is in the window (t ≥ s + 1, (10.5))
     losses: np.ndarray  # (k, n, 1, 1) 1 where step t's loss is the window's (t > previous τ)
     earliest: np.ndarray  # (k, n, 1, 1) 1 at the window's earliest step (its h(0) is one before)
     x_rows: np.ndarray  # (n, k) for ∇x in time order: row m of window w, step s_w + 1 + m, is
@@ -98,9 +98,7 @@ def tbptt_plan(T: int, k1: int, k2: int, dtype: str) -> TbpttPlan:
     inside = t >= first[None, :]
     losses = inside & (t >= np.array([s[1] for s in spans])[None, :])
     earliest = offsets == (tau - first)[None, :]
-    offset_of_row = (tau - first)[:, None] - np.arange(k)[
-        None, :
-    ]  # (n, k): τ − t for t = s + 1 + m
+    offset_of_row = (tau - first)[:, None] - np.arange(k)  # (n, k): τ − t for t = s + 1 + m
     x_inside = offset_of_row >= 0
     x_rows = np.clip(offset_of_row, 0, k - 1) * n + np.arange(n)[:, None]
 

@@ -1,7 +1,7 @@
 """The TBPTT recipe of the PyTorch forum thread "Implementing Truncated Backpropagation Through
 Time" (discuss.pytorch.org/t/15500), run as written with autograd: the report that it gives
 dx3/dw = 0.2880 where the answer is 0.108 (three steps of x(t) = w x(t−1), x(0) = 0.9, w = 0.2) is
-right, and the cause is the recipe's, not autograd's (SPEC.md §10.6): the detached states' .grad is
+right, and the cause is the recipe's, not autograd's (SPEC.md §5, §10.3): the detached states' .grad is
 never zeroed, so a state shared by two windows (k1 < k2) passes an old window's gradient on again.
 tests.wrong_backends:stale_state_gradients is that recipe on rnnspec's model."""
 

@@ -124,7 +124,7 @@ class _StaleStateGradients(NumpyBackend):
     Backpropagation Through Time" runs it: each state h(s) is a detached leaf whose ``.grad``
     collects Wᵀ δ(s + 1) and is passed on down the window, but is never zeroed (optimizer.zero_grad()
     zeroes the parameters only). Where windows overlap (k1 < k2), a state's gradient from an
-    earlier window is backpropagated again in the next one (SPEC.md §10.6)."""
+    earlier window is backpropagated again in the next one (SPEC.md §5, §10.3)."""
 
     def tbptt_gradients(self, params, x, y, k1, k2, h0=None):
         dims = self._validate(params, x, y, h0)
