@@ -28,3 +28,17 @@ def test_plot(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_names_the_extra(monkeypatch, tmp_path):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real(name, *a),
+    )
+    result = CliRunner().invoke(main, ["flow", "--T", "4", "--plot", str(tmp_path / "f.png")])
+    assert result.exit_code == 1 and "--plot needs matplotlib: pip install" in result.output
+    assert not (tmp_path / "f.png").exists()

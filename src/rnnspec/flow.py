@@ -1,6 +1,7 @@
 """``rnnspec flow``: how much of the gradient comes from each time lag, what truncating BPTT throws
 away, and the Jacobian diagnostics (SPEC.md §10), on a random problem; optionally a plot."""
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -125,6 +126,8 @@ def flow(name, device, dtype, T, B, D, H, K, radius, seed, max_lag, plot_path):
     """Gradient flow on a random problem (SPEC.md §10): the Frobenius norm of each lag's part G_j
     of the gradient, the mean Jacobian norm ‖∂h(T)/∂h(T−j)‖₂, and how far the lag-truncated ∇W
     is from the full one; then σ₁(W) and the regime by Pascanu et al.'s conditions."""
+    if plot_path is not None and importlib.util.find_spec("matplotlib") is None:
+        raise click.ClickException(f"--plot needs matplotlib: {backends.install_hint('bench')}")
     if dtype == "float64":  # JAX computes float64 only in x64 mode; set before jax is imported
         os.environ.setdefault("JAX_ENABLE_X64", "1")
     backend = backends.load(name, device=device)
