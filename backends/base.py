@@ -9,7 +9,10 @@ framework's own operations (see backends/numpy.py, the plainest one):
 - ``_forward(params, x, h0) -> (h, o, ŷ)`` and ``_loss(params, x, y, h0)``, y as weights;
 - ``_gradients(params, x, y, h0) -> (loss, Grads)``: SPEC.md form B, y as weights, ending in
   :func:`grads_from_deltas` with the framework's :class:`Ops`;
-- ``_autodiff_gradients(params, x, y, h0) -> (loss, Grads)``: the framework's autodiff.
+- ``_autodiff_gradients(params, x, y, h0) -> (loss, Grads)``: the framework's autodiff;
+- the gradient-flow kernels of SPEC.md §10 (``_lag_norms``, ``_truncated_gradients``,
+  ``_tbptt_gradients``, ``_jacobian_norms``), which take the lengths already checked and, for
+  TBPTT, the index arrays of :func:`tbptt_plan`.
 
 Because e(t) = (Σ_k y_k(t)) ŷ(t) − y(t) and L(t) are linear in y(t), the gradient of L(t) alone is
 form B run on targets that are zero outside step t: the recursion then starts at t with
@@ -34,7 +37,9 @@ from rnnspec.spec import (
     SpecError,
     validate,
 )
-from rnnspec.spec.types import Array
+from rnnspec.spec.reference_flow import regime, windows
+from rnnspec.spec.types import Array, JacobianNorms, LagNorms
+from rnnspec.spec.validation import validate_length
 
 
 class Ops(NamedTuple):
@@ -67,6 +72,42 @@ def grads_from_deltas(ops: Ops, p: Params, x, h0, B, rows: tuple) -> Grads:
         h0=delta_rows[:B] @ p.W,  # (3.5) Wᵀ δ(1), as rows
         x=ops.reshape_like(delta_rows @ p.U, x),  # (3.5) Uᵀ δ(t), as rows
     )
+
+
+class TbpttPlan(NamedTuple):
+    """Where each window of TBPTT(k1, k2) reads and writes (SPEC.md §10.3), offset-major: offset
+    i = τ − t counts back from the window's last step τ, so the backward recursion runs over i.
+    Index arrays are int64, masks are in x's dtype; n = the number of windows, k = min(k2, T)."""
+
+    steps: np.ndarray  # (k, n) 0-based time index of offset i (clamped where the window ended)
+    inside: np.ndarray  # (k, n, 1, 1) 1 where offset i is in the window (t ≥ s + 1, (10.5))
+    losses: np.ndarray  # (k, n, 1, 1) 1 where step t's loss is the window's (t > previous τ)
+    earliest: np.ndarray  # (k, n, 1, 1) 1 at the window's earliest step (its h(0) is one before)
+    x_rows: np.ndarray  # (n, k) for ∇x in time order: row m of window w, step s_w + 1 + m, is
+    #                     row i·n + w of the (k·n, B, D) offsets (clamped where past the window)
+    x_inside: np.ndarray  # (n, k, 1, 1) 1 where step s_w + 1 + m is in window w
+
+
+def tbptt_plan(T: int, k1: int, k2: int, dtype: str) -> TbpttPlan:
+    """The index arrays of TBPTT(k1, k2) on T steps; shape arithmetic only, no data."""
+    spans = windows(T, k1, k2)
+    k, n = min(k2, T), len(spans)
+    tau = np.array([s[0] for s in spans])
+    offsets = np.arange(k)[:, None]
+    t = tau[None, :] - offsets  # 1-based step of offset i in window w
+    first = np.array([s[2] for s in spans])
+    inside = t >= first[None, :]
+    losses = inside & (t >= np.array([s[1] for s in spans])[None, :])
+    earliest = offsets == (tau - first)[None, :]
+    offset_of_row = (tau - first)[:, None] - np.arange(k)  # (n, k): τ − t for t = s + 1 + m
+    x_inside = offset_of_row >= 0
+    x_rows = np.clip(offset_of_row, 0, k - 1) * n + np.arange(n)[:, None]
+
+    def mask(m):
+        return m.astype(dtype)[..., None, None]
+
+    return TbpttPlan(np.maximum(t - 1, 0), mask(inside), mask(losses), mask(earliest), x_rows,
+                     mask(x_inside))  # fmt: skip
 
 
 def parse_device(backend: str, device: str | None, kinds: dict[str, str]) -> tuple[str, int | None]:
@@ -150,6 +191,24 @@ class ClosedFormBackend(ABC):
     @abstractmethod
     def _gradients(self, params: Params, x: Array, y: Array, h0: Array) -> tuple[Array, Grads]: ...
 
+    @abstractmethod
+    def _lag_norms(self, params: Params, x: Array, y: Array, h0: Array, lags: int) -> tuple: ...
+
+    @abstractmethod
+    def _truncated_gradients(
+        self, params: Params, x: Array, y: Array, h0: Array, k: int
+    ) -> tuple[Array, Grads]: ...
+
+    @abstractmethod
+    def _tbptt_gradients(
+        self, params: Params, x: Array, y: Array, h0: Array, plan: "TbpttPlan"
+    ) -> tuple[Array, Grads]: ...
+
+    @abstractmethod
+    def _jacobian_norms(
+        self, params: Params, x: Array, h0: Array
+    ) -> tuple[Array, Array, Array]: ...
+
     # --- the Backend protocol -------------------------------------------------------------------
 
     def forward(self, params: Params, x: Array, h0: Array | None = None) -> Forward:
@@ -174,6 +233,46 @@ class ClosedFormBackend(ABC):
         at_t[int(t) - 1] = 1
         weights = self._weights(y, dims) * self.asarray(at_t)
         return self._gradients(params, x, weights, self._initial_state(x, h0, dims))
+
+    # --- gradient flow (SPEC.md §10) ---------------------------------------------------------------
+
+    def lag_norms(
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        max_lag: int | None = None,
+    ) -> LagNorms:
+        dims = self._validate(params, x, y, h0)
+        lags = dims.T if max_lag is None else min(dims.T, validate_length("max_lag", max_lag))
+        weights, h0 = self._weights(y, dims), self._initial_state(x, h0, dims)
+        return LagNorms(*self._lag_norms(params, x, weights, h0, lags))
+
+    def truncated_gradients(
+        self, params: Params, x: Array, y: Array, k: int, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        dims = self._validate(params, x, y, h0)
+        k = min(dims.T, validate_length("k", k))  # lags run to T − 1: k ≥ T is the full gradient
+        weights, h0 = self._weights(y, dims), self._initial_state(x, h0, dims)
+        return self._truncated_gradients(params, x, weights, h0, k)
+
+    def tbptt_gradients(
+        self, params: Params, x: Array, y: Array, k1: int, k2: int, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        dims = self._validate(params, x, y, h0)
+        k1 = validate_length("k1", k1)
+        k2 = validate_length("k2", k2, k1, f"k1 = {k1}")
+        plan = tbptt_plan(dims.T, k1, k2, dims.dtype)
+        weights, h0 = self._weights(y, dims), self._initial_state(x, h0, dims)
+        return self._tbptt_gradients(params, x, weights, h0, TbpttPlan(*map(self.asarray, plan)))
+
+    def jacobian_norms(self, params: Params, x: Array, h0: Array | None = None) -> JacobianNorms:
+        dims = self._validate(params, x, None, h0)
+        per_sequence, mean, sigma = self._jacobian_norms(
+            params, x, self._initial_state(x, h0, dims)
+        )
+        return JacobianNorms(per_sequence, mean, sigma, regime(float(self.to_numpy(sigma))))
 
     def enforce_full_precision(self) -> str:
         """Turn off reduced-precision float32 matmuls (TF32 and the like); say what was done.

@@ -26,7 +26,7 @@ from rnnspec.spec import Capabilities, Grads, Params, SpecError
 GPU_UNROLL = 16
 
 
-def _hidden_states(p: Params, x, h0, unroll: int):
+def _hidden_states(p: Params, x, h0, unroll: int = 1):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
     T, B, D = x.shape
     inputs = (x.reshape(T * B, D) @ p.U.T + p.b).reshape(T, B, -1)
@@ -104,6 +104,113 @@ def _all_finite(arrays):
     return jnp.all(jnp.stack([jnp.isfinite(array).all() for array in arrays]))
 
 
+def _step_losses_and_output_errors(p: Params, h, y):
+    """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
+    _, log_yhat = _log_softmax_outputs(p, h)
+    return -(y * log_yhat).sum(axis=(1, 2)), y.sum(axis=-1, keepdims=True) * jnp.exp(log_yhat) - y
+
+
+def _next_lag(p: Params, slab, derivative):
+    """(10.2) lag j from lag j − 1: row k becomes D_k Wᵀ (row k + 1); rows past T − j are zero,
+    so that every slab keeps the shape (T, B, H) that a compiled loop needs."""
+    shifted = jnp.concatenate([slab[1:], jnp.zeros_like(slab[:1])])
+    return (shifted @ p.W) * derivative
+
+
+@partial(jax.jit, static_argnums=4)
+def _lag_norms(p: Params, x, y, h0, lags: int):
+    T, B, D = x.shape
+    h = _hidden_states(p, x, h0)
+    _, e_rows = _loss_and_output_errors(p, h, y)
+    H = h.shape[-1]
+    derivative = 1 - h * h  # (2.2) D_k
+    h_prev = jnp.concatenate([h0[None], h[:-1]])
+
+    def lag(slab, _):  # the norms of (10.1) G_j for U, W, b, h0, x; then the next lag's slab
+        rows = slab.reshape(T * B, H)
+        norms = jnp.stack([
+            jnp.linalg.norm(rows.T @ x.reshape(T * B, D)),  # Σ_k δ_k(k + j) x(k)ᵀ
+            jnp.linalg.norm(rows.T @ h_prev.reshape(T * B, H)),  # Σ_k δ_k(k + j) h(k − 1)ᵀ
+            jnp.linalg.norm(rows.sum(0)),
+            jnp.linalg.norm(slab[0] @ p.W),  # Wᵀ δ_1(1 + j)
+            jnp.linalg.norm(slab @ p.U),  # Uᵀ δ_k(k + j)
+        ])  # fmt: skip
+        return _next_lag(p, slab, derivative), norms
+
+    first = (e_rows @ p.V).reshape(T, B, H) * derivative  # lag 0: D_k Vᵀ e(k)
+    _, norms = lax.scan(lag, first, length=lags)
+    zero = jnp.zeros_like(norms[1:, 0])
+    V = jnp.concatenate([jnp.linalg.norm(e_rows.T @ h.reshape(T * B, H))[None], zero])
+    c = jnp.concatenate([jnp.linalg.norm(e_rows.sum(0))[None], zero])
+    return norms[:, 0], norms[:, 1], norms[:, 2], V, c, norms[:, 3], norms[:, 4]
+
+
+@jax.jit
+def _truncated_gradients(p: Params, x, y, h0, k):
+    T, B, D = x.shape
+    h = _hidden_states(p, x, h0)
+    loss, e_rows = _loss_and_output_errors(p, h, y)
+    H = h.shape[-1]
+    derivative = 1 - h * h  # (2.2) D_k
+    first = (e_rows @ p.V).reshape(T, B, H) * derivative  # lag 0: D_k Vᵀ e(k)
+
+    def add_lag(_, carry):  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
+        slab, total = carry
+        slab = _next_lag(p, slab, derivative)
+        return slab, total + slab
+
+    _, delta = lax.fori_loop(1, k, add_lag, (first, first))
+    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+    return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
+
+
+@jax.jit
+def _tbptt_gradients(p: Params, x, y, h0, plan):
+    _, B, D = x.shape
+    h = _hidden_states(p, x, h0)
+    step_losses, e = _step_losses_and_output_errors(p, h, y)
+    h_prev = jnp.concatenate([h0[None], h[:-1]])
+    k, n = plan.steps.shape  # offsets i = τ − t, windows w: every (i, w) row at once
+    e_w = e[plan.steps] * plan.losses  # e(t) of the window's own loss steps (10.6)
+    derivative = (1 - h[plan.steps] ** 2) * plan.inside  # D_t, zero outside the window
+
+    def step(delta_prev, inputs):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
+        output_grad_i, derivative_i = inputs
+        delta_i = (output_grad_i + delta_prev @ p.W) * derivative_i
+        return delta_i, delta_i
+
+    _, delta = lax.scan(step, jnp.zeros_like(derivative[0]), (e_w @ p.V, derivative))
+
+    def per_window(a, b):  # Σ over offsets and batch of aᵀ b, for each window
+        a, b = a.swapaxes(0, 1), b.swapaxes(0, 1)
+        return a.reshape(n, k * B, -1).swapaxes(1, 2) @ b.reshape(n, k * B, -1)
+
+    grads = Grads(
+        U=per_window(delta, x[plan.steps]),
+        W=per_window(delta, h_prev[plan.steps]),
+        b=delta.sum(axis=(0, 2)),
+        V=per_window(e_w, h[plan.steps]),
+        c=e_w.sum(axis=(0, 2)),
+        h0=(delta * plan.earliest).sum(0) @ p.W,  # ∇h(τ − k2): Wᵀ δ at the earliest step
+        x=(delta @ p.U).reshape(k * n, B, D)[plan.x_rows] * plan.x_inside,
+    )
+    return (step_losses[plan.steps] * plan.losses[..., 0, 0]).sum(0), grads
+
+
+@jax.jit
+def _jacobian_norms(p: Params, x, h0):
+    B = x.shape[1]
+    derivative = 1 - _hidden_states(p, x, h0) ** 2
+
+    def lag(jacobian, derivative_i):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
+        jacobian = (jacobian * derivative_i[:, None, :]) @ p.W
+        return jacobian, jnp.linalg.norm(jacobian, 2, axis=(1, 2))
+
+    eye = jnp.broadcast_to(jnp.eye(p.W.shape[0], dtype=x.dtype), (B, *p.W.shape))
+    _, norms = lax.scan(lag, eye, derivative[:0:-1])  # D_T, D_{T−1}, …, D_2
+    return norms, norms.mean(axis=1), jnp.linalg.norm(p.W, 2)
+
+
 #: one compiled dispatch, not the several of an eager jax.nn.one_hot
 _one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
 
@@ -111,7 +218,7 @@ _one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
 class JaxBackend(base.ClosedFormAutodiffBackend):
     name = "jax"
     framework_version = f"jax {jax.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"), gradient_flow=True)
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -166,6 +273,11 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
 
     def _autodiff_gradients(self, p, x, y, h0):
         return _autodiff_gradients(p, x, y, h0, self._unroll)
+
+    _lag_norms = staticmethod(_lag_norms)
+    _truncated_gradients = staticmethod(_truncated_gradients)
+    _tbptt_gradients = staticmethod(_tbptt_gradients)
+    _jacobian_norms = staticmethod(_jacobian_norms)
 
     def enforce_full_precision(self) -> str:
         jax.config.update("jax_default_matmul_precision", "highest")

@@ -101,10 +101,128 @@ def _autodiff_gradients(p, x, y, h0):
     return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
 
+def _step_losses_and_output_errors(p: Params, h, y):
+    """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
+    _, log_yhat = _log_softmax_outputs(p, h)
+    step_losses = -tf.reduce_sum(y * log_yhat, axis=(1, 2))
+    return step_losses, tf.reduce_sum(y, axis=-1, keepdims=True) * tf.exp(log_yhat) - y
+
+
+def _next_lag(p: Params, slab, derivative):
+    """(10.2) lag j from lag j − 1: row k becomes D_k Wᵀ (row k + 1); rows past T − j are zero,
+    so that every slab keeps the shape (T, B, H) that a compiled loop needs."""
+    shifted = tf.concat([slab[1:], tf.zeros_like(slab[:1])], axis=0)
+    return (shifted @ p.W) * derivative
+
+
+def _first_lag(p: Params, h, e_rows):
+    """Lag 0: δ_k(k) = D_k Vᵀ e(k), with D_k = 1 − h(k)⊙h(k) (2.2)."""
+    derivative = 1 - h * h
+    return tf.reshape(e_rows @ p.V, tf.shape(h)) * derivative, derivative
+
+
+@tf.function(reduce_retracing=True)
+def _lag_norms(p, x, y, h0, lags):
+    T, B, D = tf.unstack(tf.shape(x))
+    h = _hidden_states(p, x, h0)
+    _, e_rows = _loss_and_output_errors(p, h, y)
+    x_rows, h_prev_rows = (
+        tf.reshape(x, [T * B, D]),
+        tf.reshape(tf.concat([h0[None], h[:-1]], 0), [T * B, -1]),
+    )
+    slab, derivative = _first_lag(p, h, e_rows)
+    norms = tf.TensorArray(x.dtype, size=lags)
+    for j in tf.range(lags):  # the norms of (10.1) G_j for U, W, b, h0, x; then the next lag
+        rows = tf.reshape(slab, [T * B, -1])
+        norms = norms.write(j, tf.stack([
+            tf.norm(tf.matmul(rows, x_rows, transpose_a=True)),  # Σ_k δ_k(k + j) x(k)ᵀ
+            tf.norm(tf.matmul(rows, h_prev_rows, transpose_a=True)),  # Σ_k δ_k(k + j) h(k − 1)ᵀ
+            tf.norm(tf.reduce_sum(rows, 0)),
+            tf.norm(slab[0] @ p.W),  # Wᵀ δ_1(1 + j)
+            tf.norm(slab @ p.U),  # Uᵀ δ_k(k + j)
+        ]))  # fmt: skip
+        slab = _next_lag(p, slab, derivative)
+    norms = norms.stack()
+    zero = tf.zeros_like(norms[1:, 0])
+    V = tf.concat(
+        [[tf.norm(tf.matmul(e_rows, tf.reshape(h, [T * B, -1]), transpose_a=True))], zero], 0
+    )
+    c = tf.concat([[tf.norm(tf.reduce_sum(e_rows, 0))], zero], 0)
+    return norms[:, 0], norms[:, 1], norms[:, 2], V, c, norms[:, 3], norms[:, 4]
+
+
+@tf.function(reduce_retracing=True)
+def _truncated_gradients(p, x, y, h0, k):
+    T, B, D = tf.unstack(tf.shape(x))
+    h = _hidden_states(p, x, h0)
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+    slab, derivative = _first_lag(p, h, e_rows)
+    delta = slab  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
+    for _ in tf.range(1, k):
+        slab = _next_lag(p, slab, derivative)
+        delta += slab
+    rows = (
+        tf.reshape(x, [T * B, D]),
+        tf.reshape(h, [T * B, -1]),
+        e_rows,
+        tf.reshape(delta, [T * B, -1]),
+    )
+    return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows)
+
+
+@tf.function(reduce_retracing=True)
+def _tbptt_gradients(p, x, y, h0, plan):
+    _, B, D = tf.unstack(tf.shape(x))
+    h = _hidden_states(p, x, h0)
+    step_losses, e = _step_losses_and_output_errors(p, h, y)
+    h_prev = tf.concat([h0[None], h[:-1]], axis=0)
+    k, n = tf.unstack(tf.shape(plan.steps))  # offsets i = τ − t, windows w: every (i, w) at once
+    e_w = tf.gather(e, plan.steps) * plan.losses  # e(t) of the window's own loss steps (10.6)
+    h_w = tf.gather(h, plan.steps)
+    derivative = (1 - h_w * h_w) * plan.inside  # D_t, zero outside the window
+
+    def step(delta_prev, inputs):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
+        output_grad_i, derivative_i = inputs
+        return (output_grad_i + delta_prev @ p.W) * derivative_i
+
+    delta = tf.scan(step, (e_w @ p.V, derivative), initializer=tf.zeros_like(derivative[0]))
+
+    def per_window(a, b):  # Σ over offsets and batch of aᵀ b, for each window
+        a = tf.reshape(tf.transpose(a, [1, 0, 2, 3]), [n, k * B, -1])
+        b = tf.reshape(tf.transpose(b, [1, 0, 2, 3]), [n, k * B, -1])
+        return tf.matmul(a, b, transpose_a=True)
+
+    grads = Grads(
+        U=per_window(delta, tf.gather(x, plan.steps)),
+        W=per_window(delta, tf.gather(h_prev, plan.steps)),
+        b=tf.reduce_sum(delta, axis=(0, 2)),
+        V=per_window(e_w, h_w),
+        c=tf.reduce_sum(e_w, axis=(0, 2)),
+        h0=tf.reduce_sum(delta * plan.earliest, 0) @ p.W,  # ∇h(τ − k2): Wᵀ δ at the earliest step
+        x=tf.gather(tf.reshape(delta @ p.U, [k * n, B, D]), plan.x_rows) * plan.x_inside,
+    )
+    losses = tf.reduce_sum(tf.gather(step_losses, plan.steps) * plan.losses[..., 0, 0], 0)
+    return losses, grads
+
+
+@tf.function(reduce_retracing=True)
+def _jacobian_norms(p, x, h0):
+    T, B = tf.unstack(tf.shape(x)[:2])
+    h = _hidden_states(p, x, h0)
+    derivative = 1 - h * h
+    jacobian = tf.eye(tf.shape(p.W)[0], batch_shape=[B], dtype=x.dtype)
+    norms = tf.TensorArray(x.dtype, size=T - 1, element_shape=[None])
+    for j in tf.range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
+        jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
+        norms = norms.write(j - 1, tf.linalg.svd(jacobian, compute_uv=False)[:, 0])
+    norms = tf.reshape(norms.stack(), [T - 1, B])
+    return norms, tf.reduce_mean(norms, axis=1), tf.linalg.svd(p.W, compute_uv=False)[0]
+
+
 class TensorflowBackend(base.ClosedFormAutodiffBackend):
     name = "tensorflow"
     framework_version = f"tensorflow {tf.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"), gradient_flow=True)
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -156,6 +274,25 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
     def _autodiff_gradients(self, p, x, y, h0):
         with tf.device(self.device):
             return _autodiff_gradients(p, x, y, h0)
+
+    def _lag_norms(self, p, x, y, h0, lags):
+        with tf.device(self.device):
+            return _lag_norms(p, x, y, h0, tf.constant(lags))
+
+    def _truncated_gradients(self, p, x, y, h0, k):
+        with tf.device(self.device):
+            return _truncated_gradients(p, x, y, h0, tf.constant(k))
+
+    def _tbptt_gradients(self, p, x, y, h0, plan):
+        with tf.device(self.device):
+            return _tbptt_gradients(p, x, y, h0, plan)
+
+    def _jacobian_norms(self, p, x, h0):
+        with tf.device(self.device):
+            if x.shape[0] == 1:  # no lag: a TensorArray of unknown element shape cannot stack none
+                sigma = tf.linalg.svd(p.W, compute_uv=False)[0]
+                return tf.zeros((0, x.shape[1]), x.dtype), tf.zeros((0,), x.dtype), sigma
+            return _jacobian_norms(p, x, h0)
 
     def enforce_full_precision(self) -> str:
         tf.config.experimental.enable_tensor_float_32_execution(False)

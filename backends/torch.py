@@ -156,6 +156,37 @@ def _captured_gradients(device, dtype, T, B, D, H, K) -> _CapturedGradients | No
         return None
 
 
+def _step_losses_and_output_errors(p: Params, h, y):
+    """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
+    _, log_yhat = _log_softmax_outputs(p, h)
+    return -(y * log_yhat).sum(dim=(1, 2)), y.sum(dim=-1, keepdim=True) * log_yhat.exp() - y
+
+
+def _lag_deltas(p: Params, h, e_rows, lags: int):
+    """The slabs δ_k(k + j) for k = 1 … T − j, one lag j = 0 … lags − 1 at a time (10.2): lag 0 is
+    D_k Vᵀ e(k), lag j is D_k Wᵀ (lag j − 1 at k + 1), every k in one product."""
+    T, B, H = h.shape
+    derivative = 1 - h * h  # (2.2) D_k
+    slab = (e_rows @ p.V).reshape(T, B, H) * derivative
+    yield slab
+    for j in range(1, lags):
+        slab = (slab[1:] @ p.W) * derivative[: T - j]
+        yield slab
+
+
+def _lag_grads(p: Params, x, h_prev, slab):
+    """(10.1) G_j for U, W, b, h0 and x from the lag-j slab (δ_k(k + j) at rows k = 1 … T − j)."""
+    n, B, H = slab.shape
+    rows = slab.reshape(n * B, H)
+    return (
+        rows.T @ x[:n].reshape(n * B, -1),  # Σ_k δ_k(k + j) x(k)ᵀ
+        rows.T @ h_prev[:n].reshape(n * B, H),  # Σ_k δ_k(k + j) h(k − 1)ᵀ
+        rows.sum(0),
+        slab[0] @ p.W,  # Wᵀ δ_1(1 + j), as rows
+        slab @ p.U,  # Uᵀ δ_k(k + j), as rows
+    )
+
+
 def _torch_dtype(dtype: Any) -> torch.dtype:
     """torch.float32 for "float32", numpy.float32, numpy.dtype("float32") or torch.float32."""
     return dtype if isinstance(dtype, torch.dtype) else getattr(torch, np.dtype(dtype).name)
@@ -164,7 +195,7 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
 class TorchBackend(base.ClosedFormAutodiffBackend):
     name = "torch"
     framework_version = f"torch {torch.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "cuda"))
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "cuda"), gradient_flow=True)
 
     device_names = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 
@@ -252,6 +283,72 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
             loss = -(y * log_yhat).sum()  # (1.5)–(1.6)
             grads = torch.autograd.grad(loss, inputs)
         return loss.detach(), Grads(*grads)
+
+    @torch.no_grad()
+    def _lag_norms(self, p, x, y, h0, lags):
+        T, B, H = x.shape[0], x.shape[1], p.W.shape[0]
+        h = _hidden_states(p, x, h0)
+        _, e_rows = _loss_and_output_errors(p, h, y)
+        h_prev = torch.cat([h0[None], h[:-1]])
+        norms = x.new_zeros((lags, 7))  # columns U, W, b, V, c, h0, x
+        norms[0, 3] = torch.linalg.norm(e_rows.T @ h.reshape(T * B, H))  # lag 0 only
+        norms[0, 4] = torch.linalg.norm(e_rows.sum(0))
+        for j, slab in enumerate(_lag_deltas(p, h, e_rows, lags)):
+            G = _lag_grads(p, x, h_prev, slab)
+            norms[j, [0, 1, 2, 5, 6]] = torch.stack([torch.linalg.norm(g) for g in G])
+        return tuple(norms.T.clone().unbind(0))
+
+    @torch.no_grad()
+    def _truncated_gradients(self, p, x, y, h0, k):
+        T, B, D = x.shape
+        h = _hidden_states(p, x, h0)
+        loss, e_rows = _loss_and_output_errors(p, h, y)
+        H = h.shape[-1]
+        delta = torch.zeros_like(h)  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
+        for slab in _lag_deltas(p, h, e_rows, k):
+            delta[: len(slab)] += slab
+        rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+        return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
+
+    @torch.no_grad()
+    def _tbptt_gradients(self, p, x, y, h0, plan):
+        _, B, D = x.shape
+        h = _hidden_states(p, x, h0)
+        step_losses, e = _step_losses_and_output_errors(p, h, y)
+        h_prev = torch.cat([h0[None], h[:-1]])
+        k, n = plan.steps.shape  # offsets i = τ − t, windows w: every (i, w) row at once
+        e_w = e[plan.steps] * plan.losses  # e(t) of the window's own loss steps (10.6)
+        derivative = (1 - h[plan.steps] ** 2) * plan.inside  # D_t, zero outside the window
+        delta = (e_w @ p.V) * derivative
+        for i in range(1, k):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
+            delta[i] += (delta[i - 1] @ p.W) * derivative[i]
+
+        def per_window(a, b):  # Σ over offsets and batch of aᵀ b, for each window
+            a, b = a.transpose(0, 1), b.transpose(0, 1)
+            return a.reshape(n, k * B, -1).transpose(1, 2) @ b.reshape(n, k * B, -1)
+
+        grads = Grads(
+            U=per_window(delta, x[plan.steps]),
+            W=per_window(delta, h_prev[plan.steps]),
+            b=delta.sum(dim=(0, 2)),
+            V=per_window(e_w, h[plan.steps]),
+            c=e_w.sum(dim=(0, 2)),
+            h0=(delta * plan.earliest).sum(0) @ p.W,  # ∇h(τ − k2): Wᵀ δ at the earliest step
+            x=(delta @ p.U).reshape(k * n, B, D)[plan.x_rows] * plan.x_inside,
+        )
+        losses = (step_losses[plan.steps] * plan.losses[..., 0, 0]).sum(0)
+        return losses, grads
+
+    @torch.no_grad()
+    def _jacobian_norms(self, p, x, h0):
+        T, B = x.shape[:2]
+        derivative = 1 - _hidden_states(p, x, h0) ** 2
+        jacobian = torch.eye(p.W.shape[0], dtype=x.dtype, device=x.device).expand(B, -1, -1)
+        norms = x.new_empty((T - 1, B))
+        for j in range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
+            jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
+            norms[j - 1] = torch.linalg.matrix_norm(jacobian, 2)
+        return norms, norms.mean(dim=1), torch.linalg.matrix_norm(p.W, 2)
 
     def enforce_full_precision(self) -> str:
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -7,6 +7,7 @@ chosen by the top-level module of the arrays the backend's ``asarray`` returns (
 so that any backend on torch tensors, say, built-in or not, is synchronised as torch is.
 """
 
+import functools
 import itertools
 import os
 import tracemalloc
@@ -15,6 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from rnnspec.bench.workloads import FLOW_CALLS
 from rnnspec.spec import AutodiffBackend, Backend, Grads
 
 Call = Callable[[], Any]
@@ -76,6 +78,17 @@ class Framework:
             autodiff = cast(AutodiffBackend, b)  # what capabilities.autodiff promises
             impls[f"{b.name} autodiff"] = lambda: autodiff.autodiff_gradients(params, x, y, h0)
         return impls
+
+    def flow_implementations(self, params, x, y, h0) -> dict[str, Call]:
+        """Name -> one call of each gradient-flow method timed (workloads.FLOW_CALLS), where the
+        backend declares capabilities.gradient_flow."""
+        b = self.backend
+        if not getattr(b.capabilities, "gradient_flow", False):
+            return {}
+        return {
+            f"{b.name} {label}": functools.partial(call, b, params, x, y, h0)
+            for label, call in FLOW_CALLS.items()
+        }
 
     def sync(self, arrays: Iterable) -> None:
         """Return once every array is computed (asynchronous frameworks return before)."""

@@ -236,6 +236,11 @@ LEGEND = (
 )
 
 
+def _in_full_gradients(row: dict) -> str:
+    """A gradient-flow row's cost over its backend's closed form (SPEC.md §10; bench/run.derive)."""
+    return f" = {row['vs_closed_form']:.2f}× closed form" if "vs_closed_form" in row else ""
+
+
 def timing_table(rows: list[dict], dtype: str) -> list[str]:
     """One dtype's rows that a timing worker reported (timed or not), by workload, fastest first."""
     mine = [r for r in rows if r["dtype"] == dtype and "error_ratio" in r]
@@ -250,7 +255,7 @@ def timing_table(rows: list[dict], dtype: str) -> list[str]:
         cells.append(
             [
                 r["workload"],
-                f"{bold}{_escape(r['impl'])}{bold}",
+                f"{bold}{_escape(r['impl'])}{bold}" + _in_full_gradients(r),
                 _ms(r["median_ms"]) if timed else "**not timed**",
                 f"{_ms(r['q1_ms'])}–{_ms(r['q3_ms'])}" if timed else "",
                 f"{r['vs_autodiff']:.2f}" if "vs_autodiff" in r else "",

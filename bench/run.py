@@ -150,7 +150,8 @@ def derive(data: dict) -> list[dict]:
     for row in rows.values():
         if "times_ms" in row:
             row.update(summary(row["times_ms"]))
-            row["gflops"] = WORKLOADS[row["workload"]].flops() / row["median_ms"] / 1e6
+            if not row.get("flow"):  # flops() counts the full gradient's products
+                row["gflops"] = WORKLOADS[row["workload"]].flops() / row["median_ms"] / 1e6
         peak = statistics.median(peaks[(row["backend"], row["dtype"])] or [0.0])
         if "gflops" in row and peak:
             row["peak_gflops"] = peak
@@ -160,6 +161,10 @@ def derive(data: dict) -> list[dict]:
     for row in rows.values():
         if is_closed_form(row) and "median_ms" in row:
             _compare(row, rows.values())
+        if row.get("flow") and "median_ms" in row:  # SPEC.md §10's cost against the full gradient
+            closed = rows.get((row["workload"], row["dtype"], f"{row['backend']} closed form"))
+            if closed and "median_ms" in closed:
+                row["vs_closed_form"] = _ratio(row, closed)
     return list(rows.values())
 
 
@@ -167,7 +172,11 @@ def _compare(closed: dict, rows: Iterable[dict]) -> None:
     """Add closed's ratios to the fastest autodiff and to torch.nn.RNN on its workload and dtype:
     to its own backend's autodiffs where it has any, else to every other backend's."""
     key = (closed["workload"], closed["dtype"])
-    others = [r for r in rows if (r["workload"], r["dtype"]) == key and not is_closed_form(r)]
+    others = [
+        r
+        for r in rows
+        if (r["workload"], r["dtype"]) == key and not is_closed_form(r) and not r.get("flow")
+    ]
     own = [r for r in others if r["backend"] == closed["backend"]]
     autodiffs = [r for r in own or others if "median_ms" in r]
     if autodiffs:
@@ -294,9 +303,12 @@ def timing_table(rows: list[dict]) -> Table:
             ms = "[red]not timed[/]"
             if "median_ms" in r:
                 ms = f"{_num(r['median_ms'])} ({_num(r['q1_ms'])}–{_num(r['q3_ms'])})"
+            impl = escape(r["impl"])
+            if "vs_closed_form" in r:  # a gradient-flow call: its cost in full gradients
+                impl += f" = {r['vs_closed_form']:.2f}× closed form"
             t.add_row(
                 label,
-                escape(r["impl"]),
+                impl,
                 ms,
                 f"{r['vs_autodiff']:.2f}" if "vs_autodiff" in r else "",
                 f"{r['vs_nn_rnn']:.2f}" if "vs_nn_rnn" in r else "",

@@ -37,6 +37,15 @@ WORKLOADS = {
     )
 }
 QUICK = ("small", "medium")
+
+#: where the gradient-flow methods of SPEC.md §10 are timed, beside the full gradient
+FLOW_WORKLOAD = "long"
+#: name suffix -> the call on (backend, params, x, y, h0): lag truncation at k = 20, O(T·k) work,
+#: and windowed TBPTT(50, 50), O(T·k2/k1) work in k2 sequential steps (SPEC.md §10.2–§10.3)
+FLOW_CALLS = {
+    "truncated_gradients k=20": lambda b, p, x, y, h0: b.truncated_gradients(p, x, y, 20, h0),
+    "tbptt_gradients k1=k2=50": lambda b, p, x, y, h0: b.tbptt_gradients(p, x, y, 50, 50, h0),
+}
 #: the workload whose peak memory is measured (at T and at T/2, to show it is linear in T)
 MEMORY_WORKLOAD = "long"
 

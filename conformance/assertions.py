@@ -22,7 +22,7 @@ class Call:
     method: str  # one of calls.METHODS
     case: Case
     dtype: str
-    t: int | None = None
+    t: int | tuple[int, ...] | None = None  # the integer arguments (t; k; k1, k2)
     log: Callable[[float], None] | None = None  # receives every error / tolerance ratio
     loaded_as: tuple[str, str | None] | None = None  # the --backend and --device it was loaded by
 
@@ -32,7 +32,7 @@ class Call:
         return "\n".join(
             [
                 "from rnnspec import backends",
-                "from rnnspec.spec import reference",
+                "from rnnspec.spec import reference, reference_flow",
                 f"from rnnspec.conformance.cases import {'CASES' if named else 'Case'}",
                 f"case = CASES[{self.case.name!r}]" if named else f"case = {self.case!r}",
                 f"backend = backends.load({name!r}, device={device!r})",

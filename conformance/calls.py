@@ -7,6 +7,10 @@ from typing import Any
 from rnnspec.spec import Grads
 
 METHODS = ("forward", "loss", "gradients", "step_gradients", "autodiff_gradients")
+#: the gradient-flow methods (SPEC.md §10), checked by test_flow.py alone
+FLOW_METHODS = ("lag_norms", "truncated_gradients", "tbptt_gradients", "jacobian_norms")
+#: the integer arguments a reproduction snippet prints as values, in order
+INTEGERS = ("t", "k", "k1", "k2")
 
 #: method -> its positional arguments; h0 is always passed by keyword
 ARGUMENTS = {
@@ -15,6 +19,10 @@ ARGUMENTS = {
     "gradients": ("params", "x", "y"),
     "step_gradients": ("params", "x", "y", "t"),
     "autodiff_gradients": ("params", "x", "y"),
+    "lag_norms": ("params", "x", "y"),
+    "truncated_gradients": ("params", "x", "y", "k"),
+    "tbptt_gradients": ("params", "x", "y", "k1", "k2"),
+    "jacobian_norms": ("params", "x"),
 }
 
 _GRADIENT_TENSORS = (("L", "[0]"), *((f"Grads.{f}", f"[1].{f}") for f in Grads._fields))
@@ -26,6 +34,12 @@ TENSORS = {
     "gradients": _GRADIENT_TENSORS,
     "step_gradients": _GRADIENT_TENSORS,
     "autodiff_gradients": _GRADIENT_TENSORS,
+    "lag_norms": tuple((f"LagNorms.{f}", f".{f}") for f in Grads._fields),
+    "truncated_gradients": _GRADIENT_TENSORS,
+    "tbptt_gradients": (("window losses", "[0]"), *_GRADIENT_TENSORS[1:]),
+    "jacobian_norms": tuple(
+        (f"JacobianNorms.{f}", f".{f}") for f in ("per_sequence", "mean", "sigma_max_W")
+    ),
 }
 
 
@@ -35,16 +49,20 @@ def invoke(backend, method: str, params, x, y=None, h0=None, t: int | None = Non
     return getattr(backend, method)(*(given[a] for a in ARGUMENTS[method]), h0=h0)
 
 
-def source(method: str, t: int | None = None) -> str:
-    """The call as code, for a reproduction snippet: 'backend.step_gradients(params, x, y, 3, h0=h0)'."""
-    args = ", ".join(str(t) if a == "t" else a for a in ARGUMENTS[method])
+def source(method: str, t: int | tuple[int, ...] | None = None) -> str:
+    """The call as code, for a reproduction snippet: 'backend.step_gradients(params, x, y, 3, h0=h0)';
+    ``t`` holds the integer arguments (a tuple where there are several, as k1, k2)."""
+    values = iter(t if isinstance(t, tuple) else (t,))
+    args = ", ".join(str(next(values)) if a in INTEGERS else a for a in ARGUMENTS[method])
     return f"backend.{method}({args}, h0=h0)"
 
 
 def flatten(method: str, result) -> list:
     """A call's result as the flat list of tensors that TENSORS[method] names."""
-    if method == "forward":
+    if method in ("forward", "lag_norms"):
         return list(result)
+    if method == "jacobian_norms":
+        return list(result[:3])
     if method == "loss":
         return [result]
     loss, grads = result

@@ -6,9 +6,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnspec.conformance.calls import TENSORS, flatten
+from rnnspec.conformance.calls import FLOW_METHODS, TENSORS, flatten
 from rnnspec.conformance.cases import Case
-from rnnspec.spec import reference, tolerance
+from rnnspec.spec import reference, reference_flow, tolerance
 
 
 class Expected(NamedTuple):
@@ -33,6 +33,26 @@ _REFERENCE = {
     ),
 }
 _REFERENCE["autodiff_gradients"] = _REFERENCE["gradients"]
+_REFERENCE.update(
+    {  # SPEC.md §10, t holding the lengths: (k,) or (k1, k2)
+        "lag_norms": (
+            lambda p, x, y, h0, t: reference_flow.lag_norms(p, x, y, h0),
+            "lag_norms(params, x, y, h0)",
+        ),
+        "truncated_gradients": (
+            lambda p, x, y, h0, t: reference_flow.truncated_gradients(p, x, y, *t, h0),
+            "truncated_gradients(params, x, y, *{t}, h0)",
+        ),
+        "tbptt_gradients": (
+            lambda p, x, y, h0, t: reference_flow.tbptt_gradients(p, x, y, *t, h0),
+            "tbptt_gradients(params, x, y, *{t}, h0)",
+        ),
+        "jacobian_norms": (
+            lambda p, x, y, h0, t: reference_flow.jacobian_norms(p, x, h0),
+            "jacobian_norms(params, x, h0)",
+        ),
+    }
+)
 
 
 @functools.cache
@@ -47,7 +67,7 @@ def expected(case: Case, method: str, t: int | None = None) -> Expected:
     def fn(params, x, y, h0):
         return [np.asarray(v) for v in flatten(method, function(params, x, y, h0, t))]
 
-    if method == "forward":  # κ measures the sensitivity to the inputs the call takes
+    if method in ("forward", "jacobian_norms"):  # κ: the sensitivity to the inputs it takes
         args: tuple = (params, x, h0)
         values = fn(params, x, None, h0)
         kappas = tolerance.condition_numbers(lambda p, x, h0: fn(p, x, None, h0), args, case.seed)
@@ -55,6 +75,5 @@ def expected(case: Case, method: str, t: int | None = None) -> Expected:
         args = (params, x, y, h0)
         values, kappas = fn(*args), tolerance.condition_numbers(fn, args, seed=case.seed)
     names, picks = zip(*TENSORS[method])
-    return Expected(
-        names, tuple(values), tuple(kappas), "reference." + expression.format(t=t), picks
-    )
+    module = "reference_flow." if method in FLOW_METHODS else "reference."
+    return Expected(names, tuple(values), tuple(kappas), module + expression.format(t=t), picks)

@@ -92,6 +92,8 @@ def not_applicable(item, backend) -> str | None:
         needs.add("autodiff")
     if "autodiff" in needs and not capabilities.autodiff:
         return f"autodiff: n/a — {backend.name} has none"
+    if "gradient_flow" in needs and not getattr(capabilities, "gradient_flow", False):
+        return f"gradient flow: n/a — {backend.name} declares none"
     dtype = params.get("dtype")
     if dtype is not None and dtype not in capabilities.dtypes:
         return f"{dtype}: n/a — {backend.name} computes in {', '.join(capabilities.dtypes)}"

@@ -30,6 +30,7 @@ GROUPS = (
     "state",
     "properties",
     "reference (FD)",
+    "flow",
 )
 WORST_RATIO = "rnnspec_worst_ratio"  # the user property conftest's `call` logs
 
@@ -137,6 +138,7 @@ class JsonReport:
                     "dtypes": [d for d in dtypes(self.config) if d in backend.capabilities.dtypes],
                     "capabilities": {
                         "autodiff": backend.capabilities.autodiff,
+                        "gradient_flow": getattr(backend.capabilities, "gradient_flow", False),
                         "devices": list(backend.capabilities.devices),
                         "dtypes": list(backend.capabilities.dtypes),
                     },

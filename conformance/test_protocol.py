@@ -4,7 +4,7 @@ what it can do."""
 import numpy as np
 import pytest
 
-from rnnspec.spec import AutodiffBackend, Backend, protocol_problems
+from rnnspec.spec import AutodiffBackend, Backend, GradientFlowBackend, protocol_problems
 
 pytestmark = pytest.mark.rnnspec_group("protocol")
 
@@ -25,6 +25,15 @@ def test_declared_autodiff_is_there(backend):
     assert backend.capabilities.autodiff == isinstance(backend, AutodiffBackend), (
         f"{backend!r}: capabilities.autodiff = {backend.capabilities.autodiff}, but "
         f"autodiff_gradients is {'present' if hasattr(backend, 'autodiff_gradients') else 'absent'}"
+    )
+
+
+def test_declared_gradient_flow_is_there(backend):
+    """capabilities.gradient_flow is what the suite trusts to skip or run the flow checks."""
+    declared = getattr(backend.capabilities, "gradient_flow", False)
+    assert declared == isinstance(backend, GradientFlowBackend), (
+        f"{backend!r}: capabilities.gradient_flow = {declared}, but the methods of SPEC.md §10 are "
+        f"{'present' if isinstance(backend, GradientFlowBackend) else 'absent'}"
     )
 
 

@@ -86,3 +86,67 @@ def test_delta_is_the_sum_of_per_step_deltas(name):
             delta = D[k] @ (params.V.T @ e[k - 1, n] + params.W.T @ delta_next)  # (3.1)–(3.2)
             assert tolerance.ratio(delta, per_step[k], "float64", case.T) <= 1, (name, n, k)
             delta_next = delta
+
+
+def test_reference_flow_lags_sum_to_form_b():
+    """SPEC.md (10.4): the literal lag decomposition sums to form B, which FD checks above."""
+    from rnnspec.spec import reference_flow
+
+    for name in ("basic", "soft", "zero_h0", "H1"):
+        params, x, y, h0 = CASES[name].arrays("float64")
+        summed = [sum(f) for f in zip(*reference_flow.lag_gradients(params, x, y, h0))]
+        _, form_b = reference.gradients(params, x, y, h0)
+        for got, want in zip(summed, form_b):
+            assert tolerance.relative_error(got, want) <= tolerance.bound("float64", CASES[name].T)
+
+
+def test_reference_tbptt_window_matches_finite_differences():
+    """(10.6) one window of TBPTT(2, 3) on `soft`: central differences of its loss, the targets
+    of its last k1 steps, run from h(τ − k2) held constant."""
+    from rnnspec.spec import reference_flow
+
+    case = CASES["soft"]
+    params, x, y, h0 = case.arrays("float64")
+    losses, grads = reference_flow.tbptt_gradients(params, x, y, 2, 3, h0)
+    tau, first_loss, first_step = reference_flow.windows(case.T, 2, 3)[1]  # steps 2..4, losses 3..4
+    start = reference.forward(params, x, h0).h[first_step - 2].copy()
+    window_x = x[first_step - 1 : tau].copy()
+    window_y = y[first_step - 1 : tau].copy()
+    window_y[: first_loss - first_step] = 0
+    W = params.W.copy()
+    moved = params._replace(W=W)
+    fd = {
+        "W": _finite_differences(lambda: reference.loss(moved, window_x, window_y, start), W),
+        "h0": _finite_differences(lambda: reference.loss(params, window_x, window_y, start), start),
+    }
+    loss = reference.loss(params, window_x, window_y, start)
+    assert abs(losses[1] - loss) <= tolerance.bound("float64", case.T) * abs(loss)
+    for field, want in fd.items():
+        got = getattr(grads, field)[1]
+        assert np.linalg.norm(want - got) <= tolerance.fd_bound(got, loss), field
+
+
+def test_reference_jacobian_norms_match_finite_differences():
+    """(10.7) ‖∂h(T)/∂h(T−j)‖₂ from central differences of h(T) in h(T−j), on `basic`."""
+    from rnnspec.spec import reference_flow
+
+    case = CASES["basic"]
+    params, x, _, h0 = case.arrays("float64")
+    norms = reference_flow.jacobian_norms(params, x, h0).per_sequence
+    h = reference.forward(params, x, h0).h
+    for j in range(1, case.T):
+        state = h[case.T - j - 1].copy()  # h(T − j), the start of the last j steps
+        for n in range(case.B):
+            columns = []
+            for i in range(case.H):
+                step = tolerance.FD_STEP
+                moved = [state.copy(), state.copy()]
+                moved[0][n, i] += step
+                moved[1][n, i] -= step
+                above, below = (
+                    reference.forward(params, x[case.T - j :], s).h[-1, n] for s in moved
+                )
+                columns.append((above - below) / (2 * step))
+            jacobian = np.stack(columns, axis=1)  # |h| ≤ 1 is the scale of the values differenced
+            fd_norm = np.linalg.norm(jacobian, 2)
+            assert abs(fd_norm - norms[j - 1, n]) <= tolerance.fd_bound(jacobian, 1.0), (j, n)

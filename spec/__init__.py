@@ -11,9 +11,10 @@ from rnnspec.spec.protocol import (
     AutodiffBackend,
     Backend,
     Capabilities,
+    GradientFlowBackend,
     protocol_problems,
 )
-from rnnspec.spec.types import Array, Forward, Grads, Params
+from rnnspec.spec.types import Array, Forward, Grads, JacobianNorms, LagNorms, Params
 from rnnspec.spec.validation import Dims, dtype_name, shape_of, validate
 
 __all__ = [
@@ -25,7 +26,10 @@ __all__ = [
     "Capabilities",
     "Dims",
     "Forward",
+    "GradientFlowBackend",
     "Grads",
+    "JacobianNorms",
+    "LagNorms",
     "Params",
     "SpecError",
     "dtype_name",

@@ -5,7 +5,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rnnspec.spec.types import Array, Forward, Grads, Params
+from rnnspec.spec.types import Array, Forward, Grads, JacobianNorms, LagNorms, Params
 
 #: Version of the Backend protocol; a conformance report names the protocol and suite versions passed.
 PROTOCOL_VERSION = "2.0"
@@ -33,6 +33,8 @@ class Capabilities:
     devices: tuple[str, ...] = ("cpu",)
     #: the dtypes it computes in
     dtypes: tuple[str, ...] = ("float32", "float64")
+    #: whether it has the gradient-flow methods of SPEC.md §10 (:class:`GradientFlowBackend`)
+    gradient_flow: bool = False
 
 
 @runtime_checkable
@@ -103,6 +105,42 @@ class AutodiffBackend(Backend, Protocol):
         ...
 
 
+@runtime_checkable
+class GradientFlowBackend(Backend, Protocol):
+    """A backend that declares ``capabilities.gradient_flow`` (SPEC.md §10)."""
+
+    def lag_norms(
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        max_lag: int | None = None,
+    ) -> LagNorms:
+        """‖G_j‖_F of the lag-j part of ∇L for j = 0 … min(T, max_lag) − 1, per tensor."""
+        ...
+
+    def truncated_gradients(
+        self, params: Params, x: Array, y: Array, k: int, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        """(L, Σ_{j<k} G_j): every loss term backpropagated at most k − 1 steps."""
+        ...
+
+    def tbptt_gradients(
+        self, params: Params, x: Array, y: Array, k1: int, k2: int, h0: Array | None = None
+    ) -> tuple[Array, Grads]:
+        """Windowed TBPTT(k1, k2): per-window losses (n,) and Grads with a leading window axis."""
+        ...
+
+    def jacobian_norms(self, params: Params, x: Array, h0: Array | None = None) -> JacobianNorms:
+        """‖∂h(T)/∂h(T−j)‖₂ for j = 1 … T−1, per sequence and their mean, σ₁(W), the regime."""
+        ...
+
+
+#: the methods capabilities.gradient_flow promises
+GRADIENT_FLOW_METHODS = ("lag_norms", "truncated_gradients", "tbptt_gradients", "jacobian_norms")
+
+
 def protocol_problems(backend: Any) -> list[str]:
     """What keeps ``backend`` from being a Backend of this protocol version, in words (empty if
     nothing does). The loader refuses such a backend with these; the suite checks them first."""
@@ -124,6 +162,10 @@ def protocol_problems(backend: Any) -> list[str]:
         ]
     if capabilities.autodiff and not callable(getattr(backend, "autodiff_gradients", None)):
         problems.append("declares capabilities.autodiff but has no autodiff_gradients method")
+    if getattr(capabilities, "gradient_flow", False):
+        lacking = [m for m in GRADIENT_FLOW_METHODS if not callable(getattr(backend, m, None))]
+        if lacking:
+            problems.append(f"declares capabilities.gradient_flow but has no {', '.join(lacking)}")
     kind = str(backend.device).partition(":")[0].lower()
     if kind not in capabilities.devices:
         problems.append(

@@ -33,3 +33,25 @@ class Grads(NamedTuple):
     c: Array  # (K,)
     h0: Array  # (B, H)
     x: Array  # (T, B, D)
+
+
+class LagNorms(NamedTuple):
+    """Frobenius norms ‖G_j‖ of the lag-j parts of ∇L (SPEC.md §10.1), each (n_lags,) for
+    j = 0 … n_lags − 1; V and c have a lag-0 part only (zeros after it)."""
+
+    U: Array
+    W: Array
+    b: Array
+    V: Array
+    c: Array
+    h0: Array
+    x: Array
+
+
+class JacobianNorms(NamedTuple):
+    """‖∂h(T)/∂h(T−j)‖₂ for j = 1 … T−1 (SPEC.md §10.4); row j − 1 holds lag j."""
+
+    per_sequence: Array  # (T − 1, B) spectral norms
+    mean: Array  # (T − 1,) their mean over the batch
+    sigma_max_W: Array  # () σ₁(W), the largest singular value of W
+    regime: str  # Pascanu et al.'s condition that σ₁(W) meets, in words (§10.4)

@@ -259,3 +259,12 @@ def _check_targets(
     if smallest < 0:
         raise SpecError(f"y: expected non-negative soft targets, got a minimum of {smallest:g}")
     return True
+
+
+def validate_length(arg: str, value: Any, minimum: int = 1, bound: str = "") -> int:
+    """A truncation length (k, k1, k2, max_lag): an integer ≥ ``minimum``; ``bound`` names where
+    the minimum comes from ("k1 = 3") when it is not 1. The same SpecError on every backend."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        at_least = bound or str(minimum)
+        raise SpecError(f"{arg}: expected an integer >= {at_least}, got {value!r}")
+    return int(value)

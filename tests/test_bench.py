@@ -517,3 +517,19 @@ def test_a_gpu_run_is_judged_by_the_gpu_targets():
     # JAX's rows there (small 0.90, long 0.85 of its autodiff) meet ≤ 1×, which the CPU's 0.8× misses
     assert "| small | jax closed form ≤ 1× jax autodiff | 0.90 | yes |" in text
     assert "0.8× " not in text.split("## Targets")[1]
+
+
+def test_gradient_flow_rows_are_costed_in_full_gradients_and_are_no_autodiff():
+    """A flow row (bench/workloads.FLOW_CALLS) gets its time over its backend's closed form, no
+    GFLOP/s (the workload's flops count the full gradient), and is never a closed form's
+    "fastest autodiff"."""
+    flow = {**timed("torch tbptt_gradients k1=k2=50", 1.0), "flow": True}
+    data = {"workers": [{**torch_round(closed=2.0, autodiff=4.0, nn_rnn=5.0)}]}
+    data["workers"][0]["results"].append(flow)
+    rows = by_impl(derive(data))
+    assert rows["torch tbptt_gradients k1=k2=50"]["vs_closed_form"] == pytest.approx(0.5)
+    assert "gflops" not in rows["torch tbptt_gradients k1=k2=50"]
+    assert rows["torch closed form"]["fastest_autodiff"] == "torch autodiff"
+    assert "= 0.50× closed form" in " ".join(
+        " ".join(rendered(timing_table([*rows.values()]))).split()
+    )

@@ -8,6 +8,7 @@ from pathlib import Path
 from rnnspec.conformance.cases import CASES
 from rnnspec.conformance.test_errors import _bad_inputs
 from rnnspec.spec import SpecError, validate
+from rnnspec.spec.validation import validate_length
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,12 @@ def _messages_given() -> set[str]:
     params, x, y, h0 = CASES["basic"].arrays("float64")
     given.add(_message(params, x.tolist(), y, h0))
     given.add(_message(params, x, y, h0, is_native=lambda a: a is not x))  # x is foreign
+    for arg, value, minimum, bound in (("k", 0, 1, ""), ("max_lag", 0, 1, ""), ("k1", 0, 1, ""),
+                                       ("k2", 2, 3, "k1 = 3")):  # fmt: skip
+        try:
+            validate_length(arg, value, minimum, bound)
+        except SpecError as error:
+            given.add(str(error))
     return given
 
 

@@ -57,3 +57,33 @@ def test_suite_refuses_a_backend_of_the_old_protocol(run_suite):
     done = run_suite("tests.test_loader:_ProtocolOneBackend", "-k", "protocol")
     assert done.returncode != 0
     assert "declares protocol_version '1.0'" in done.stdout + done.stderr
+
+
+FLOW_WRONG = {  # backend: the flow checks that must fail, in float64 and float32
+    "commuted_lag_product": ("test_lag_norms", "test_truncated_gradients", "test_jacobian_norms"),
+    "stale_state_gradients": (
+        "test_tbptt_gradients",
+        "test_tbptt_window_is_gradients_on_the_window",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FLOW_WRONG)
+def test_suite_rejects_wrong_gradient_flow(run_suite, name):
+    done = run_suite(f"tests.wrong_backends:{name}", "-k", "test_flow")
+    assert done.returncode == 1, done.stdout[-2000:]
+    for check in FLOW_WRONG[name]:
+        for dtype in ("float32", "float64"):
+            assert f"FAILED conformance/test_flow.py::{check}[{dtype}-" in done.stdout, (
+                check,
+                dtype,
+            )
+    if name == "stale_state_gradients":  # windows that do not overlap are right even so
+        assert "test_tbptt_window_is_gradients_on_the_window[float64-2-2-" not in done.stdout
+
+
+def test_flow_checks_are_not_applicable_without_the_declaration(run_suite):
+    done = run_suite("tests.wrong_backends:no_gradient_flow", "-k", "test_flow", "-rs")
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "gradient flow: n/a — tests.wrong_backends:no_gradient_flow declares none" in done.stdout
+    assert " passed" not in done.stdout.splitlines()[-1], done.stdout.splitlines()[-1]

@@ -4,10 +4,14 @@ the conformance suite must reject every one (tests/test_suite_rejects_wrong_back
 Each is the NumPy backend with its form B kernel replaced by a plain per-step loop that has one
 switch flipped, so that exactly one formula is wrong."""
 
+from unittest import mock
+
 import numpy as np
 
+from rnnspec.backends import numpy as numpy_backend
 from rnnspec.backends.numpy import NumpyBackend, _hidden_states, _log_softmax_outputs
-from rnnspec.spec import Grads
+from rnnspec.spec import Capabilities, Grads
+from rnnspec.spec.reference_flow import windows
 
 
 class _WrongBackend(NumpyBackend):
@@ -76,3 +80,104 @@ class _HiddenAutodiff(NumpyBackend):
 
 def hidden_autodiff(device=None):
     return _HiddenAutodiff(device)
+
+
+# --- gradient flow (SPEC.md §10) -------------------------------------------------------------
+
+
+def _commuted_lag_deltas(p, h, e_rows, lags):
+    """E2 in the lag slabs: δ_k(k + j) as (∏_{i=k}^{k+j} D_i)(Wᵀ)^j Vᵀ e(k + j), W^j pulled out."""
+    T, B, H = h.shape
+    derivative = 1 - h * h
+    output = (e_rows @ p.V).reshape(T, B, H)
+    products = derivative
+    for j in range(lags):
+        if j:
+            products = products[:-1] * derivative[j:]
+        yield (output[j:] @ np.linalg.matrix_power(p.W, j)) * products
+
+
+class _CommutedLagProduct(NumpyBackend):
+    """The seed's W^(t−k) (erratum E2) in lag_norms, truncated_gradients and jacobian_norms."""
+
+    def _lag_norms(self, p, x, y, h0, lags):
+        with mock.patch.object(numpy_backend, "_lag_deltas", _commuted_lag_deltas):
+            return super()._lag_norms(p, x, y, h0, lags)
+
+    def _truncated_gradients(self, p, x, y, h0, k):
+        with mock.patch.object(numpy_backend, "_lag_deltas", _commuted_lag_deltas):
+            return super()._truncated_gradients(p, x, y, h0, k)
+
+    def _jacobian_norms(self, p, x, h0):
+        T = x.shape[0]
+        derivative = 1 - _hidden_states(p, x, h0) ** 2
+        norms = np.empty((T - 1, x.shape[1]), x.dtype)
+        for j in range(1, T):  # (∏ D_i) W^j in place of D_T W D_{T−1} W ⋯
+            D_product = np.prod(derivative[T - j :], axis=0)
+            commuted = D_product[:, :, None] * np.linalg.matrix_power(p.W, j)
+            norms[j - 1] = np.linalg.norm(commuted, 2, axis=(1, 2))
+        return norms, norms.mean(axis=1), np.linalg.norm(p.W, 2).astype(x.dtype)
+
+
+class _StaleStateGradients(NumpyBackend):
+    """TBPTT(k1, k2) as the recipe of the PyTorch forum thread "Implementing Truncated
+    Backpropagation Through Time" runs it: each state h(s) is a detached leaf whose ``.grad``
+    collects Wᵀ δ(s + 1) and is passed on down the window, but is never zeroed (optimizer.zero_grad()
+    zeroes the parameters only). Where windows overlap (k1 < k2), a state's gradient from an
+    earlier window is backpropagated again in the next one (SPEC.md §5, §10.3)."""
+
+    def tbptt_gradients(self, params, x, y, k1, k2, h0=None):
+        dims = self._validate(params, x, y, h0)
+        p, y, h0 = params, self._weights(y, dims), self._initial_state(x, h0, dims)
+        T = x.shape[0]
+        h = _hidden_states(p, x, h0)
+        hs = np.concatenate([h0[None], h])  # hs[s] = h(s)
+        step_losses, e = numpy_backend._step_losses_and_output_errors(p, h, y)
+        leaf_grad = np.zeros_like(hs)  # h(s).grad, kept across windows: the recipe's mistake
+        losses, per_window = [], []
+        for tau, first_loss, first_step in windows(T, k1, k2):
+            g = {f: 0.0 for f in Grads._fields}
+            g["x"] = np.zeros_like(x)
+            delta_next = None
+            for t in range(tau, first_step - 1, -1):
+                grad_h = e[t - 1] @ p.V if t >= first_loss else np.zeros_like(h0)
+                if delta_next is not None:
+                    leaf_grad[t] += delta_next @ p.W
+                    grad_h = grad_h + leaf_grad[t]
+                delta = grad_h * (1 - hs[t] ** 2)
+                g["U"] = g["U"] + delta.T @ x[t - 1]
+                g["W"] = g["W"] + delta.T @ hs[t - 1]
+                g["b"] = g["b"] + delta.sum(0)
+                g["x"][t - 1] = delta @ p.U
+                if t >= first_loss:
+                    g["V"] = g["V"] + e[t - 1].T @ hs[t]
+                    g["c"] = g["c"] + e[t - 1].sum(0)
+                delta_next = delta
+            leaf_grad[first_step - 1] += delta_next @ p.W
+            g["h0"] = leaf_grad[first_step - 1].copy()
+            rows = np.zeros_like(x[: min(k2, T)])  # row m: step first_step + m
+            rows[: tau - first_step + 1] = g["x"][first_step - 1 : tau]
+            g["x"] = rows
+            losses.append(step_losses[first_loss - 1 : tau].sum())
+            per_window.append(Grads(**{f: np.asarray(v, x.dtype) for f, v in g.items()}))
+        return np.array(losses), Grads(*(np.stack(f) for f in zip(*per_window)))
+
+
+class _NoGradientFlow(NumpyBackend):
+    """A backend that declares no gradient flow: the suite reports its flow checks n/a."""
+
+    capabilities = Capabilities(autodiff=False, devices=("cpu",))
+
+
+def _flow_variant(cls, label):
+    def factory(device=None):
+        backend = cls(device)
+        backend.name = f"tests.wrong_backends:{label}"
+        return backend
+
+    return factory
+
+
+commuted_lag_product = _flow_variant(_CommutedLagProduct, "commuted_lag_product")
+stale_state_gradients = _flow_variant(_StaleStateGradients, "stale_state_gradients")
+no_gradient_flow = _flow_variant(_NoGradientFlow, "no_gradient_flow")

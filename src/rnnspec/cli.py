@@ -1,6 +1,7 @@
 """The ``rnnspec`` command: ``conform`` certifies backends, ``scoreboard`` publishes certificates as
 a page, ``vectors`` regenerates the golden vectors, ``calibrate`` measures the tolerance policy's
-worst ratio on random cases, ``bench`` times the backends (rnnspec.bench; docs/benchmarks.md)."""
+worst ratio on random cases, ``bench`` times the backends (rnnspec.bench; docs/benchmarks.md),
+``flow`` shows the gradient flow (rnnspec.flow; docs/gradient-flow.md)."""
 
 import json
 import re
@@ -20,6 +21,7 @@ from rich.table import Table
 from rnnspec import __version__, backends
 from rnnspec.bench.run import bench
 from rnnspec.conformance import SUITE_VERSION, certificate, cross
+from rnnspec.flow import flow
 from rnnspec.spec import PROTOCOL_VERSION
 
 console = Console()
@@ -36,6 +38,7 @@ def main():
 
 
 main.add_command(bench)
+main.add_command(flow)
 
 
 def suite_command(name: str, device=None, dtypes=(), pytest_args=()) -> list[str]:
