@@ -95,6 +95,113 @@ def _autodiff_gradients(p: Params, x, y, h0):
     return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
 
 
+def _step_losses_and_output_errors(p: Params, h, y):
+    """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
+    _, log_yhat = _log_softmax_outputs(p, h)
+    return -(y * log_yhat).sum(axis=(1, 2)), y.sum(axis=-1, keepdims=True) * _exp(log_yhat) - y
+
+
+def _lag_deltas(p: Params, h, e_rows, lags: int):
+    """The slabs δ_k(k + j) for k = 1 … T − j, one lag j = 0 … lags − 1 at a time (10.2): lag 0 is
+    D_k Vᵀ e(k), lag j is D_k Wᵀ (lag j − 1 at k + 1), every k in one product."""
+    T, B, H = h.shape
+    derivative = 1 - h * h  # (2.2) D_k
+    slab = (e_rows @ p.V).reshape(T, B, H) * derivative
+    yield slab
+    for j in range(1, lags):
+        slab = (slab[1:] @ p.W) * derivative[: T - j]
+        yield slab
+
+
+def _lag_grads(p: Params, x, h_prev, slab):
+    """(10.1) G_j for U, W, b, h0 and x from the lag-j slab (δ_k(k + j) at rows k = 1 … T − j)."""
+    n, B, H = slab.shape
+    rows = slab.reshape(n * B, H)
+    return (
+        rows.T @ x[:n].reshape(n * B, -1),  # Σ_k δ_k(k + j) x(k)ᵀ
+        rows.T @ h_prev[:n].reshape(n * B, H),  # Σ_k δ_k(k + j) h(k − 1)ᵀ
+        rows.sum(0),
+        slab[0] @ p.W,  # Wᵀ δ_1(1 + j), as rows
+        slab @ p.U,  # Uᵀ δ_k(k + j), as rows
+    )
+
+
+def _spectral_norm(a, axis=None):
+    """‖a‖₂, the largest singular value, of a matrix or of each matrix along ``axis``: MLX's SVD
+    runs on the CPU stream only, so it runs there whatever the device (memory is shared)."""
+    return mx.linalg.norm(a, 2, axis=axis, stream=mx.cpu)
+
+
+def _lag_norms(p: Params, x, y, h0, lags: int):
+    T, B, H = x.shape[0], x.shape[1], p.W.shape[0]
+    h = _hidden_states(p, x, h0)
+    _, e_rows = _loss_and_output_errors(p, h, y)
+    h_prev = mx.concatenate([h0[None], h[:-1]])
+    per_lag = [
+        mx.stack([mx.linalg.norm(g) for g in _lag_grads(p, x, h_prev, slab)])
+        for slab in _lag_deltas(p, h, e_rows, lags)
+    ]
+    U, W, b, h0_norms, x_norms = mx.stack(per_lag, axis=1)  # the lag-j norms, one row per tensor
+    zero = mx.zeros((lags - 1,), x.dtype)  # V and c receive lag 0 only
+    V = mx.concatenate([mx.linalg.norm(e_rows.T @ h.reshape(T * B, H))[None], zero])
+    c = mx.concatenate([mx.linalg.norm(e_rows.sum(0))[None], zero])
+    return U, W, b, V, c, h0_norms, x_norms
+
+
+def _truncated_gradients(p: Params, x, y, h0, k):
+    T, B, D = x.shape
+    h = _hidden_states(p, x, h0)
+    loss, e_rows = _loss_and_output_errors(p, h, y)
+    H = h.shape[-1]
+    delta = mx.zeros_like(h)  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
+    for slab in _lag_deltas(p, h, e_rows, k):
+        delta[: len(slab)] += slab
+    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+    return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
+
+
+def _tbptt_gradients(p: Params, x, y, h0, plan):
+    _, B, D = x.shape
+    h = _hidden_states(p, x, h0)
+    step_losses, e = _step_losses_and_output_errors(p, h, y)
+    h_prev = mx.concatenate([h0[None], h[:-1]])
+    k, n = plan.steps.shape  # offsets i = τ − t, windows w: every (i, w) row at once
+    e_w = e[plan.steps] * plan.losses  # e(t) of the window's own loss steps (10.6)
+    derivative = (1 - h[plan.steps] ** 2) * plan.inside  # D_t, zero outside the window
+    output_grad = e_w @ p.V
+    deltas = [output_grad[0] * derivative[0]]
+    for i in range(1, k):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
+        deltas.append(mx.addmm(output_grad[i], deltas[-1], p.W) * derivative[i])
+    delta = mx.stack(deltas)
+
+    def per_window(a, b):  # Σ over offsets and batch of aᵀ b, for each window
+        a, b = a.swapaxes(0, 1), b.swapaxes(0, 1)
+        return a.reshape(n, k * B, -1).swapaxes(1, 2) @ b.reshape(n, k * B, -1)
+
+    grads = Grads(
+        U=per_window(delta, x[plan.steps]),
+        W=per_window(delta, h_prev[plan.steps]),
+        b=delta.sum(axis=(0, 2)),
+        V=per_window(e_w, h[plan.steps]),
+        c=e_w.sum(axis=(0, 2)),
+        h0=(delta * plan.earliest).sum(0) @ p.W,  # ∇h(τ − k2): Wᵀ δ at the earliest step
+        x=(delta @ p.U).reshape(k * n, B, D)[plan.x_rows] * plan.x_inside,
+    )
+    return (step_losses[plan.steps] * plan.losses[..., 0, 0]).sum(0), grads
+
+
+def _jacobian_norms(p: Params, x, h0):
+    T, B = x.shape[:2]
+    derivative = 1 - _hidden_states(p, x, h0) ** 2
+    jacobian = mx.broadcast_to(mx.eye(p.W.shape[0], dtype=x.dtype), (B, *p.W.shape))
+    norms = [mx.zeros((0, B), x.dtype)]  # (T − 1, B) once stacked: none when T = 1
+    for j in range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
+        jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
+        norms.append(_spectral_norm(jacobian, axis=(1, 2))[None])
+    table = mx.concatenate(norms)
+    return table, table.mean(axis=1), _spectral_norm(p.W)
+
+
 def _one_hot(y, K, dtype):
     return (y[..., None] == mx.arange(K)).astype(dtype)  # one comparison, no scatter needed
 
@@ -112,7 +219,7 @@ def _evaluated(result):
 class MlxBackend(base.ClosedFormAutodiffBackend):
     name = "mlx"
     framework_version = f"mlx {mx.__version__}"  # type: ignore[attr-defined]
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"))
+    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"), gradient_flow=True)
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -168,3 +275,19 @@ class MlxBackend(base.ClosedFormAutodiffBackend):
     def _autodiff_gradients(self, p, x, y, h0):
         with mx.stream(self._device):
             return _evaluated(_autodiff_gradients(p, x, y, h0))
+
+    def _lag_norms(self, p, x, y, h0, lags):
+        with mx.stream(self._device):
+            return _evaluated(_lag_norms(p, x, y, h0, lags))
+
+    def _truncated_gradients(self, p, x, y, h0, k):
+        with mx.stream(self._device):
+            return _evaluated(_truncated_gradients(p, x, y, h0, k))
+
+    def _tbptt_gradients(self, p, x, y, h0, plan):
+        with mx.stream(self._device):
+            return _evaluated(_tbptt_gradients(p, x, y, h0, plan))
+
+    def _jacobian_norms(self, p, x, h0):
+        with mx.stream(self._device):
+            return _evaluated(_jacobian_norms(p, x, h0))
