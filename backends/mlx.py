@@ -194,12 +194,11 @@ def _jacobian_norms(p: Params, x, h0):
     T, B = x.shape[:2]
     derivative = 1 - _hidden_states(p, x, h0) ** 2
     jacobian = mx.broadcast_to(mx.eye(p.W.shape[0], dtype=x.dtype), (B, *p.W.shape))
-    norms = [mx.zeros((0, B), x.dtype)]  # (T − 1, B) once stacked: none when T = 1
+    norms = mx.zeros((T - 1, B), x.dtype)
     for j in range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
         jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
-        norms.append(_spectral_norm(jacobian, axis=(1, 2))[None])
-    table = mx.concatenate(norms)
-    return table, table.mean(axis=1), _spectral_norm(p.W)
+        norms[j - 1] = _spectral_norm(jacobian, axis=(1, 2))
+    return norms, norms.mean(axis=1), _spectral_norm(p.W)
 
 
 def _one_hot(y, K, dtype):
