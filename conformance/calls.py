@@ -8,7 +8,7 @@ from rnnspec.spec import Grads
 
 METHODS = ("forward", "loss", "gradients", "step_gradients", "autodiff_gradients")
 
-#: method -> its positional arguments; h0 is always passed by keyword
+#: method -> its positional arguments; h0 is always passed by keyword, and so is a mask
 ARGUMENTS = {
     "forward": ("params", "x"),
     "loss": ("params", "x", "y"),
@@ -29,16 +29,20 @@ TENSORS = {
 }
 
 
-def invoke(backend, method: str, params, x, y=None, h0=None, t: int | None = None) -> Any:
-    """``backend.<method>`` with the arguments it takes among these."""
+def invoke(
+    backend, method: str, params, x, y=None, h0=None, t: int | None = None, mask=None
+) -> Any:
+    """``backend.<method>`` with the arguments it takes among these; ``mask`` only when given,
+    so that unmasked calls are the same on every protocol version."""
     given = {"params": params, "x": x, "y": y, "t": t}
-    return getattr(backend, method)(*(given[a] for a in ARGUMENTS[method]), h0=h0)
+    masked = {} if mask is None else {"mask": mask}
+    return getattr(backend, method)(*(given[a] for a in ARGUMENTS[method]), h0=h0, **masked)
 
 
-def source(method: str, t: int | None = None) -> str:
+def source(method: str, t: int | None = None, masked: bool = False) -> str:
     """The call as code, for a reproduction snippet: 'backend.step_gradients(params, x, y, 3, h0=h0)'."""
     args = ", ".join(str(t) if a == "t" else a for a in ARGUMENTS[method])
-    return f"backend.{method}({args}, h0=h0)"
+    return f"backend.{method}({args}, h0=h0{', mask=mask' if masked else ''})"
 
 
 def flatten(method: str, result) -> list:

@@ -21,15 +21,21 @@ class Expected(NamedTuple):
 
 #: method -> the reference's function and the expression shown for it; autodiff expects form B's
 _REFERENCE = {
-    "forward": (lambda p, x, y, h0, t: reference.forward(p, x, h0=h0), "forward(params, x, h0=h0)"),
-    "loss": (lambda p, x, y, h0, t: reference.loss(p, x, y, h0), "loss(params, x, y, h0)"),
+    "forward": (
+        lambda p, x, y, h0, t, mask: reference.forward(p, x, h0=h0, mask=mask),
+        "forward(params, x, h0=h0{mask})",
+    ),
+    "loss": (
+        lambda p, x, y, h0, t, mask: reference.loss(p, x, y, h0, mask=mask),
+        "loss(params, x, y, h0{mask})",
+    ),
     "gradients": (
-        lambda p, x, y, h0, t: reference.gradients(p, x, y, h0),
-        "gradients(params, x, y, h0)",
+        lambda p, x, y, h0, t, mask: reference.gradients(p, x, y, h0, mask=mask),
+        "gradients(params, x, y, h0{mask})",
     ),
     "step_gradients": (
-        lambda p, x, y, h0, t: reference.step_gradients(p, x, y, t, h0),
-        "step_gradients(params, x, y, {t}, h0)",
+        lambda p, x, y, h0, t, mask: reference.step_gradients(p, x, y, t, h0, mask=mask),
+        "step_gradients(params, x, y, {t}, h0{mask})",
     ),
 }
 _REFERENCE["autodiff_gradients"] = _REFERENCE["gradients"]
@@ -42,10 +48,11 @@ def expected(case: Case, method: str, t: int | None = None) -> Expected:
     One answer serves every dtype: a case's values are the same in float32 and float64.
     """
     params, x, y, h0 = case.arrays("float64")
+    mask = case.mask()
     function, expression = _REFERENCE[method]
 
     def fn(params, x, y, h0):
-        return [np.asarray(v) for v in flatten(method, function(params, x, y, h0, t))]
+        return [np.asarray(v) for v in flatten(method, function(params, x, y, h0, t, mask))]
 
     if method == "forward":  # κ measures the sensitivity to the inputs the call takes
         args: tuple = (params, x, h0)
@@ -56,5 +63,9 @@ def expected(case: Case, method: str, t: int | None = None) -> Expected:
         values, kappas = fn(*args), tolerance.condition_numbers(fn, args, seed=case.seed)
     names, picks = zip(*TENSORS[method])
     return Expected(
-        names, tuple(values), tuple(kappas), "reference." + expression.format(t=t), picks
+        names,
+        tuple(values),
+        tuple(kappas),
+        "reference." + expression.format(t=t, mask="" if mask is None else ", mask=mask"),
+        picks,
     )

@@ -28,6 +28,7 @@ GROUPS = (
     "dtype/shape/device",
     "state",
     "properties",
+    "masks",
     "reference (FD)",
 )
 WORST_RATIO = "rnnspec_worst_ratio"  # the user property conftest's `call` logs
