@@ -138,6 +138,7 @@ class JsonReport:
                         "autodiff": backend.capabilities.autodiff,
                         "devices": list(backend.capabilities.devices),
                         "dtypes": list(backend.capabilities.dtypes),
+                        "masks": backend.capabilities.masks,
                     },
                     "outcomes": dict(outcomes),
                     "left_out": left_out,
