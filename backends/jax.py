@@ -92,7 +92,8 @@ def _gradients(p: Params, x, y, h0, mask=None):
     def masked_step(carried, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
         output_grad_t, h_t, kept_t = inputs
         grad_h = output_grad_t + carried  # (9.8) ∇_{h(t)} L
-        delta_t = jnp.where(kept_t[:, None], grad_h * (1 - h_t * h_t), 0)  # (9.9) m(t) D_t ∇_{h(t)} L
+        # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; the carry passes ∇_{h(t)} L on where m(t) = 0
+        delta_t = jnp.where(kept_t[:, None], grad_h * (1 - h_t * h_t), 0)
         return delta_t @ p.W + jnp.where(kept_t[:, None], 0, grad_h), delta_t
 
     h0_grad = None

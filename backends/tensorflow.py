@@ -26,7 +26,9 @@ def _hidden_states(p: Params, x, h0, mask=None):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = tf.unstack(tf.shape(x))
-    inputs = tf.reshape(tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b, [T, B, -1])
+    inputs = tf.reshape(
+        tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b, [T, B, -1]
+    )
     W_T = tf.transpose(p.W)  # once, not a transposed product at every step
 
     def step(h_prev, input_t):  # input_t = U x(t) + b
@@ -162,7 +164,9 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
 
     def _zero_masked(self, array, mask):
         with tf.device(self.device):
-            kept = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([array.ndim - 2], tf.int32)], 0))
+            kept = tf.reshape(
+                mask, tf.concat([tf.shape(mask), tf.ones([array.ndim - 2], tf.int32)], 0)
+            )
             return tf.where(kept, array, tf.zeros_like(array))
 
     def _one_hot(self, y, K, dtype):

@@ -131,8 +131,9 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
             carried = torch.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
             for (delta_t, h_t), kept_t in zip(steps, kept, strict=True):
                 delta_t.add_(carried)  # (9.8) ∇_{h(t)} L
-                torch.addcmul(delta_t, delta_t, kept_t, value=-1, out=carried)  # (1 − m(t)) ∇_{h(t)} L
-                delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t)).mul_(kept_t)  # (9.9)
+                # (1 − m(t)) ∇_{h(t)} L, then δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
+                torch.addcmul(delta_t, delta_t, kept_t, value=-1, out=carried)
+                delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t)).mul_(kept_t)
                 carried.addmm_(delta_t, p.W)
             h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
         rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))

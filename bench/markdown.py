@@ -349,7 +349,9 @@ def target_summary(checks: list[dict], timed_workloads: list[str] | None = None)
     if timed_workloads is not None:
         untimed = sorted({g.workload for g in TARGETS} - set(timed_workloads), key=_workload_order)
         if untimed:
-            names = " and ".join([", ".join(untimed[:-1]), untimed[-1]] if untimed[:-1] else untimed)
+            names = " and ".join(
+                [", ".join(untimed[:-1]), untimed[-1]] if untimed[:-1] else untimed
+            )
             lines += ["", f"Not measured in this run: the targets on {names} (not timed)."]
     return lines
 

@@ -77,7 +77,9 @@ def _alone(backend, case, dtype, method, steps) -> list[np.ndarray]:
         h0_n = backend.asarray(h0[n : n + 1])
         got = _float64(backend, flatten(method, invoke(backend, method, native, *one, h0_n)))
         loss_and_params, dh0[n], dx[rows, n] = got[:6], got[6][0], got[7][:, 0]
-        total = loss_and_params if total is None else [a + b for a, b in zip(total, loss_and_params)]
+        total = (
+            loss_and_params if total is None else [a + b for a, b in zip(total, loss_and_params)]
+        )
     return [*total, dh0, dx]
 
 
@@ -132,7 +134,9 @@ def test_all_ones_mask_is_no_mask(backend, dtype, call, masks):
         oracle = expected(case, method)
         check = call(method, case, dtype)
         for g, w, name, kappa in zip(got, _float64(backend, want), oracle.names, oracle.kappas):
-            assert_close(g, w, check, name + " (vs no mask)", f"{method} without a mask", kappa=kappa)
+            assert_close(
+                g, w, check, name + " (vs no mask)", f"{method} without a mask", kappa=kappa
+            )
 
 
 def test_all_zero_mask_is_no_step(backend, dtype, masks):
@@ -183,7 +187,7 @@ def _bad_masks(case):
 
 
 @pytest.mark.parametrize("bad", list(_bad_masks(MASKED_CASES["masked_right"])))
-@pytest.mark.parametrize("method", WITH_MASK + ("step_gradients",))
+@pytest.mark.parametrize("method", (*WITH_MASK, "step_gradients"))
 def test_bad_mask(backend, dtype, bad, method, masks):
     """The same SpecError as spec.validate gives for the NumPy arrays, on every method."""
     case = MASKED_CASES["masked_right"]

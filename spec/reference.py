@@ -76,13 +76,13 @@ def _sequence_step_gradients(p: Params, xs, h, log_yhat, ys, ms, t: int):
     """Form A for one sequence: the gradient of L(t) alone, by ordered Jacobian products."""
     e = _output_error(ys[t], log_yhat[t], ms[t])  # (9.3)
     D = [None] + [_jacobian_diag(h[i]) for i in range(1, len(h))]
-    I = np.eye(len(p.b))
+    identity = np.eye(len(p.b))
     # (9.4) J(i)ᵀ = (∂h(i)/∂h(i−1))ᵀ = m(i) Wᵀ D_i + (1 − m(i)) I; Wᵀ D_i where m(i) = 1 (2.2)
-    J_T = [None] + [ms[i] * p.W.T @ D[i] + (1 - ms[i]) * I for i in range(1, len(h))]
+    J_T = [None] + [ms[i] * p.W.T @ D[i] + (1 - ms[i]) * identity for i in range(1, len(h))]
     dU, dW, db = np.zeros_like(p.U), np.zeros_like(p.W), np.zeros_like(p.b)
     dx = np.zeros((len(xs) - 1, xs[1].shape[0]))  # ∇_{x(k)} L(t) = 0 for k > t
     for k in range(t, -1, -1):
-        product = I  # (9.5) J(k+1)ᵀ J(k+2)ᵀ ⋯ J(t)ᵀ, in this order
+        product = identity  # (9.5) J(k+1)ᵀ J(k+2)ᵀ ⋯ J(t)ᵀ, in this order
         for i in range(k + 1, t + 1):
             product = product @ J_T[i]
         grad_h = product @ p.V.T @ e  # (9.5) ∇_{h(k)} L(t) = J(k+1)ᵀ ⋯ J(t)ᵀ Vᵀ e(t)

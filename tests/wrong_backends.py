@@ -97,12 +97,13 @@ class _StateResetAtMasks(NumpyBackend):
     over; its gradients are exact for that model."""
 
     def _hidden(self, p, x, h0, mask):
-        h = _hidden_states(p, x, h0) if mask is None else np.zeros((*x.shape[:2], len(p.b)), x.dtype)
-        if mask is not None:
-            h_prev = h0
-            for t in range(x.shape[0]):
-                h[t] = np.where(mask[t, :, None], np.tanh(p.b + h_prev @ p.W.T + x[t] @ p.U.T), 0)
-                h_prev = h[t]
+        if mask is None:
+            return _hidden_states(p, x, h0)
+        h = np.zeros((*x.shape[:2], len(p.b)), x.dtype)
+        h_prev = h0
+        for t in range(x.shape[0]):
+            h[t] = np.where(mask[t, :, None], np.tanh(p.b + h_prev @ p.W.T + x[t] @ p.U.T), 0)
+            h_prev = h[t]
         return h
 
     def _forward(self, p, x, h0, mask=None):
