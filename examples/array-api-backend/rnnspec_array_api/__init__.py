@@ -61,14 +61,13 @@ def _form_b(p: Params, x: Array, y: Array, h0: Array, mask: Array | None) -> tup
     from_output = xp.reshape(_rows(e) @ p.V, h.shape)  # Vᵀ e(t) for every t, as rows
     deltas, carried = [], xp.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L = 0 at T
     for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), as rows
-        grad_h = from_output[t, ...] + carried  # (9.8) ∇_{h(t)} L
-        delta = grad_h * (1 - h[t, ...] * h[t, ...])
-        if mask is not None:  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; the rest passes unchanged
+        grad_h = from_output[t, ...] + carried  # (3.1), (9.8) ∇_{h(t)} L
+        delta = grad_h * (1 - h[t, ...] * h[t, ...])  # (3.2) δ(t) = D_t ∇_{h(t)} L
+        passed_on = xp.zeros_like(grad_h)
+        if mask is not None:  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; the rest passes on unchanged
             kept = mask[t, :, None]
-            delta = xp.where(kept, delta, xp.zeros_like(delta))
-            carried = delta @ p.W + xp.where(kept, xp.zeros_like(grad_h), grad_h)
-        else:
-            carried = delta @ p.W
+            delta, passed_on = xp.where(kept, delta, passed_on), xp.where(kept, passed_on, grad_h)
+        carried = delta @ p.W + passed_on  # Wᵀ δ(t) + (1 − m(t)) ∇_{h(t)} L, as rows
         deltas.append(delta)
     delta = xp.stack(deltas[::-1])
     h_prev = xp.concat([xp.expand_dims(h0, axis=0), h[:-1, ...]])  # h(0..T−1)
