@@ -201,7 +201,7 @@ def _check_parameter_shapes(params: Params, D: int) -> tuple[int, int, int]:
 
 
 def _batch_major_or(arg: str, symbols: str, expected: tuple, source: dict[str, str]):
-    """A ``why`` for _check_shape of h0 or y, whose expected shape starts with x's (T, B) or B:
+    """A ``why`` for _check_shape of h0, y or mask, whose expected shape starts with x's (T, B) or B:
     x looks batch-major when the two agree only with T and B swapped; else which sizes differ."""
     T, B = (None, expected[0]) if arg == "h0" else expected[:2]
 
