@@ -76,24 +76,28 @@ def _sequence_step_gradients(p: Params, xs, h, log_yhat, ys, ms, t: int):
     """Form A for one sequence: the gradient of L(t) alone, by ordered Jacobian products."""
     e = _output_error(ys[t], log_yhat[t], ms[t])  # (9.3)
     D = [None] + [_jacobian_diag(h[i]) for i in range(1, len(h))]
-    identity = np.eye(len(p.b))
-    # (9.4) J(i)ᵀ = (∂h(i)/∂h(i−1))ᵀ = m(i) Wᵀ D_i + (1 − m(i)) I; Wᵀ D_i where m(i) = 1 (2.2)
-    J_T = [None] + [ms[i] * p.W.T @ D[i] + (1 - ms[i]) * identity for i in range(1, len(h))]
+
+    def times_J_T(product, i):  # product · J(i)ᵀ, (9.4) J(i)ᵀ = m(i) Wᵀ D_i + (1 − m(i)) I
+        return ms[i] * (product @ p.W.T @ D[i]) + (1 - ms[i]) * product
+
     dU, dW, db = np.zeros_like(p.U), np.zeros_like(p.W), np.zeros_like(p.b)
     dx = np.zeros((len(xs) - 1, xs[1].shape[0]))  # ∇_{x(k)} L(t) = 0 for k > t
-    for k in range(t, -1, -1):
-        product = identity  # (9.5) J(k+1)ᵀ J(k+2)ᵀ ⋯ J(t)ᵀ, in this order
+    for k in range(t, 0, -1):
+        product = ms[k] * D[k]  # (9.5)–(9.6) m(k) D_k J(k+1)ᵀ ⋯ J(t)ᵀ, in this order
         for i in range(k + 1, t + 1):
-            product = product @ J_T[i]
-        grad_h = product @ p.V.T @ e  # (9.5) ∇_{h(k)} L(t) = J(k+1)ᵀ ⋯ J(t)ᵀ Vᵀ e(t)
-        if k == 0:
-            dh0 = grad_h  # (9.7) ∇_{h(0)} L(t) = J(1)ᵀ ⋯ J(t)ᵀ Vᵀ e(t); (2.8) when m(1) = 1
-            break
-        delta = ms[k] * D[k] @ grad_h  # (9.6) δ_k(t) = m(k) D_k ∇_{h(k)} L(t); (2.3) when m ≡ 1
+            product = times_J_T(product, i)
+        delta = product @ p.V.T @ e  # (9.6) δ_k(t); (2.3) D_k Wᵀ ⋯ Wᵀ D_t Vᵀ e(t) when m ≡ 1
         dU += np.outer(delta, xs[k])  # (2.4) ∇_U L(t) = Σ_k δ_k(t) x(k)ᵀ
         dW += np.outer(delta, h[k - 1])  # (2.5) ∇_W L(t) = Σ_k δ_k(t) h(k−1)ᵀ
         db += delta  # (2.6) ∇_b L(t) = Σ_k δ_k(t)
         dx[k - 1] = p.U.T @ delta  # (2.9) ∇_{x(k)} L(t) = Uᵀ δ_k(t)
+    after_1 = np.eye(len(p.b))  # J(2)ᵀ ⋯ J(t)ᵀ
+    for i in range(2, t + 1):
+        after_1 = times_J_T(after_1, i)
+    grad_h1 = after_1 @ p.V.T @ e  # (9.5) ∇_{h(1)} L(t)
+    # (9.7) ∇_{h(0)} L(t) = J(1)ᵀ ∇_{h(1)} L(t) = Wᵀ δ_1(t) + (1 − m(1)) ∇_{h(1)} L(t); the loop
+    # ended at k = 1; (2.8) when m(1) = 1
+    dh0 = p.W.T @ delta + (1 - ms[1]) * grad_h1
     dV = np.outer(e, h[t])  # (2.7) ∇_V L(t) = e(t) h(t)ᵀ
     dc = e  # (2.7) ∇_c L(t) = e(t)
     return dU, dW, db, dV, dc, dh0, dx
