@@ -70,8 +70,8 @@ class _HiddenAutodiff(NumpyBackend):
     """Has autodiff_gradients (here: the closed form under another name) but declares none, so
     the suite would never check it."""
 
-    def autodiff_gradients(self, params, x, y, h0=None):
-        return self.gradients(params, x, y, h0)
+    def autodiff_gradients(self, params, x, y, h0=None, mask=None):
+        return self.gradients(params, x, y, h0, mask)
 
 
 def hidden_autodiff(device=None):
