@@ -17,11 +17,13 @@ def _hidden_states(p: Params, x, h0, mask=None):
     h = torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
     W_T = p.W.T.contiguous()  # a row-major Wᵀ multiplies faster than the transposed view
     h_prev = h0
-    kept = None if mask is None else mask[..., None].unbind(0)
+    if mask is not None:  # m(t) and 1 − m(t) as 0 or 1: v·1 + w·0 = v exactly, faster than where
+        kept = mask[..., None].to(h.dtype)
+        kept, dropped = kept.unbind(0), (1 - kept).unbind(0)
     for t, h_t in enumerate(h.unbind(0)):  # h_t holds U x(t) + b until overwritten by h(t)
         h_t.addmm_(h_prev, W_T).tanh_()
-        if kept is not None:
-            torch.where(kept[t], h_t, h_prev, out=h_t)
+        if mask is not None:
+            h_t.mul_(kept[t]).addcmul_(h_prev, dropped[t])
         h_prev = h_t
     return h
 
@@ -118,23 +120,23 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
         H = h.shape[-1]
         delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
         one, D_t = h.new_ones(()), torch.empty_like(h0)
-        steps = zip(reversed(delta.unbind(0)), reversed(h.unbind(0)), strict=True)
         h0_grad = None
         if mask is None:
             delta_next = None
+            steps = zip(reversed(delta.unbind(0)), reversed(h.unbind(0)), strict=True)
             for delta_t, h_t in steps:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
                 if delta_next is not None:
                     delta_t.addmm_(delta_next, p.W)
                 delta_next = delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t))  # (2.2)
-        else:
-            kept = reversed(mask[..., None].to(h.dtype).unbind(0))  # m(t) as 0 or 1, rows
+        else:  # m(t) D_t for all T·B rows at once, (1 − m(t)) as 0 or 1
+            kept = mask[..., None].to(h.dtype)
+            kept_D = torch.addcmul(one, h, h, value=-1).mul_(kept)  # (9.9) m(t) D_t, rows
             carried = torch.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-            for (delta_t, h_t), kept_t in zip(steps, kept, strict=True):
+            steps = zip(*(reversed(a.unbind(0)) for a in (delta, kept_D, 1 - kept)), strict=True)
+            for delta_t, kept_D_t, dropped_t in steps:
                 delta_t.add_(carried)  # (9.8) ∇_{h(t)} L
-                # (1 − m(t)) ∇_{h(t)} L, then δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
-                torch.addcmul(delta_t, delta_t, kept_t, value=-1, out=carried)
-                delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t)).mul_(kept_t)
-                carried.addmm_(delta_t, p.W)
+                torch.mul(delta_t, dropped_t, out=carried)  # (1 − m(t)) ∇_{h(t)} L
+                carried.addmm_(delta_t.mul_(kept_D_t), p.W)  # δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
             h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
         rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
         return loss, base.grads_from_deltas(
