@@ -132,8 +132,8 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
             kept = mask[..., None].to(h.dtype)
             kept_D = torch.addcmul(one, h, h, value=-1).mul_(kept)  # (9.9) m(t) D_t, rows
             carried = torch.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-            steps = zip(*(reversed(a.unbind(0)) for a in (delta, kept_D, 1 - kept)), strict=True)
-            for delta_t, kept_D_t, dropped_t in steps:
+            rows_t = zip(*(reversed(a.unbind(0)) for a in (delta, kept_D, 1 - kept)), strict=True)
+            for delta_t, kept_D_t, dropped_t in rows_t:
                 delta_t.add_(carried)  # (9.8) ∇_{h(t)} L
                 torch.mul(delta_t, dropped_t, out=carried)  # (1 − m(t)) ∇_{h(t)} L
                 carried.addmm_(delta_t.mul_(kept_D_t), p.W)  # δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
