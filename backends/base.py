@@ -14,6 +14,11 @@ framework's own operations (see backends/numpy.py, the plainest one):
   ``_tbptt_gradients``, ``_jacobian_norms``), which take the lengths already checked and, for
   TBPTT, the index arrays of :func:`tbptt_plan`.
 
+A backend that declares ``capabilities.masks`` (SPEC.md §9) also supplies ``_zero_masked(array,
+mask)``, and each kernel takes the (T, B) boolean mask as a last keyword ``mask``; the targets it
+receives are already zero at masked steps, so only the recurrences read the mask. Unmasked calls
+never pass ``mask``: a backend without masks keeps kernels without it.
+
 Because e(t) = (Σ_k y_k(t)) ŷ(t) − y(t) and L(t) are linear in y(t), the gradient of L(t) alone is
 form B run on targets that are zero outside step t: the recursion then starts at t with
 δ_t(t) = D_t Vᵀ e(t) and applies δ_k(t) = D_k Wᵀ δ_{k+1}(t), which is form A's ordered product
@@ -58,10 +63,11 @@ ARRAY_METHOD_OPS = Ops(
 )
 
 
-def grads_from_deltas(ops: Ops, p: Params, x, h0, B, rows: tuple) -> Grads:
+def grads_from_deltas(ops: Ops, p: Params, x, h0, B, rows: tuple, h0_grad=None) -> Grads:
     """SPEC.md (3.3)–(3.5) from δ(t) and e(t), with every step of every sequence as one row:
     ``rows`` = (x, h, e, δ), each (T·B, ·), rows 0..B−1 being t = 1. One matrix product over all
-    T·B rows per gradient; ``B`` may be a traced size (TensorFlow)."""
+    T·B rows per gradient; ``B`` may be a traced size (TensorFlow). ``h0_grad``: ∇_{h(0)} L where a
+    mask carries the gradient past step 1 (9.10); Wᵀ δ(1) (3.5) when not given."""
     x_rows, h_rows, e_rows, delta_rows = rows
     return Grads(
         U=ops.t_matmul(delta_rows, x_rows),  # (3.3) Σ_t δ(t) x(t)ᵀ
@@ -69,7 +75,7 @@ def grads_from_deltas(ops: Ops, p: Params, x, h0, B, rows: tuple) -> Grads:
         b=ops.sum_rows(delta_rows),  # (3.3) Σ_t δ(t)
         V=ops.t_matmul(e_rows, h_rows),  # (3.4) Σ_t e(t) h(t)ᵀ
         c=ops.sum_rows(e_rows),  # (3.4) Σ_t e(t)
-        h0=delta_rows[:B] @ p.W,  # (3.5) Wᵀ δ(1), as rows
+        h0=delta_rows[:B] @ p.W if h0_grad is None else h0_grad,  # (3.5) Wᵀ δ(1), as rows
         x=ops.reshape_like(delta_rows @ p.U, x),  # (3.5) Uᵀ δ(t), as rows
     )
 
@@ -182,14 +188,25 @@ class ClosedFormBackend(ABC):
     @abstractmethod
     def _one_hot(self, y: Array, K: int, dtype: str) -> Array: ...
 
-    @abstractmethod
-    def _forward(self, params: Params, x: Array, h0: Array) -> tuple[Array, Array, Array]: ...
+    def _zero_masked(self, array: Array, mask: Array) -> Array:
+        """``array`` (T, B) or (T, B, K) with zeros at the steps where ``mask`` is False; supplied
+        by a backend that declares ``capabilities.masks``."""
+        raise NotImplementedError(f"the {self.name} backend declares no masks")
 
     @abstractmethod
-    def _loss(self, params: Params, x: Array, y: Array, h0: Array) -> Array: ...
+    def _forward(
+        self, params: Params, x: Array, h0: Array, mask: Array | None = None
+    ) -> tuple[Array, Array, Array]: ...
 
     @abstractmethod
-    def _gradients(self, params: Params, x: Array, y: Array, h0: Array) -> tuple[Array, Grads]: ...
+    def _loss(
+        self, params: Params, x: Array, y: Array, h0: Array, mask: Array | None = None
+    ) -> Array: ...
+
+    @abstractmethod
+    def _gradients(
+        self, params: Params, x: Array, y: Array, h0: Array, mask: Array | None = None
+    ) -> tuple[Array, Grads]: ...
 
     @abstractmethod
     def _lag_norms(self, params: Params, x: Array, y: Array, h0: Array, lags: int) -> tuple: ...
@@ -211,28 +228,42 @@ class ClosedFormBackend(ABC):
 
     # --- the Backend protocol -------------------------------------------------------------------
 
-    def forward(self, params: Params, x: Array, h0: Array | None = None) -> Forward:
-        dims = self._validate(params, x, None, h0)
-        return Forward(*self._forward(params, x, self._initial_state(x, h0, dims)))
+    def forward(
+        self, params: Params, x: Array, h0: Array | None = None, mask: Array | None = None
+    ) -> Forward:
+        dims = self._validate(params, x, None, h0, mask=mask)
+        h0 = self._initial_state(x, h0, dims)
+        return Forward(*self._forward(params, x, h0, **self._masked(mask)))
 
-    def loss(self, params: Params, x: Array, y: Array, h0: Array | None = None) -> Array:
-        dims = self._validate(params, x, y, h0)
-        return self._loss(params, x, self._weights(y, dims), self._initial_state(x, h0, dims))
+    def loss(
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+    ) -> Array:
+        dims = self._validate(params, x, y, h0, mask=mask)
+        weights, h0 = self._weights(y, dims, mask), self._initial_state(x, h0, dims)
+        return self._loss(params, x, weights, h0, **self._masked(mask))
 
     def gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0)
-        return self._gradients(params, x, self._weights(y, dims), self._initial_state(x, h0, dims))
+        dims = self._validate(params, x, y, h0, mask=mask)
+        weights, h0 = self._weights(y, dims, mask), self._initial_state(x, h0, dims)
+        return self._gradients(params, x, weights, h0, **self._masked(mask))
 
     def step_gradients(
-        self, params: Params, x: Array, y: Array, t: int, h0: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        t: int,
+        h0: Array | None = None,
+        mask: Array | None = None,
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0, t)
+        dims = self._validate(params, x, y, h0, t, mask=mask)
         at_t = np.zeros((dims.T, 1, 1), dims.dtype)  # (2.10): targets zeroed outside step t
         at_t[int(t) - 1] = 1
-        weights = self._weights(y, dims) * self.asarray(at_t)
-        return self._gradients(params, x, weights, self._initial_state(x, h0, dims))
+        weights = self._weights(y, dims, mask) * self.asarray(at_t)
+        h0 = self._initial_state(x, h0, dims)
+        return self._gradients(params, x, weights, h0, **self._masked(mask))
 
     # --- gradient flow (SPEC.md §10) ---------------------------------------------------------------
 
@@ -284,10 +315,11 @@ class ClosedFormBackend(ABC):
 
     # --- shared plumbing ------------------------------------------------------------------------
 
-    def _validate(self, params, x, y, h0, t=None) -> Dims:
+    def _validate(self, params, x, y, h0, t=None, mask=None) -> Dims:
         dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite_of=self._all_finite,
+            mask=mask,
         )  # fmt: skip
         if dims.dtype not in self.capabilities.dtypes:  # e.g. float64 on MLX's GPU
             declared = " or ".join(self.capabilities.dtypes)
@@ -297,11 +329,29 @@ class ClosedFormBackend(ABC):
             )
         return dims
 
+    def _masked(self, mask: Array | None) -> dict[str, Array]:
+        """The kernels' keyword for a mask: none without one (SPEC.md §9)."""
+        if mask is None:
+            return {}
+        if not self.capabilities.masks:
+            raise SpecError(
+                f"mask: expected None, got a mask: the {self.name} backend does not declare "
+                "capabilities.masks"
+            )
+        return {"mask": mask}
+
     def _initial_state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
         return self._zeros_state(x, dims.H) if h0 is None else h0
 
-    def _weights(self, y: Array, dims: Dims) -> Array:
-        return y if dims.soft_targets else self._one_hot(y, dims.K, dims.dtype)
+    def _weights(self, y: Array, dims: Dims, mask: Array | None = None) -> Array:
+        """Targets as (T, B, K) weights; zero at masked steps, whose targets are not read (§9):
+        class indices there may be anything (−100, K), and are zeroed before the one-hot."""
+        if mask is None:
+            return y if dims.soft_targets else self._one_hot(y, dims.K, dims.dtype)
+        self._masked(mask)  # a backend without masks says so before reading one
+        if not dims.soft_targets:
+            y = self._one_hot(self._zero_masked(y, mask), dims.K, dims.dtype)
+        return self._zero_masked(y, mask)
 
     def __repr__(self) -> str:
         return f"<rnnspec {self.name} backend on {self.device}, {self.framework_version}>"
@@ -312,13 +362,12 @@ class ClosedFormAutodiffBackend(ClosedFormBackend):
 
     @abstractmethod
     def _autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array
+        self, params: Params, x: Array, y: Array, h0: Array, mask: Array | None = None
     ) -> tuple[Array, Grads]: ...
 
     def autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0)
-        return self._autodiff_gradients(
-            params, x, self._weights(y, dims), self._initial_state(x, h0, dims)
-        )
+        dims = self._validate(params, x, y, h0, mask=mask)
+        weights, h0 = self._weights(y, dims, mask), self._initial_state(x, h0, dims)
+        return self._autodiff_gradients(params, x, weights, h0, **self._masked(mask))

@@ -26,8 +26,9 @@ from rnnspec.spec import Capabilities, Grads, Params, SpecError
 GPU_UNROLL = 16
 
 
-def _hidden_states(p: Params, x, h0, unroll: int = 1):
-    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
+def _hidden_states(p: Params, x, h0, unroll: int = 1, mask=None):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
+    with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = x.shape
     inputs = (x.reshape(T * B, D) @ p.U.T + p.b).reshape(T, B, -1)
 
@@ -35,7 +36,15 @@ def _hidden_states(p: Params, x, h0, unroll: int = 1):
         h_t = jnp.tanh(input_t + h_prev @ p.W.T)
         return h_t, h_t
 
-    _, h = lax.scan(step, h0, inputs, unroll=unroll)
+    def masked_step(h_prev, inputs_t):
+        input_t, kept_t = inputs_t
+        h_t = jnp.where(kept_t[:, None], jnp.tanh(input_t + h_prev @ p.W.T), h_prev)
+        return h_t, h_t
+
+    if mask is None:
+        _, h = lax.scan(step, h0, inputs, unroll=unroll)
+    else:
+        _, h = lax.scan(masked_step, h0, (inputs, mask), unroll=unroll)
     return h
 
 
@@ -63,23 +72,23 @@ def _loss_and_output_errors(p: Params, h, y):
 
 
 @partial(jax.jit, static_argnames="unroll")
-def _forward(p: Params, x, h0, unroll: int):
-    h = _hidden_states(p, x, h0, unroll)
+def _forward(p: Params, x, h0, unroll: int = 1, mask=None):
+    h = _hidden_states(p, x, h0, unroll, mask)
     o, log_yhat = _log_softmax_outputs(p, h)
     return h, o, jnp.exp(log_yhat)
 
 
 @partial(jax.jit, static_argnames="unroll")
-def _loss(p: Params, x, y, h0, unroll: int):
-    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, unroll))
+def _loss(p: Params, x, y, h0, unroll: int = 1, mask=None):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, unroll, mask))
     return -jnp.vdot(y, log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
 @partial(jax.jit, static_argnames="unroll")
-def _gradients(p: Params, x, y, h0, unroll: int):
+def _gradients(p: Params, x, y, h0, unroll: int = 1, mask=None):
     T, B, D = x.shape
-    h = _hidden_states(p, x, h0, unroll)
-    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+    h = _hidden_states(p, x, h0, unroll, mask)
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     H = h.shape[-1]
     output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
 
@@ -88,14 +97,29 @@ def _gradients(p: Params, x, y, h0, unroll: int):
         delta_t = (output_grad_t + delta_next @ p.W) * (1 - h_t * h_t)
         return delta_t, delta_t
 
-    _, delta = lax.scan(step, jnp.zeros_like(h0), (output_grad, h), reverse=True, unroll=unroll)
+    def masked_step(carried, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+        output_grad_t, h_t, kept_t = inputs
+        grad_h = output_grad_t + carried  # (9.8) ∇_{h(t)} L
+        # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; the carry passes ∇_{h(t)} L on where m(t) = 0
+        delta_t = jnp.where(kept_t[:, None], grad_h * (1 - h_t * h_t), 0)
+        return delta_t @ p.W + jnp.where(kept_t[:, None], 0, grad_h), delta_t
+
+    h0_grad = None
+    if mask is None:
+        _, delta = lax.scan(step, jnp.zeros_like(h0), (output_grad, h), reverse=True, unroll=unroll)
+    else:  # (9.10) ∇_{h(0)} L = Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L, the last carry
+        h0_grad, delta = lax.scan(
+            masked_step, jnp.zeros_like(h0), (output_grad, h, mask), reverse=True, unroll=unroll
+        )
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-    return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+    return loss, base.grads_from_deltas(
+        base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
+    )  # (3.3)–(3.5)
 
 
 @partial(jax.jit, static_argnames="unroll")
-def _autodiff_gradients(p: Params, x, y, h0, unroll: int):
-    loss, (dp, dx, dh0) = jax.value_and_grad(_loss, argnums=(0, 1, 3))(p, x, y, h0, unroll)
+def _autodiff_gradients(p: Params, x, y, h0, unroll: int = 1, mask=None):
+    loss, (dp, dx, dh0) = jax.value_and_grad(_loss, argnums=(0, 1, 3))(p, x, y, h0, unroll, mask)
     return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
 
@@ -215,10 +239,17 @@ def _jacobian_norms(p: Params, x, h0):
 _one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
 
 
+@jax.jit
+def _zero_masked(array, mask):
+    return jnp.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
+
+
 class JaxBackend(base.ClosedFormAutodiffBackend):
     name = "jax"
     framework_version = f"jax {jax.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"), gradient_flow=True)
+    capabilities = Capabilities(
+        autodiff=True, devices=("cpu", "gpu"), masks=True, gradient_flow=True
+    )
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -258,21 +289,24 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
     def _zeros_state(self, x, H):
         return jnp.zeros_like(x, shape=(x.shape[1], H))  # x's dtype, on x's device
 
+    def _zero_masked(self, array, mask):
+        return _zero_masked(array, mask)
+
     def _one_hot(self, y, K, dtype):
         return _one_hot(y, K, dtype=np.dtype(dtype))
 
     # the kernels are the module's jitted functions above, one compilation cache for all instances
-    def _forward(self, p, x, h0):
-        return _forward(p, x, h0, self._unroll)
+    def _forward(self, p, x, h0, mask=None):
+        return _forward(p, x, h0, self._unroll, mask)
 
-    def _loss(self, p, x, y, h0):
-        return _loss(p, x, y, h0, self._unroll)
+    def _loss(self, p, x, y, h0, mask=None):
+        return _loss(p, x, y, h0, self._unroll, mask)
 
-    def _gradients(self, p, x, y, h0):
-        return _gradients(p, x, y, h0, self._unroll)
+    def _gradients(self, p, x, y, h0, mask=None):
+        return _gradients(p, x, y, h0, self._unroll, mask)
 
-    def _autodiff_gradients(self, p, x, y, h0):
-        return _autodiff_gradients(p, x, y, h0, self._unroll)
+    def _autodiff_gradients(self, p, x, y, h0, mask=None):
+        return _autodiff_gradients(p, x, y, h0, self._unroll, mask)
 
     _lag_norms = staticmethod(_lag_norms)
     _truncated_gradients = staticmethod(_truncated_gradients)

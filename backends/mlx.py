@@ -21,14 +21,16 @@ from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params, SpecError
 
 
-def _hidden_states(p: Params, x, h0):
-    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
+def _hidden_states(p: Params, x, h0, mask=None):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
+    with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = x.shape
     inputs = mx.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
     W_T = p.W.T
     h = [h0]
     for t in range(T):  # MLX has no scan; the loop builds the lazy graph, evaluated at the end
-        h.append(mx.tanh(mx.addmm(inputs[t], h[-1], W_T)))
+        h_t = mx.tanh(mx.addmm(inputs[t], h[-1], W_T))
+        h.append(h_t if mask is None else mx.where(mask[t, :, None], h_t, h[-1]))
     return mx.stack(h[1:])
 
 
@@ -64,32 +66,46 @@ def _loss_and_output_errors(p: Params, h, y):
     return loss, (y_sums / Z)[:, None] * exp_s - y_rows
 
 
-def _forward(p: Params, x, h0):
-    h = _hidden_states(p, x, h0)
+def _forward(p: Params, x, h0, mask=None):
+    h = _hidden_states(p, x, h0, mask)
     o, log_yhat = _log_softmax_outputs(p, h)
     return h, o, _exp(log_yhat)
 
 
-def _loss(p: Params, x, y, h0):
-    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+def _loss(p: Params, x, y, h0, mask=None):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
     return -(y * log_yhat).sum()  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
-def _gradients(p: Params, x, y, h0):
+def _gradients(p: Params, x, y, h0, mask=None):
     T, B, D = x.shape
-    h = _hidden_states(p, x, h0)
-    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+    h = _hidden_states(p, x, h0, mask)
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     H = h.shape[-1]
     output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
     delta = [mx.zeros_like(h0)]  # δ(T + 1) = 0, then δ(T), ..., δ(1)
-    for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-        delta.append(mx.addmm(output_grad[t], delta[-1], p.W) * (1 - h[t] * h[t]))
+    h0_grad = None
+    if mask is None:
+        for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+            delta.append(mx.addmm(output_grad[t], delta[-1], p.W) * (1 - h[t] * h[t]))
+    else:  # m(t) D_t for all T·B rows at once
+        kept = mask[..., None]
+        kept_D = mx.where(kept, 1 - h * h, 0)  # (9.9) m(t) D_t, rows
+        carried = mx.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+        for t in reversed(range(T)):
+            grad_h = output_grad[t] + carried  # (9.8) ∇_{h(t)} L
+            delta.append(grad_h * kept_D[t])  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L
+            # the carry passes ∇_{h(t)} L on where m(t) = 0, and adds Wᵀ δ(t)
+            carried = mx.addmm(mx.where(kept[t], 0, grad_h), delta[-1], p.W)
+        h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, mx.concatenate(delta[:0:-1]))
-    return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+    return loss, base.grads_from_deltas(
+        base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
+    )  # (3.3)–(3.5)
 
 
-def _autodiff_gradients(p: Params, x, y, h0):
-    loss_of = lambda p, x, h0: _loss(Params(*p), x, y, h0)
+def _autodiff_gradients(p: Params, x, y, h0, mask=None):
+    loss_of = lambda p, x, h0: _loss(Params(*p), x, y, h0, mask)
     loss, (dp, dx, dh0) = mx.value_and_grad(loss_of, argnums=(0, 1, 2))(tuple(p), x, h0)
     dU, dW, db, dV, dc = dp
     return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
@@ -218,7 +234,9 @@ def _evaluated(result):
 class MlxBackend(base.ClosedFormAutodiffBackend):
     name = "mlx"
     framework_version = f"mlx {mx.__version__}"  # type: ignore[attr-defined]
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"), gradient_flow=True)
+    capabilities = Capabilities(
+        autodiff=True, devices=("cpu", "gpu"), masks=True, gradient_flow=True
+    )
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -255,25 +273,29 @@ class MlxBackend(base.ClosedFormAutodiffBackend):
     def _zeros_state(self, x, H):
         return mx.zeros((x.shape[1], H), dtype=x.dtype)
 
+    def _zero_masked(self, array, mask):
+        with mx.stream(self._device):
+            return mx.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
+
     def _one_hot(self, y, K, dtype):
         with mx.stream(self._device):
             return _one_hot(y, K, getattr(mx, dtype))
 
-    def _forward(self, p, x, h0):
+    def _forward(self, p, x, h0, mask=None):
         with mx.stream(self._device):
-            return _evaluated(_forward(p, x, h0))
+            return _evaluated(_forward(p, x, h0, mask))
 
-    def _loss(self, p, x, y, h0):
+    def _loss(self, p, x, y, h0, mask=None):
         with mx.stream(self._device):
-            return _evaluated(_loss(p, x, y, h0))
+            return _evaluated(_loss(p, x, y, h0, mask))
 
-    def _gradients(self, p, x, y, h0):
+    def _gradients(self, p, x, y, h0, mask=None):
         with mx.stream(self._device):
-            return _evaluated(_gradients(p, x, y, h0))
+            return _evaluated(_gradients(p, x, y, h0, mask))
 
-    def _autodiff_gradients(self, p, x, y, h0):
+    def _autodiff_gradients(self, p, x, y, h0, mask=None):
         with mx.stream(self._device):
-            return _evaluated(_autodiff_gradients(p, x, y, h0))
+            return _evaluated(_autodiff_gradients(p, x, y, h0, mask))
 
     def _lag_norms(self, p, x, y, h0, lags):
         with mx.stream(self._device):

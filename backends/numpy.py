@@ -9,16 +9,21 @@ from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params
 
 
-def _hidden_states(p: Params, x, h0):
-    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
+def _hidden_states(p: Params, x, h0, mask=None):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
+    with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = x.shape
     h = np.matmul(x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
     h += p.b
     W_T = np.ascontiguousarray(p.W.T)  # OpenBLAS multiplies a row-major Wᵀ faster than the view
     hW = np.empty_like(h0)
     h_prev = h0
-    for h_t in h:  # h_t holds U x(t) + b until it is overwritten by h(t), in place
-        h_prev = np.tanh(np.add(h_t, np.matmul(h_prev, W_T, out=hW), out=h_t), out=h_t)
+    carried = None if mask is None else ~mask[..., None]
+    for t, h_t in enumerate(h):  # h_t holds U x(t) + b until it is overwritten by h(t), in place
+        np.tanh(np.add(h_t, np.matmul(h_prev, W_T, out=hW), out=h_t), out=h_t)
+        if carried is not None:
+            np.copyto(h_t, h_prev, where=carried[t])
+        h_prev = h_t
     return h
 
 
@@ -84,7 +89,7 @@ def _lag_grads(p: Params, x, h_prev, slab):
 class NumpyBackend(base.ClosedFormBackend):
     name = "numpy"
     framework_version = f"numpy {np.__version__}"
-    capabilities = Capabilities(autodiff=False, devices=("cpu",), gradient_flow=True)
+    capabilities = Capabilities(autodiff=False, devices=("cpu",), masks=True, gradient_flow=True)
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:
         return np.array(array, dtype=dtype, copy=True)
@@ -101,33 +106,50 @@ class NumpyBackend(base.ClosedFormBackend):
     def _zeros_state(self, x, H):
         return np.zeros((x.shape[1], H), dtype=x.dtype)
 
+    def _zero_masked(self, array, mask):
+        return np.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
+
     def _one_hot(self, y, K, dtype):
         weights = np.zeros((*y.shape, K), dtype=dtype)  # scattering ones beats gathering rows of I
         np.put_along_axis(weights, y[..., None], 1, axis=-1)
         return weights
 
-    def _forward(self, p, x, h0):
-        h = _hidden_states(p, x, h0)
+    def _forward(self, p, x, h0, mask=None):
+        h = _hidden_states(p, x, h0, mask)
         o, log_yhat = _log_softmax_outputs(p, h)
         return h, o, np.exp(log_yhat)
 
-    def _loss(self, p, x, y, h0):
-        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+    def _loss(self, p, x, y, h0, mask=None):
+        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
         return -np.vdot(y, log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
-    def _gradients(self, p, x, y, h0):
+    def _gradients(self, p, x, y, h0, mask=None):
         T, B, D = x.shape
-        h = _hidden_states(p, x, h0)
-        loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+        h = _hidden_states(p, x, h0, mask)
+        loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
         H = h.shape[-1]
         delta = np.matmul(e_rows, p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
         scratch = np.empty_like(h0)
-        for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-            if t + 1 < T:
-                delta[t] += np.matmul(delta[t + 1], p.W, out=scratch)
-            delta[t] *= np.subtract(1, np.square(h[t], out=scratch), out=scratch)
+        h0_grad = None
+        if mask is None:
+            for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+                if t + 1 < T:
+                    delta[t] += np.matmul(delta[t + 1], p.W, out=scratch)
+                delta[t] *= np.subtract(1, np.square(h[t], out=scratch), out=scratch)
+        else:
+            kept = mask[..., None].astype(x.dtype)  # m(t) as 0 or 1, rows
+            carried = np.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+            for t in reversed(range(T)):
+                delta[t] += carried  # (9.8) ∇_{h(t)} L
+                np.subtract(delta[t], np.multiply(delta[t], kept[t], out=carried), out=carried)
+                delta[t] *= np.subtract(1, np.square(h[t], out=scratch), out=scratch)
+                delta[t] *= kept[t]  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L
+                carried += np.matmul(delta[t], p.W, out=scratch)
+            h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
         rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-        return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+        return loss, base.grads_from_deltas(
+            base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
+        )  # (3.3)–(3.5)
 
     def _lag_norms(self, p, x, y, h0, lags):
         T, B, H = x.shape[0], x.shape[1], p.W.shape[0]

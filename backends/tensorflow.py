@@ -22,16 +22,25 @@ OPS = base.Ops(
 )
 
 
-def _hidden_states(p: Params, x, h0):
-    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
+def _hidden_states(p: Params, x, h0, mask=None):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
+    with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = tf.unstack(tf.shape(x))
-    inputs = tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b
+    inputs = tf.reshape(
+        tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b, [T, B, -1]
+    )
     W_T = tf.transpose(p.W)  # once, not a transposed product at every step
 
     def step(h_prev, input_t):  # input_t = U x(t) + b
         return tf.tanh(input_t + tf.matmul(h_prev, W_T))
 
-    return tf.scan(step, tf.reshape(inputs, [T, B, -1]), initializer=h0)
+    def masked_step(h_prev, inputs_t):
+        input_t, kept_t = inputs_t
+        return tf.where(kept_t[:, None], tf.tanh(input_t + tf.matmul(h_prev, W_T)), h_prev)
+
+    if mask is None:
+        return tf.scan(step, inputs, initializer=h0)
+    return tf.scan(masked_step, (inputs, mask), initializer=h0)
 
 
 def _log_softmax_outputs(p: Params, h):
@@ -58,44 +67,60 @@ def _loss_and_output_errors(p: Params, h, y):
 
 
 @tf.function(reduce_retracing=True)
-def _forward(p, x, h0):
-    h = _hidden_states(p, x, h0)
+def _forward(p, x, h0, mask=None):
+    h = _hidden_states(p, x, h0, mask)
     o, log_yhat = _log_softmax_outputs(p, h)
     return h, o, tf.exp(log_yhat)
 
 
 @tf.function(reduce_retracing=True)
-def _loss(p, x, y, h0):
-    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+def _loss(p, x, y, h0, mask=None):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
     return -tf.reduce_sum(y * log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
 @tf.function(reduce_retracing=True)
-def _gradients(p, x, y, h0):
+def _gradients(p, x, y, h0, mask=None):
     T, B, D = tf.unstack(tf.shape(x))
-    h = _hidden_states(p, x, h0)
-    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+    h = _hidden_states(p, x, h0, mask)
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     output_grad = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
 
     def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
         output_grad_t, h_t = inputs
         return (output_grad_t + delta_next @ p.W) * (1 - h_t * h_t)
 
-    delta = tf.scan(step, (output_grad, h), initializer=tf.zeros_like(h0), reverse=True)
+    def masked_step(state, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+        _, carried = state
+        output_grad_t, h_t, kept_t = inputs
+        grad_h = output_grad_t + carried  # (9.8) ∇_{h(t)} L
+        zeros = tf.zeros_like(grad_h)
+        delta_t = tf.where(kept_t[:, None], grad_h * (1 - h_t * h_t), zeros)  # (9.9)
+        return delta_t, delta_t @ p.W + tf.where(kept_t[:, None], zeros, grad_h)
+
+    h0_grad = None
+    if mask is None:
+        delta = tf.scan(step, (output_grad, h), initializer=tf.zeros_like(h0), reverse=True)
+    else:
+        zeros = tf.zeros_like(h0)
+        delta, carried = tf.scan(
+            masked_step, (output_grad, h, mask), initializer=(zeros, zeros), reverse=True
+        )
+        h0_grad = carried[0]  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L, the carry past step 1
     rows = (
         tf.reshape(x, [T * B, D]),
         tf.reshape(h, [T * B, -1]),
         e_rows,
         tf.reshape(delta, [T * B, -1]),
     )
-    return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+    return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows, h0_grad)  # (3.3)–(3.5)
 
 
 @tf.function(reduce_retracing=True)
-def _autodiff_gradients(p, x, y, h0):
+def _autodiff_gradients(p, x, y, h0, mask=None):
     with tf.GradientTape() as tape:
         tape.watch((p, h0, x))
-        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
         loss = -tf.reduce_sum(y * log_yhat)
     dp, dh0, dx = tape.gradient(loss, (p, h0, x))
     return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
@@ -222,7 +247,9 @@ def _jacobian_norms(p, x, h0):
 class TensorflowBackend(base.ClosedFormAutodiffBackend):
     name = "tensorflow"
     framework_version = f"tensorflow {tf.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "gpu"), gradient_flow=True)
+    capabilities = Capabilities(
+        autodiff=True, devices=("cpu", "gpu"), masks=True, gradient_flow=True
+    )
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -255,25 +282,32 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
         with tf.device(self.device):
             return tf.zeros((x.shape[1], H), dtype=x.dtype)
 
+    def _zero_masked(self, array, mask):
+        with tf.device(self.device):
+            kept = tf.reshape(
+                mask, tf.concat([tf.shape(mask), tf.ones([array.ndim - 2], tf.int32)], 0)
+            )
+            return tf.where(kept, array, tf.zeros_like(array))
+
     def _one_hot(self, y, K, dtype):
         with tf.device(self.device):  # tf.one_hot takes int8/uint8/int32/int64 indices only
             return tf.one_hot(tf.cast(y, tf.int64), K, dtype=dtype)
 
-    def _forward(self, p, x, h0):
+    def _forward(self, p, x, h0, mask=None):
         with tf.device(self.device):
-            return _forward(p, x, h0)
+            return _forward(p, x, h0, mask)
 
-    def _loss(self, p, x, y, h0):
+    def _loss(self, p, x, y, h0, mask=None):
         with tf.device(self.device):
-            return _loss(p, x, y, h0)
+            return _loss(p, x, y, h0, mask)
 
-    def _gradients(self, p, x, y, h0):
+    def _gradients(self, p, x, y, h0, mask=None):
         with tf.device(self.device):
-            return _gradients(p, x, y, h0)
+            return _gradients(p, x, y, h0, mask)
 
-    def _autodiff_gradients(self, p, x, y, h0):
+    def _autodiff_gradients(self, p, x, y, h0, mask=None):
         with tf.device(self.device):
-            return _autodiff_gradients(p, x, y, h0)
+            return _autodiff_gradients(p, x, y, h0, mask)
 
     def _lag_norms(self, p, x, y, h0, lags):
         with tf.device(self.device):

@@ -28,15 +28,22 @@ def _input_projections(p: Params, x):
     return torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
 
 
-def _hidden_states(p: Params, x, h0):
-    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2)."""
-    if x.is_cuda:
+def _hidden_states(p: Params, x, h0, mask=None):
+    """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
+    with a mask, (9.1): a masked step carries h(t−1) over (a step loop: the fused RNN has no masks)."""
+    if x.is_cuda and mask is None:
         return _fused_recurrence(p, _input_projections(p, x), h0, train=False)
     h = _input_projections(p, x)
     W_T = p.W.T.contiguous()  # a row-major Wᵀ multiplies faster than the transposed view
     h_prev = h0
-    for h_t in h.unbind(0):  # h_t holds U x(t) + b until it is overwritten by h(t), in place
-        h_prev = h_t.addmm_(h_prev, W_T).tanh_()
+    if mask is not None:  # m(t) and 1 − m(t) as 0 or 1: v·1 + w·0 = v exactly, faster than where
+        kept = mask[..., None].to(h.dtype)
+        kept, dropped = kept.unbind(0), (1 - kept).unbind(0)
+    for t, h_t in enumerate(h.unbind(0)):  # h_t holds U x(t) + b until overwritten by h(t)
+        h_t.addmm_(h_prev, W_T).tanh_()
+        if mask is not None:
+            h_t.mul_(kept[t]).addcmul_(h_prev, dropped[t])
+        h_prev = h_t
     return h
 
 
@@ -195,7 +202,9 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
 class TorchBackend(base.ClosedFormAutodiffBackend):
     name = "torch"
     framework_version = f"torch {torch.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu", "cuda"), gradient_flow=True)
+    capabilities = Capabilities(
+        autodiff=True, devices=("cpu", "cuda"), masks=True, gradient_flow=True
+    )
 
     device_names = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 
@@ -233,52 +242,71 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
     def _zeros_state(self, x, H):
         return x.new_zeros((x.shape[1], H))
 
+    def _zero_masked(self, array, mask):
+        return torch.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
+
     def _one_hot(self, y, K, dtype):
         weights = torch.zeros((*y.shape, K), dtype=_torch_dtype(dtype), device=y.device)
         return weights.scatter_(-1, y.long()[..., None], 1)  # faster than gathering rows of I
 
     @torch.no_grad()
-    def _forward(self, p, x, h0):
-        h = _hidden_states(p, x, h0)
+    def _forward(self, p, x, h0, mask=None):
+        h = _hidden_states(p, x, h0, mask)
         o, log_yhat = _log_softmax_outputs(p, h)
         return h, o, log_yhat.exp()
 
     @torch.no_grad()
-    def _loss(self, p, x, y, h0):
-        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0))
+    def _loss(self, p, x, y, h0, mask=None):
+        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
         return -torch.vdot(y.flatten(), log_yhat.flatten())  # (1.5)–(1.6) L = −Σ_t Σ_k y_k log ŷ_k
 
     @torch.no_grad()
-    def _gradients(self, p, x, y, h0):
-        if x.is_cuda:
+    def _gradients(self, p, x, y, h0, mask=None):
+        if x.is_cuda and mask is None:
             if torch.cuda.is_current_stream_capturing():  # the caller's own graph takes these
                 return _fused_gradients(p, x, y, h0)
             (T, B, D), H, K = x.shape, h0.shape[1], y.shape[2]
             captured = _captured_gradients(x.device, x.dtype, T, B, D, H, K)
             return (captured or _fused_gradients)(p, x, y, h0)
         T, B, D = x.shape
-        h = _hidden_states(p, x, h0)
-        loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
+        h = _hidden_states(p, x, h0, mask)
+        loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
         H = h.shape[-1]
         delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
         one, D_t = h.new_ones(()), torch.empty_like(h0)
-        delta_next = None
-        for delta_t, h_t in zip(reversed(delta.unbind(0)), reversed(h.unbind(0)), strict=True):
-            if delta_next is not None:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-                delta_t.addmm_(delta_next, p.W)
-            delta_next = delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t))  # (2.2)
+        h0_grad = None
+        if mask is None:
+            delta_next = None
+            steps = zip(reversed(delta.unbind(0)), reversed(h.unbind(0)), strict=True)
+            for delta_t, h_t in steps:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+                if delta_next is not None:
+                    delta_t.addmm_(delta_next, p.W)
+                delta_next = delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t))  # (2.2)
+        else:  # m(t) D_t for all T·B rows at once, (1 − m(t)) as 0 or 1
+            kept = mask[..., None].to(h.dtype)
+            kept_D = torch.addcmul(one, h, h, value=-1).mul_(kept)  # (9.9) m(t) D_t, rows
+            carried = torch.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+            rows_t = zip(*(reversed(a.unbind(0)) for a in (delta, kept_D, 1 - kept)), strict=True)
+            for delta_t, kept_D_t, dropped_t in rows_t:
+                delta_t.add_(carried)  # (9.8) ∇_{h(t)} L
+                torch.mul(delta_t, dropped_t, out=carried)  # (1 − m(t)) ∇_{h(t)} L
+                carried.addmm_(delta_t.mul_(kept_D_t), p.W)  # δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
+            h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
         rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-        return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)  # (3.3)–(3.5)
+        return loss, base.grads_from_deltas(
+            base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
+        )  # (3.3)–(3.5)
 
-    def _autodiff_gradients(self, p, x, y, h0):
+    def _autodiff_gradients(self, p, x, y, h0, mask=None):
         inputs = [a.detach().requires_grad_() for a in (*p, h0, x)]  # the caller's stay untouched
         with torch.enable_grad():
             U, W, b, V, c, h0, x = inputs
             T, B, D = x.shape
             xu = torch.addmm(b, x.reshape(T * B, D), U.T).reshape(T, B, -1)
             h = [h0]  # _hidden_states writes in place, which autograd cannot trace: the same
-            for xu_t in xu.unbind(0):  # recurrence (1.1)–(1.2) out of place
-                h.append(torch.tanh(torch.addmm(xu_t, h[-1], W.T)))
+            for t, xu_t in enumerate(xu.unbind(0)):  # recurrence (1.1)–(1.2), (9.1) out of place
+                h_t = torch.tanh(torch.addmm(xu_t, h[-1], W.T))
+                h.append(h_t if mask is None else torch.where(mask[t, :, None], h_t, h[-1]))
             _, log_yhat = _log_softmax_outputs(Params(U, W, b, V, c), torch.stack(h[1:]))
             loss = -(y * log_yhat).sum()  # (1.5)–(1.6)
             grads = torch.autograd.grad(loss, inputs)

@@ -70,13 +70,17 @@ class Framework:
     def on_cpu(self) -> bool:
         return self.backend.device.lower() in ("cpu", "cpu:0")
 
-    def implementations(self, params, x, y, h0) -> dict[str, Call]:
-        """Name -> one call of loss and all gradients on these (native) inputs."""
+    def implementations(self, params, x, y, h0, mask=None) -> dict[str, Call]:
+        """Name -> one call of loss and all gradients on these (native) inputs; a mask is passed
+        only when given."""
         b = self.backend
-        impls = {f"{b.name} closed form": lambda: b.gradients(params, x, y, h0)}
+        masked = {} if mask is None else {"mask": mask}
+        impls = {f"{b.name} closed form": lambda: b.gradients(params, x, y, h0, **masked)}
         if b.capabilities.autodiff:
             autodiff = cast(AutodiffBackend, b)  # what capabilities.autodiff promises
-            impls[f"{b.name} autodiff"] = lambda: autodiff.autodiff_gradients(params, x, y, h0)
+            impls[f"{b.name} autodiff"] = lambda: autodiff.autodiff_gradients(
+                params, x, y, h0, **masked
+            )
         return impls
 
     def flow_implementations(self, params, x, y, h0) -> dict[str, Call]:
@@ -142,9 +146,11 @@ class NumpyFramework(Framework):
 class TorchFramework(Framework):
     name = "torch"
 
-    def implementations(self, params, x, y, h0) -> dict[str, Call]:
-        """Also what users would write, torch.nn.RNN with autograd: the reference to beat."""
-        return {**super().implementations(params, x, y, h0), REFERENCE: _nn_rnn(params, x, y, h0)}
+    def implementations(self, params, x, y, h0, mask=None) -> dict[str, Call]:
+        """Also what users would write, torch.nn.RNN with autograd: the reference to beat
+        (unmasked workloads only)."""
+        impls = super().implementations(params, x, y, h0, mask)
+        return impls if mask is not None else {**impls, REFERENCE: _nn_rnn(params, x, y, h0)}
 
     def sync(self, arrays: Iterable) -> None:
         """torch on CPU is synchronous; CUDA kernels are queued."""

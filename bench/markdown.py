@@ -358,7 +358,9 @@ def target_summary(
     if timed_workloads is not None:
         untimed = sorted({g.workload for g in goals} - set(timed_workloads), key=_workload_order)
         if untimed:
-            names = " and ".join(untimed)
+            names = " and ".join(
+                [", ".join(untimed[:-1]), untimed[-1]] if untimed[:-1] else untimed
+            )
             lines += ["", f"Not measured in this run: the targets on {names} (not timed)."]
     return lines
 

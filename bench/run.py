@@ -186,6 +186,11 @@ def _compare(closed: dict, rows: Iterable[dict]) -> None:
     for r in others:
         if r["impl"] == REFERENCE and "median_ms" in r:
             closed["vs_nn_rnn"] = _ratio(closed, r)
+    unmasked = WORKLOADS[closed["workload"]].masked_of
+    for r in rows:
+        if (r["workload"], r["dtype"], r["impl"]) == (unmasked, closed["dtype"], closed["impl"]):
+            if "median_ms" in r:
+                closed["vs_unmasked"] = _ratio(closed, r)
 
 
 def _ratio(row: dict, other: dict) -> float:
@@ -202,6 +207,7 @@ WORDING = {
     "vs_nn_rnn": "{subject} {op} {limit:g}× " + REFERENCE,
     "fraction_of_peak": "{subject} {op} {limit:.0%} of matmul peak",
     "memory_exponent": "{subject} memory O(T): log2(peak(T) / peak(T/2)) {op} {limit:g}",
+    "vs_unmasked": "{subject} {op} {limit:g}× itself unmasked",
 }
 
 

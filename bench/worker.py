@@ -34,6 +34,7 @@ from rnnspec.bench.workloads import (
     WORKLOADS,
     Workload,
     inputs,
+    mask,
 )
 from rnnspec.spec import Grads, Params, reference, tolerance
 
@@ -99,7 +100,7 @@ def _reference(w: Workload, seed: int, cache: Path) -> list[np.ndarray]:
         with np.load(path) as stored:
             return [stored[name] for name in TENSORS]
     params, x, y, h0 = inputs(w, "float64", seed)
-    loss, grads = reference.gradients(params, x, y, h0)
+    loss, grads = reference.gradients(params, x, y, h0, mask=mask(w, seed))
     values = [np.asarray(loss), *grads]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.npz")  # workers may write the same file at once
@@ -141,10 +142,11 @@ def _check(result, to_numpy, want: list[np.ndarray], dtype: str, T: int) -> dict
 
 
 def native(fw: Framework, w: Workload, dtype: str, seed: int) -> tuple:
-    """The workload's inputs as the backend's arrays."""
+    """The workload's inputs as the backend's arrays, with its mask (None when unmasked)."""
     params, x, y, h0 = inputs(w, dtype, seed)
     to = fw.backend.asarray
-    return Params(*map(to, params)), to(x), to(y), to(h0)
+    masked = mask(w, seed)
+    return Params(*map(to, params)), to(x), to(y), to(h0), None if masked is None else to(masked)
 
 
 # --- timing -------------------------------------------------------------------------------------

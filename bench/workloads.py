@@ -4,7 +4,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from rnnspec.spec import Params
+from rnnspec.spec import Params, lengths_to_mask
 
 
 class Workload(NamedTuple):
@@ -14,6 +14,8 @@ class Workload(NamedTuple):
     D: int
     H: int
     K: int
+    #: the workload this one is a masked copy of: random lengths in 1..T, right padding (§9)
+    masked_of: str | None = None
 
     def forward_flops(self) -> int:
         """2·T·B·(H·D + H·H + K·H): the three matrix products of the forward pass."""
@@ -34,6 +36,7 @@ WORKLOADS = {
         Workload("medium", T=100, B=64, D=128, H=256, K=128),
         Workload("long", T=1000, B=16, D=64, H=128, K=64),
         Workload("wide", T=20, B=128, D=512, H=1024, K=512),
+        Workload("masked", T=100, B=64, D=128, H=256, K=128, masked_of="medium"),
     )
 }
 QUICK = ("small", "medium")
@@ -69,7 +72,8 @@ NUMPY_AND_TORCH = ("numpy", "torch")
 #: the issue's targets, for the CPU. vs_autodiff: over the fastest autodiff of the closed form's
 #: framework (of every other one for a backend without autodiff); vs_nn_rnn: over torch.nn.RNN with
 #: autograd; fraction_of_peak: of the framework's 2048² matmul GFLOP/s; memory_exponent:
-#: log2(peak(T) / peak(T/2)), 1 where memory is linear in T and 2 where it is quadratic.
+#: log2(peak(T) / peak(T/2)), 1 where memory is linear in T and 2 where it is quadratic;
+#: vs_unmasked: a masked workload's time over the same implementation's on the workload it masks.
 TARGETS = (
     Target("small", "vs_autodiff", 0.8),
     Target("medium", "vs_autodiff", 0.8),
@@ -82,6 +86,8 @@ TARGETS = (
     Target("medium", "fraction_of_peak", 0.6, at_least=True, of="the fastest closed form"),
     Target("wide", "fraction_of_peak", 0.8, at_least=True, of="the fastest closed form"),
     Target(MEMORY_WORKLOAD, "memory_exponent", 1.25, of="each implementation"),
+    Target("masked", "vs_autodiff", 0.8),
+    Target("masked", "vs_unmasked", 1.1),  # the mask costs at most a tenth
 )
 
 #: the targets on a GPU (CUDA, float32, TF32 off), every workload: torch's closed form at or under
@@ -127,3 +133,12 @@ def inputs(w: Workload, dtype: str, seed: int = 0):
         return a.astype(np.float32).astype(dtype)
 
     return Params(*map(cast, params)), cast(x), y, cast(h0)
+
+
+def mask(w: Workload, seed: int = 0) -> np.ndarray | None:
+    """The (T, B) boolean mask of a masked workload (None for the others): lengths drawn
+    uniformly from 1..T, right padding."""
+    if w.masked_of is None:
+        return None
+    lengths = np.random.default_rng(seed + 1).integers(1, w.T + 1, size=w.B)
+    return lengths_to_mask(lengths, w.T)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnnspec.conformance.calls import flatten, source
-from rnnspec.conformance.cases import CASES, Case
+from rnnspec.conformance.cases import CASES, MASKED_CASES, Case
 from rnnspec.conformance.oracle import expected
 from rnnspec.spec import tolerance
 from rnnspec.spec.validation import shape_of
@@ -28,17 +28,21 @@ class Call:
 
     def reproduce(self, pick: str, oracle: str) -> str:
         name, device = self.loaded_as or (self.backend.name, self.backend.device)
-        named = CASES.get(self.case.name) == self.case
+        registry = "MASKED_CASES" if self.case.padding else "CASES"
+        named = {**CASES, **MASKED_CASES}.get(self.case.name) == self.case
+        masked = self.case.padding is not None
         return "\n".join(
             [
                 "from rnnspec import backends",
                 "from rnnspec.spec import reference, reference_flow",
-                f"from rnnspec.conformance.cases import {'CASES' if named else 'Case'}",
-                f"case = CASES[{self.case.name!r}]" if named else f"case = {self.case!r}",
+                f"from rnnspec.conformance.cases import {registry if named else 'Case'}",
+                f"case = {registry}[{self.case.name!r}]" if named else f"case = {self.case!r}",
                 f"backend = backends.load({name!r}, device={device!r})",
                 f"params, x, y, h0 = case.native(backend, {self.dtype!r})",
-                f"got = {source(self.method, self.t)}{pick}",
+                *(["mask = case.native_mask(backend)"] if masked else []),
+                f"got = {source(self.method, self.t, masked)}{pick}",
                 f"params, x, y, h0 = case.arrays({self.dtype!r})",
+                *(["mask = case.mask()"] if masked else []),
                 f"want = {oracle}",
             ]
         )

@@ -12,7 +12,7 @@ FLOW_METHODS = ("lag_norms", "truncated_gradients", "tbptt_gradients", "jacobian
 #: the integer arguments a reproduction snippet prints as values, in order
 INTEGERS = ("t", "k", "k1", "k2")
 
-#: method -> its positional arguments; h0 is always passed by keyword
+#: method -> its positional arguments; h0 is always passed by keyword, and so is a mask
 ARGUMENTS = {
     "forward": ("params", "x"),
     "loss": ("params", "x", "y"),
@@ -43,18 +43,22 @@ TENSORS = {
 }
 
 
-def invoke(backend, method: str, params, x, y=None, h0=None, t: int | None = None) -> Any:
-    """``backend.<method>`` with the arguments it takes among these."""
+def invoke(
+    backend, method: str, params, x, y=None, h0=None, t: int | None = None, mask=None
+) -> Any:
+    """``backend.<method>`` with the arguments it takes among these; ``mask`` only when given,
+    so that unmasked calls are the same on every protocol version."""
     given = {"params": params, "x": x, "y": y, "t": t}
-    return getattr(backend, method)(*(given[a] for a in ARGUMENTS[method]), h0=h0)
+    masked = {} if mask is None else {"mask": mask}
+    return getattr(backend, method)(*(given[a] for a in ARGUMENTS[method]), h0=h0, **masked)
 
 
-def source(method: str, t: int | tuple[int, ...] | None = None) -> str:
+def source(method: str, t: int | tuple[int, ...] | None = None, masked: bool = False) -> str:
     """The call as code, for a reproduction snippet: 'backend.step_gradients(params, x, y, 3, h0=h0)';
     ``t`` holds the integer arguments (a tuple where there are several, as k1, k2)."""
     values = iter(t if isinstance(t, tuple) else (t,))
     args = ", ".join(str(next(values)) if a in INTEGERS else a for a in ARGUMENTS[method])
-    return f"backend.{method}({args}, h0=h0)"
+    return f"backend.{method}({args}, h0=h0{', mask=mask' if masked else ''})"
 
 
 def flatten(method: str, result) -> list:

@@ -4,12 +4,13 @@ Every case's values are exactly representable in float32, so a float32 backend a
 reference see the same numbers and a comparison measures the backend's rounding alone.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from rnnspec.spec import Params
+from rnnspec.spec import Params, lengths_to_mask, reference
 
 
 class Inputs(NamedTuple):
@@ -38,6 +39,7 @@ class Case:
     logit_offsets: float = 0.0  # c spread over ±this: logits beyond 1e3 when large
     preactivation_range: tuple[float, float] | None = None  # b spread over it: saturates tanh
     conditioning: str = "well"  # or "saturated", "chaotic": see finite_only
+    padding: str | None = None  # a mask (SPEC.md §9): one of MASK_PATTERNS; None: no mask
 
     def arrays(self, dtype: str = "float64") -> Inputs:
         """NumPy inputs in ``dtype``; targets are int64 class indices or soft weights in ``dtype``."""
@@ -65,6 +67,10 @@ class Case:
             y = y / y.sum(axis=-1, keepdims=True) * sums
         else:
             y = rng.integers(0, K, size=(T, B))
+        if self.padding is not None:  # what a masked step holds is never read: make it absurd
+            padded = ~self.mask()
+            x[padded] = PADDED_INPUT
+            y[padded] = PADDED_SOFT_TARGET if self.soft_targets else PADDED_CLASS
         params = Params(*(_representable(a, dtype) for a in (U, W, b, V, c)))
         y = _representable(y, dtype) if self.soft_targets else y.astype(np.int64)
         h0 = None if h0 is None else _representable(h0, dtype)
@@ -79,6 +85,33 @@ class Case:
             backend.asarray(y),
             None if h0 is None else backend.asarray(h0),
         )
+
+    def lengths(self) -> np.ndarray:
+        """For right and left padding: each sequence's length, cycling T, T − 2, 1 and (for
+        "empty") 0."""
+        pattern = (self.T, max(self.T - 2, 1), 1) + ((0,) if self.padding == "empty" else ())
+        return np.resize(np.asarray(pattern), self.B)
+
+    def mask(self) -> np.ndarray | None:
+        """The (T, B) boolean NumPy mask of ``padding``, or None."""
+        T, B = self.T, self.B
+        if self.padding is None:
+            return None
+        if self.padding in ("right", "empty", "left"):
+            side = "left" if self.padding == "left" else "right"
+            return lengths_to_mask(self.lengths(), T, padding=side)
+        if self.padding == "gaps":  # steps missing in the middle, and a sequence starting late
+            rng = np.random.default_rng(self.seed + 1000)
+            mask = rng.random((T, B)) < 0.6
+            mask[0], mask[-1] = True, True
+            mask[: T // 2, -1] = False
+            return mask
+        return np.full((T, B), self.padding == "ones")
+
+    def native_mask(self, backend):
+        """The mask as the backend's own array, or None."""
+        mask = self.mask()
+        return None if mask is None else backend.asarray(mask)
 
     def finite_only(self, dtype: str, tensor: str) -> bool:
         """Whether ``tensor`` is held to finiteness only (SPEC.md §6.3): its rounding errors are
@@ -97,7 +130,11 @@ class Case:
 
     def label(self) -> str:
         kind = f"soft targets Σy∈{self.target_sums}" if self.soft_targets else "class indices"
-        return f"{self.name} (T={self.T}, B={self.B}, D={self.D}, H={self.H}, K={self.K}, {kind})"
+        masked = "" if self.padding is None else f", mask {self.padding!r}"
+        return (
+            f"{self.name} (T={self.T}, B={self.B}, D={self.D}, H={self.H}, K={self.K}, {kind}"
+            f"{masked})"
+        )
 
 
 #: The tensors whose computation multiplies by D_t = diag(1 − h(t)⊙h(t)).
@@ -136,6 +173,26 @@ CASES = _cases(
 )
 # fmt: on
 
+#: Mask patterns (SPEC.md §9): right and left padding, a sequence with no step ("empty"), gaps
+#: in the middle, every step, no step.
+MASK_PATTERNS = ("right", "left", "empty", "gaps", "ones", "zeros")
+#: What masked steps hold in the masked cases: values a check would reject at an unmasked step
+#: (class −100 as torch users write it, a negative soft target) or that would saturate tanh.
+PADDED_INPUT, PADDED_CLASS, PADDED_SOFT_TARGET = 1000.0, -100, -1.0
+
+# fmt: off
+#: The masked cases, by name: the mask checks' own, never run without their mask.
+MASKED_CASES = _cases(
+    Case("masked_right", T=6, B=3, D=3, H=4, K=5, seed=20, padding="right"),
+    Case("masked_left", T=6, B=3, D=3, H=4, K=5, seed=21, padding="left"),
+    Case("masked_empty", T=5, B=4, D=2, H=3, K=4, seed=22, padding="empty"),
+    Case("masked_gaps", T=8, B=3, D=3, H=4, K=5, seed=23, padding="gaps", soft_targets=True,
+         target_sums=(0.6, 2.5, 1.0)),
+    Case("masked_ones", T=5, B=3, D=3, H=4, K=5, seed=24, padding="ones"),
+    Case("masked_zeros", T=5, B=3, D=3, H=4, K=5, seed=25, padding="zeros"),
+)
+# fmt: on
+
 #: Cases small enough for form A's O(T³) literal products in the reference.
 SHORT = [name for name, case in CASES.items() if case.T <= 20]
 
@@ -143,7 +200,8 @@ SHORT = [name for name, case in CASES.items() if case.T <= 20]
 def random_case(integer, uniform, boolean) -> tuple[Case, int]:
     """A random case and step t, from the one distribution that the property checks and
     ``rnnspec calibrate`` share: T ≤ 8, B ≤ 4, D ≤ 5, H ≤ 6, 2 ≤ K ≤ 6, class indices or soft
-    targets summing to 0.6, 2.5, 0 and 1, h0 given or zero, W's spectral radius in [0.1, 1.2].
+    targets summing to 0.6, 2.5, 0 and 1, h0 given or zero, W's spectral radius in [0.1, 1.2]; a
+    draw whose tanh saturates (some |a| ≥ SATURATION) is a "saturated" case (SPEC.md §6.3).
 
     ``integer(lo, hi)`` (both included), ``uniform(lo, hi)`` and ``boolean()`` draw the numbers:
     Hypothesis's strategies in the property checks, a NumPy generator in calibrate.
@@ -163,4 +221,17 @@ def random_case(integer, uniform, boolean) -> tuple[Case, int]:
         h0=boolean(),
         spectral_radius=uniform(0.1, 1.2),
     )
+    if _max_preactivation(case) >= SATURATION:  # drawn into §6.3's saturation: judged as such
+        case = dataclasses.replace(case, conditioning="saturated")
     return case, integer(1, T)
+
+
+#: |a| from which 1 − tanh(a)² in float32 is off by more than the bound allows (relative error
+#: 1.5e-4 at |a| = 5, SPEC.md §6.3): a random case that reaches it is a saturated one
+SATURATION = 5.0
+
+
+def _max_preactivation(case: Case) -> float:
+    """max |a(t)| over the case's forward pass, in float64 (a = artanh h)."""
+    params, x, _, h0 = case.arrays("float64")
+    return float(np.abs(np.arctanh(reference.forward(params, x, h0).h)).max())

@@ -9,21 +9,25 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.cases import CASES, MASKED_CASES
 from rnnspec.conformance.oracle import expected
 
 VECTORS = Path(__file__).parent / "vectors"
 GOLDEN_CASES = ("basic", "soft", "zero_h0", "T1", "H1", "K2", "large_logits", "saturated")
+#: with an ``input.mask`` (SPEC.md §9), checked by the mask checks
+MASKED_GOLDEN_CASES = ("masked_right", "masked_gaps")
 METHODS = ("forward", "loss", "gradients")
 
 
 def _entries(name: str) -> dict[str, np.ndarray]:
-    case = CASES[name]
+    case = {**CASES, **MASKED_CASES}[name]
     params, x, y, h0 = case.arrays("float64")
     entries = {f"input.params.{f}": getattr(params, f) for f in params._fields}
     entries.update({"input.x": x, "input.y": y})
     if h0 is not None:
         entries["input.h0"] = h0
+    if case.padding is not None:
+        entries["input.mask"] = case.mask()
     calls = [(m, None) for m in METHODS] + [("step_gradients", t) for t in range(1, case.T + 1)]
     for method, t in calls:
         want = expected(case, method, t)
@@ -48,7 +52,7 @@ def checkout_vectors() -> Path | None:
 def write(directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in GOLDEN_CASES:
+    for name in GOLDEN_CASES + MASKED_GOLDEN_CASES:
         path = directory / f"{name}.npz"
         np.savez_compressed(path, **_entries(name))
         paths.append(path)

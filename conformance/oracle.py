@@ -21,34 +21,40 @@ class Expected(NamedTuple):
 
 #: method -> the reference's function and the expression shown for it; autodiff expects form B's
 _REFERENCE = {
-    "forward": (lambda p, x, y, h0, t: reference.forward(p, x, h0=h0), "forward(params, x, h0=h0)"),
-    "loss": (lambda p, x, y, h0, t: reference.loss(p, x, y, h0), "loss(params, x, y, h0)"),
+    "forward": (
+        lambda p, x, y, h0, t, mask: reference.forward(p, x, h0=h0, mask=mask),
+        "forward(params, x, h0=h0{mask})",
+    ),
+    "loss": (
+        lambda p, x, y, h0, t, mask: reference.loss(p, x, y, h0, mask=mask),
+        "loss(params, x, y, h0{mask})",
+    ),
     "gradients": (
-        lambda p, x, y, h0, t: reference.gradients(p, x, y, h0),
-        "gradients(params, x, y, h0)",
+        lambda p, x, y, h0, t, mask: reference.gradients(p, x, y, h0, mask=mask),
+        "gradients(params, x, y, h0{mask})",
     ),
     "step_gradients": (
-        lambda p, x, y, h0, t: reference.step_gradients(p, x, y, t, h0),
-        "step_gradients(params, x, y, {t}, h0)",
+        lambda p, x, y, h0, t, mask: reference.step_gradients(p, x, y, t, h0, mask=mask),
+        "step_gradients(params, x, y, {t}, h0{mask})",
     ),
 }
 _REFERENCE["autodiff_gradients"] = _REFERENCE["gradients"]
 _REFERENCE.update(
     {  # SPEC.md §10, t holding the lengths: (k,) or (k1, k2)
         "lag_norms": (
-            lambda p, x, y, h0, t: reference_flow.lag_norms(p, x, y, h0),
+            lambda p, x, y, h0, t, mask: reference_flow.lag_norms(p, x, y, h0),
             "lag_norms(params, x, y, h0)",
         ),
         "truncated_gradients": (
-            lambda p, x, y, h0, t: reference_flow.truncated_gradients(p, x, y, *t, h0),
+            lambda p, x, y, h0, t, mask: reference_flow.truncated_gradients(p, x, y, *t, h0),
             "truncated_gradients(params, x, y, *{t}, h0)",
         ),
         "tbptt_gradients": (
-            lambda p, x, y, h0, t: reference_flow.tbptt_gradients(p, x, y, *t, h0),
+            lambda p, x, y, h0, t, mask: reference_flow.tbptt_gradients(p, x, y, *t, h0),
             "tbptt_gradients(params, x, y, *{t}, h0)",
         ),
         "jacobian_norms": (
-            lambda p, x, y, h0, t: reference_flow.jacobian_norms(p, x, h0),
+            lambda p, x, y, h0, t, mask: reference_flow.jacobian_norms(p, x, h0),
             "jacobian_norms(params, x, h0)",
         ),
     }
@@ -62,10 +68,11 @@ def expected(case: Case, method: str, t: int | None = None) -> Expected:
     One answer serves every dtype: a case's values are the same in float32 and float64.
     """
     params, x, y, h0 = case.arrays("float64")
+    mask = case.mask()
     function, expression = _REFERENCE[method]
 
     def fn(params, x, y, h0):
-        return [np.asarray(v) for v in flatten(method, function(params, x, y, h0, t))]
+        return [np.asarray(v) for v in flatten(method, function(params, x, y, h0, t, mask))]
 
     if method in ("forward", "jacobian_norms"):  # κ: the sensitivity to the inputs it takes
         args: tuple = (params, x, h0)
@@ -76,4 +83,10 @@ def expected(case: Case, method: str, t: int | None = None) -> Expected:
         values, kappas = fn(*args), tolerance.condition_numbers(fn, args, seed=case.seed)
     names, picks = zip(*TENSORS[method])
     module = "reference_flow." if method in FLOW_METHODS else "reference."
-    return Expected(names, tuple(values), tuple(kappas), module + expression.format(t=t), picks)
+    return Expected(
+        names,
+        tuple(values),
+        tuple(kappas),
+        module + expression.format(t=t, mask="" if mask is None else ", mask=mask"),
+        picks,
+    )

@@ -29,6 +29,7 @@ GROUPS = (
     "dtype/shape/device",
     "state",
     "properties",
+    "masks",
     "reference (FD)",
     "flow",
 )
@@ -141,6 +142,7 @@ class JsonReport:
                         "gradient_flow": getattr(backend.capabilities, "gradient_flow", False),
                         "devices": list(backend.capabilities.devices),
                         "dtypes": list(backend.capabilities.dtypes),
+                        "masks": backend.capabilities.masks,
                     },
                     "outcomes": dict(outcomes),
                     "left_out": left_out,

@@ -4,7 +4,7 @@ of its own loss (SPEC.md §1–§3), and its form A against its form B (§4). Ba
 import numpy as np
 import pytest
 
-from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.cases import CASES, MASKED_CASES
 from rnnspec.spec import Params, reference, tolerance
 
 pytestmark = pytest.mark.rnnspec_group("reference (FD)")
@@ -30,17 +30,18 @@ def _finite_differences(loss, array: np.ndarray) -> np.ndarray:
     return grad
 
 
-@pytest.mark.parametrize("name", FD_CASES)
+@pytest.mark.parametrize("name", FD_CASES + tuple(MASKED_CASES))
 def test_reference_matches_finite_differences(name):
-    case = CASES[name]
+    case = {**CASES, **MASKED_CASES}[name]
+    mask = case.mask()
     params, x, y, h0 = case.arrays("float64")
     params = Params(*(p.copy() for p in params))
     h0 = np.zeros((case.B, case.H)) if h0 is None else h0.copy()
     x = x.copy()
-    loss, grads = reference.gradients(params, x, y, h0)
+    loss, grads = reference.gradients(params, x, y, h0, mask=mask)
     inputs = {**params._asdict(), "h0": h0, "x": x}
     for field, array in inputs.items():
-        fd = _finite_differences(lambda: reference.loss(params, x, y, h0), array)
+        fd = _finite_differences(lambda: reference.loss(params, x, y, h0, mask=mask), array)
         want = getattr(grads, field)
         error, bound = float(np.linalg.norm(fd - want)), tolerance.fd_bound(want, loss)
         assert error <= bound, (
@@ -49,13 +50,16 @@ def test_reference_matches_finite_differences(name):
         )
 
 
-@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.T <= 20])
+@pytest.mark.parametrize("name", [n for n, c in CASES.items() if c.T <= 20] + list(MASKED_CASES))
 def test_reference_form_a_sums_to_form_b(name):
-    """(4.1) Σ_t ∇L(t) by the literal ordered products equals ∇L by the backward recursion."""
-    case = CASES[name]
-    arrays = case.arrays("float64")
-    loss, grads = reference.gradients(*arrays)
-    steps = [reference.step_gradients(*arrays[:3], t, arrays.h0) for t in range(1, case.T + 1)]
+    """(4.1) Σ_t ∇L(t) by the literal ordered products equals ∇L by the backward recursion;
+    with a mask, (9.4)–(9.7) against (9.8)–(9.10)."""
+    case = {**CASES, **MASKED_CASES}[name]
+    arrays, mask = case.arrays("float64"), case.mask()
+    loss, grads = reference.gradients(*arrays, mask=mask)
+    steps = [
+        reference.step_gradients(*arrays[:3], t, arrays.h0, mask=mask) for t in range(1, case.T + 1)
+    ]
     assert tolerance.ratio(sum(s[0] for s in steps), loss, "float64", case.T) <= 1
     for field in grads._fields:
         summed = sum(getattr(s[1], field) for s in steps)

@@ -6,6 +6,7 @@ Importing it imports NumPy and nothing heavier.
 """
 
 from rnnspec.spec.errors import BackendError, SpecError
+from rnnspec.spec.masks import lengths_to_mask
 from rnnspec.spec.protocol import (
     PROTOCOL_VERSION,
     AutodiffBackend,
@@ -33,6 +34,7 @@ __all__ = [
     "Params",
     "SpecError",
     "dtype_name",
+    "lengths_to_mask",
     "protocol_problems",
     "shape_of",
     "validate",

@@ -1,5 +1,6 @@
 """The contract between a backend and the conformance suite (SPEC.md §8)."""
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -8,7 +9,14 @@ import numpy as np
 from rnnspec.spec.types import Array, Forward, Grads, JacobianNorms, LagNorms, Params
 
 #: Version of the Backend protocol; a conformance report names the protocol and suite versions passed.
-PROTOCOL_VERSION = "2.0"
+PROTOCOL_VERSION = "2.1"
+
+_SINCE_2_0 = (
+    "protocol 2.1 adds masks for variable-length sequences (SPEC.md §9): every method that takes x "
+    "takes `mask=None` last, and `capabilities.masks` says whether a mask is honoured (a backend "
+    "that declares masks=False loads, but fails the suite's mask checks)"
+)
+_SET_VERSION = "; then set `protocol_version = rnnspec.spec.PROTOCOL_VERSION`"
 
 #: What each earlier protocol version lacks, for the message a backend of that version gets.
 UPGRADES = {
@@ -17,9 +25,13 @@ UPGRADES = {
         "`capabilities = rnnspec.spec.Capabilities(autodiff=False, devices=('cpu',))`, "
         "and needs `autodiff_gradients` only where `capabilities.autodiff` is true (declare "
         "autodiff=False instead of raising NotImplementedError); BackendError now comes from "
-        "rnnspec.spec; then set `protocol_version = rnnspec.spec.PROTOCOL_VERSION`"
+        f"rnnspec.spec; {_SINCE_2_0}{_SET_VERSION}"
     ),
+    "2.0": _SINCE_2_0 + _SET_VERSION,
 }
+
+#: the methods that take x, and with it ``mask=None`` (SPEC.md §9)
+MASKED_METHODS = ("forward", "loss", "gradients", "step_gradients", "autodiff_gradients")
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,8 @@ class Capabilities:
     dtypes: tuple[str, ...] = ("float32", "float64")
     #: whether it has the gradient-flow methods of SPEC.md §10 (:class:`GradientFlowBackend`)
     gradient_flow: bool = False
+    #: whether every method that takes x honours ``mask`` (SPEC.md §9)
+    masks: bool = False
 
 
 @runtime_checkable
@@ -44,7 +58,8 @@ class Backend(Protocol):
     Every method validates its input with :func:`rnnspec.spec.validate` (raising
     :class:`rnnspec.spec.SpecError`) and never modifies its arguments. ``y`` holds integer class
     indices of shape (T, B) or non-negative soft targets of shape (T, B, K) in the dtype of ``x``.
-    ``h0=None`` means h(0) = 0. Losses are scalars: the sum over time steps and batch.
+    ``h0=None`` means h(0) = 0; ``mask=None`` means every step of every sequence (SPEC.md §9).
+    Losses are scalars: the sum over time steps and batch.
 
     A backend whose ``capabilities.autodiff`` is true also has ``autodiff_gradients``
     (:class:`AutodiffBackend`).
@@ -68,22 +83,32 @@ class Backend(Protocol):
         """Whether ``array`` is this backend's array type and lives on ``device``."""
         ...
 
-    def forward(self, params: Params, x: Array, h0: Array | None = None) -> Forward:
+    def forward(
+        self, params: Params, x: Array, h0: Array | None = None, mask: Array | None = None
+    ) -> Forward:
         """h, o and ŷ for t = 1..T."""
         ...
 
-    def loss(self, params: Params, x: Array, y: Array, h0: Array | None = None) -> Array:
+    def loss(
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+    ) -> Array:
         """L = Σ_t Σ_batch L(t), a scalar."""
         ...
 
     def gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> tuple[Array, Grads]:
         """(L, ∇L) by the backward recursion, SPEC.md form B."""
         ...
 
     def step_gradients(
-        self, params: Params, x: Array, y: Array, t: int, h0: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        t: int,
+        h0: Array | None = None,
+        mask: Array | None = None,
     ) -> tuple[Array, Grads]:
         """(L(t), ∇L(t)) for one step 1 ≤ t ≤ T, SPEC.md form A."""
         ...
@@ -99,7 +124,7 @@ class AutodiffBackend(Backend, Protocol):
     """A backend that declares ``capabilities.autodiff``."""
 
     def autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> tuple[Array, Grads]:
         """(L, ∇L) by the framework's automatic differentiation, on the same forward pass."""
         ...
@@ -172,6 +197,11 @@ def protocol_problems(backend: Any) -> list[str]:
             f"device {backend.device!r} is not of a kind in capabilities.devices "
             f"{capabilities.devices}"
         )
+    if getattr(capabilities, "masks", False):
+        for method in MASKED_METHODS:
+            function = getattr(backend, method, None)
+            if callable(function) and "mask" not in _parameters(function):
+                problems.append(f"declares capabilities.masks but {method} takes no mask")
     unknown = set(capabilities.dtypes) - {"float32", "float64"}
     if unknown or not capabilities.dtypes:
         problems.append(
@@ -179,6 +209,13 @@ def protocol_problems(backend: Any) -> list[str]:
             f"got {capabilities.dtypes}"
         )
     return problems
+
+
+def _parameters(function) -> tuple[str, ...]:
+    try:
+        return tuple(inspect.signature(function).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature: cannot tell, trust it
+        return ("mask",)
 
 
 def _members(protocol: type) -> list[str]:

@@ -61,7 +61,7 @@ def lag_gradients(params: Params, x, y, h0=None) -> list[Grads]:
     validate(params, x, y, h0)
     T, _, D = np.shape(x)
     per_lag: list[list[dict]] = [[] for _ in range(T)]
-    for p, xs, h, _, log_yhat, ys in reference._sequences(params, x, y, h0):
+    for p, xs, h, _, log_yhat, ys, _ in reference._sequences(params, x, y, h0, None):
         lags = [_zero_grads(p, T, D) for _ in range(T)]
         for t, k, delta, e in _terms(p, xs, h, log_yhat, ys, T):
             _add_term(lags[t - k], p, xs, h, t, k, delta, e, outputs=t == k)  # (10.1)
@@ -107,7 +107,7 @@ def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None):
     spans = windows(T, k1, k2)
     per_window: list[list[dict]] = [[] for _ in spans]
     losses = np.zeros(len(spans))
-    for p, xs, h, _, log_yhat, ys in reference._sequences(params, x, y, h0):
+    for p, xs, h, _, log_yhat, ys, _ in reference._sequences(params, x, y, h0, None):
         terms = list(_terms(p, xs, h, log_yhat, ys, T))  # each δ_k(t) once, sorted below
         for w, (tau, first_loss, first_step) in enumerate(spans):
             g = _zero_grads(p, T, D)
@@ -130,7 +130,7 @@ def jacobian_norms(params: Params, x, h0=None) -> JacobianNorms:
     validate(params, x, h0=h0)
     T = np.shape(x)[0]
     per_sequence = []
-    for p, _, h, _, _, _ in reference._sequences(params, x, None, h0):
+    for p, _, h, _, _, _, _ in reference._sequences(params, x, None, h0, None):
         jacobian, norms = np.eye(p.W.shape[0]), []
         for j in range(1, T):
             jacobian = jacobian @ np.diag(1.0 - h[T - j + 1] ** 2) @ p.W  # (10.7), in this order

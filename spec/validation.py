@@ -103,6 +103,7 @@ def validate(
     is_native: Callable[[Any], bool] | None = None,
     all_finite: Callable[[Any], bool] | None = None,
     all_finite_of: Callable[[list[Any]], bool] | None = None,
+    mask: Any = None,
 ) -> Dims:
     """Check one call's arguments and return its sizes; raise SpecError on the first problem.
 
@@ -113,6 +114,8 @@ def validate(
     array holds no NaN or infinity; by default its NumPy copy is checked. ``all_finite_of``, where
     given, says it of all the float inputs at once, in one reduction: on a GPU, where every scalar
     that leaves the device waits for the device, one wait per call instead of one per array.
+    ``mask``, when given, is a (T, B) boolean array (SPEC.md §9): targets are checked at its
+    unmasked steps only.
     """
     if not isinstance(params, Params):
         raise SpecError(
@@ -120,7 +123,7 @@ def validate(
         )
     if is_native is not None:
         named = [(f"params.{f}", a) for f, a in zip(Params._fields, params)]
-        for arg, array in [*named, ("x", x), ("y", y), ("h0", h0)]:
+        for arg, array in [*named, ("x", x), ("y", y), ("h0", h0), ("mask", mask)]:
             if array is not None and not is_native(array):
                 raise SpecError(
                     f"{arg}: expected an array of the backend's own framework on its device, "
@@ -148,6 +151,8 @@ def validate(
         )  # fmt: skip
         _check_float("h0", h0, dtype)
 
+    steps = None if mask is None else _check_mask(mask, T, B, to_numpy)
+
     floats = [("x", x), *((f"params.{f}", a) for f, a in zip(Params._fields, params))]
     floats += [("h0", h0)] if h0 is not None else []
     if all_finite_of is None or not all_finite_of([array for _, array in floats]):
@@ -157,7 +162,7 @@ def validate(
 
     soft = False
     if y is not None:
-        soft = _check_targets(y, T, B, K, dtype, to_numpy)
+        soft = _check_targets(y, T, B, K, dtype, to_numpy, steps)
 
     if t is not None:
         if isinstance(t, bool) or not isinstance(t, int | np.integer) or not 1 <= t <= T:
@@ -201,12 +206,12 @@ def _check_parameter_shapes(params: Params, D: int) -> tuple[int, int, int]:
 
 
 def _batch_major_or(arg: str, symbols: str, expected: tuple, source: dict[str, str]):
-    """A ``why`` for _check_shape of h0 or y, whose expected shape starts with x's (T, B) or B:
+    """A ``why`` for _check_shape of h0, y or mask, whose expected shape starts with x's (T, B) or B:
     x looks batch-major when the two agree only with T and B swapped; else which sizes differ."""
-    T, B = expected[:2] if arg == "y" else (None, expected[0])
+    T, B = (None, expected[0]) if arg == "h0" else expected[:2]
 
     def why(shape: tuple) -> str:
-        swapped = (B, T, *expected[2:]) if arg == "y" else None
+        swapped = None if arg == "h0" else (B, T, *expected[2:])
         if swapped is not None and T != B and shape == swapped:
             return (
                 f"x and {arg} agree only with T and B swapped: x looks batch-major (B, T, D); "
@@ -217,21 +222,49 @@ def _batch_major_or(arg: str, symbols: str, expected: tuple, source: dict[str, s
     return why
 
 
+def _check_mask(mask: Any, T: int, B: int, to_numpy: Callable[[Any], np.ndarray]) -> np.ndarray:
+    """A (T, B) boolean array (SPEC.md §9); returns its values as NumPy, to select the steps whose
+    targets are read."""
+    _check_shape(
+        "mask", mask, "(T, B)", (T, B),
+        _batch_major_or("mask", "(T, B)", (T, B), {"T": "x", "B": "x"}),
+    )  # fmt: skip
+    kind = dtype_name(mask)
+    if kind != "bool":
+        raise SpecError(
+            f"mask: expected dtype bool, got {kind}; lengths give one with "
+            "rnnspec.spec.lengths_to_mask(lengths, T)"
+        )
+    return np.asarray(to_numpy(mask), dtype=bool)
+
+
 def _check_targets(
-    y: Any, T: int, B: int, K: int, dtype: str, to_numpy: Callable[[Any], np.ndarray]
+    y: Any,
+    T: int,
+    B: int,
+    K: int,
+    dtype: str,
+    to_numpy: Callable[[Any], np.ndarray],
+    steps: np.ndarray | None = None,
 ) -> bool:
-    """Class indices (T, B) in [0, K), or soft targets (T, B, K) >= 0 in x's dtype; True for soft."""
+    """Class indices (T, B) in [0, K), or soft targets (T, B, K) >= 0 in x's dtype; True for soft.
+    Where ``steps`` (a mask's values) is given, the values are checked at its True steps only:
+    a masked step's target is never read (SPEC.md §9)."""
+    where = "" if steps is None else " at unmasked steps"
     _require_array("y", y)
     kind = dtype_name(y)
     if kind.startswith(("int", "uint")):
         _check_shape(
             "y", y, "(T, B)", (T, B), _batch_major_or("y", "(T, B)", (T, B), {"T": "x", "B": "x"})
         )
-        values = to_numpy(y)
+        values = to_numpy(y) if steps is None else to_numpy(y)[steps]
+        if values.size == 0:  # every step masked: no target is read
+            return False
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= K:
             raise SpecError(
-                f"y: expected class indices in [0, K) = [0, {K}), got values from {low} to {high}"
+                f"y: expected class indices in [0, K) = [0, {K}){where}, got values from {low} "
+                f"to {high}"
             )
         return False
     if kind not in FLOAT_DTYPES:
@@ -252,12 +285,17 @@ def _check_targets(
     )
     _check_float("y", y, dtype)
     values = to_numpy(y)
-    if not np.isfinite(values).all():
-        index = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+    read = np.ones(values.shape[:2], bool) if steps is None else steps
+    not_finite = ~np.isfinite(values) & read[..., None]
+    if not_finite.any():
+        index = tuple(int(i) for i in np.argwhere(not_finite)[0])
         raise SpecError(f"y: expected finite soft targets, got {values[index]} at index {index}")
-    smallest = float(values.min())
-    if smallest < 0:
-        raise SpecError(f"y: expected non-negative soft targets, got a minimum of {smallest:g}")
+    if read.any():
+        smallest = float(values[read].min())
+        if smallest < 0:
+            raise SpecError(
+                f"y: expected non-negative soft targets{where}, got a minimum of {smallest:g}"
+            )
     return True
 
 

@@ -64,17 +64,17 @@ class _ShapeCache(NumpyBackend):
             self._cache[key] = getattr(NumpyBackend, method)(self, *args, **kwargs)
         return self._cache[key]
 
-    def forward(self, params, x, h0=None):
-        return self._cached("forward", params, x, h0=h0)
+    def forward(self, params, x, h0=None, mask=None):
+        return self._cached("forward", params, x, h0=h0, mask=mask)
 
-    def loss(self, params, x, y, h0=None):
-        return self._cached("loss", params, x, y, h0=h0)
+    def loss(self, params, x, y, h0=None, mask=None):
+        return self._cached("loss", params, x, y, h0=h0, mask=mask)
 
-    def gradients(self, params, x, y, h0=None):
-        return self._cached("gradients", params, x, y, h0=h0)
+    def gradients(self, params, x, y, h0=None, mask=None):
+        return self._cached("gradients", params, x, y, h0=h0, mask=mask)
 
-    def step_gradients(self, params, x, y, t, h0=None):
-        return self._cached("step_gradients", params, x, y, t, h0=h0)
+    def step_gradients(self, params, x, y, t, h0=None, mask=None):
+        return self._cached("step_gradients", params, x, y, t, h0=h0, mask=mask)
 
 
 def _leaves(arg) -> list:

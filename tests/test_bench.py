@@ -387,7 +387,7 @@ def test_markdown_renders_the_tables_and_the_targets_from_the_results():
     assert "up to 1.50× (torch closed form, small float32: 2.00 ms in one round, 3.00 ms" in text
     assert "The run took 2 minutes." in text
     assert (
-        "**Not a full run** (workloads medium, wide not timed; at most 3 timed calls, not 30)"
+        "**Not a full run** (workloads medium, wide, masked not timed; at most 3 timed calls, not 30)"
         in text
     )
     full = {**results(), "options": {"repeats": 30}, "workloads": {w: {} for w in WORKLOADS}}
@@ -420,7 +420,7 @@ def test_markdown_renders_the_tables_and_the_targets_from_the_results():
     assert nn_rnn == ["2 of 2", "none (closest: torch closed form, small: 0.45) |"]
     memory = next(v for k, v in summary.items() if "memory O(T)" in k)
     assert memory == ["0 of 1", "numpy closed form, long: 1.58 |"]
-    assert "Not measured in this run: the targets on medium and wide (not timed)." in text
+    assert "Not measured in this run: the targets on medium, wide and masked (not timed)." in text
     every = lines[lines.index("Every target with its measured value:") :]
     assert "| long | jax closed form ≤ 0.8× jax autodiff | 0.85 | **no** |" in every
     assert "| small | torch closed form ≤ 0.8× torch autodiff | 0.55 | yes |" in every

@@ -114,4 +114,5 @@ def test_what_a_backend_does_not_declare_is_not_applicable_with_its_reason(tmp_p
         "devices": ["cpu"],
         "dtypes": ["float32", "float64"],
         "gradient_flow": True,
+        "masks": True,
     }

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from rnnspec.conformance.cases import CASES
 from rnnspec.conformance.test_errors import _bad_inputs
 from rnnspec.spec import SpecError, validate
@@ -36,6 +38,12 @@ def _messages_given() -> set[str]:
             validate_length(arg, value, minimum, bound)
         except SpecError as error:
             given.add(str(error))
+    mask = np.ones(y.shape, bool)  # §9: a mask's own messages, and targets at unmasked steps
+    for bad_mask in (mask[:-1], mask.T.copy(), mask.astype(np.int64)):
+        given.add(_message(params, x, y, h0, mask=bad_mask))
+    out_of_range = y.copy()
+    out_of_range[0, 0] = CASES["basic"].K
+    given.add(_message(params, x, out_of_range, h0, mask=mask))
     return given
 
 

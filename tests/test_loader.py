@@ -69,7 +69,7 @@ def test_an_old_protocol_backend_is_told_what_to_add():
     with pytest.raises(BackendError) as refused:
         backends.load(f"{__name__}:_ProtocolOneBackend")
     message = str(refused.value)
-    needles = ("declares protocol_version '1.0'", "protocol '2.0'", "Capabilities(autodiff=")
+    needles = ("declares protocol_version '1.0'", "protocol '2.1'", "Capabilities(autodiff=")
     for needle in needles:
         assert needle in message, message
 
@@ -78,6 +78,33 @@ class _Undeclared(NumpyBackend):
     """Declares autodiff it does not have, and a device kind it is not on."""
 
     capabilities = Capabilities(autodiff=True, devices=("gpu",))
+
+
+class _ProtocolTwoBackend(NumpyBackend):
+    """A backend written for protocol 2.0: no masks."""
+
+    protocol_version = "2.0"
+
+
+def test_a_protocol_2_0_backend_is_told_to_add_masks():
+    with pytest.raises(BackendError) as refused:
+        backends.load(f"{__name__}:_ProtocolTwoBackend")
+    message = str(refused.value)
+    for needle in ("declares protocol_version '2.0'", "mask=None", "capabilities.masks"):
+        assert needle in message, message
+
+
+class _MasksWithoutMask(NumpyBackend):
+    """Declares masks, but its forward takes no mask."""
+
+    def forward(self, params, x, h0=None):
+        return super().forward(params, x, h0)
+
+
+def test_masks_declared_without_a_mask_parameter_are_refused():
+    with pytest.raises(BackendError) as refused:
+        backends.load(f"{__name__}:_MasksWithoutMask")
+    assert "declares capabilities.masks but forward takes no mask" in str(refused.value)
 
 
 def test_a_false_declaration_is_refused():

@@ -1,4 +1,4 @@
-"""The README's Python example runs as written, for every installed backend (switching is one name),
+"""The README's Python examples run as written, for every installed backend (switching is one name),
 and prints what the README says it prints."""
 
 import os
@@ -15,15 +15,19 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 LOAD = 'be = backends.load("numpy")'
 
 
-def _example() -> str:
-    (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert LOAD in block, "the example loads the backend some other way"
-    return block
+def _examples() -> list[str]:
+    """The README's Python examples: the first one, and variable-length sequences (masks)."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert len(blocks) == 2, blocks
+    for block in blocks:
+        assert LOAD in block, "an example loads the backend some other way"
+    return blocks
 
 
+@pytest.mark.parametrize("example", [0, 1], ids=["first", "masks"])
 @pytest.mark.parametrize("name", backends.available())
-def test_the_example_runs_on_every_backend(name, tmp_path):
-    block = _example()
+def test_the_example_runs_on_every_backend(name, example, tmp_path):
+    block = _examples()[example]
     said = re.search(r"# prints (.*) on every backend", block)
     assert said, "the example does not say what it prints"
     code = block.replace(LOAD, f"be = backends.load({name!r})")

@@ -68,6 +68,20 @@ FLOW_WRONG = {  # backend: the flow checks that must fail, in float64 and float3
 }
 
 
+#: backend: the mask checks its mistake must fail (between them, every check of test_masks.py)
+MASK_MISTAKES = {
+    "state_through_padding": ("test_left_padding_is_each_sequence_alone", "all_zero_mask"),
+    "state_reset_at_masks": ("test_left_padding_is_each_sequence_alone",),
+    "padded_targets_read": ("test_right_padding_is_each_sequence_alone",),
+    "masked_missing_transpose": ("test_all_ones_mask_is_no_mask", "test_masked_step_gradients"),
+    "mask_not_validated": (
+        "test_bad_mask",
+        "test_mask_of_another_framework",
+        "test_bad_target_at_an_unmasked_step",
+    ),
+}
+
+
 @pytest.mark.parametrize("name", FLOW_WRONG)
 def test_suite_rejects_wrong_gradient_flow(run_suite, name):
     done = run_suite(f"tests.wrong_backends:{name}", "-k", "test_flow")
@@ -87,3 +101,27 @@ def test_flow_checks_are_not_applicable_without_the_declaration(run_suite):
     assert done.returncode == 0, done.stdout[-2000:]
     assert "gradient flow: n/a — tests.wrong_backends:no_gradient_flow declares none" in done.stdout
     assert " passed" not in done.stdout.splitlines()[-1], done.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("name", MASK_MISTAKES)
+def test_suite_rejects_a_wrong_mask(run_suite, name):
+    """The mask checks reject the zero-soft-target trick (the state runs on through padding), a
+    state reset at masked steps, padded targets that count, a wrong masked recursion and a mask
+    not validated: in the reference and golden checks, and in the check named for each."""
+    done = run_suite(f"tests.wrong_backends:{name}", "-k", "masks", dtypes=("float64",))
+    assert done.returncode == 1, done.stdout[-2000:]
+    failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
+    for check in (
+        *MASK_MISTAKES[name],
+        "test_masked_call_matches_reference",
+        "test_committed_vectors_with_mask",
+    ):
+        assert any(check in line for line in failed), (check, done.stdout[-3000:])
+
+
+def test_suite_fails_a_backend_without_masks(run_suite):
+    """Masks are part of protocol 2.1: declaring none fails the mask checks, saying so."""
+    done = run_suite("tests.wrong_backends:no_masks", "-k", "masks", dtypes=("float64",))
+    assert done.returncode == 1, done.stdout[-2000:]
+    assert "passed" not in done.stdout.splitlines()[-1], done.stdout[-2000:]
+    assert "declares capabilities.masks = False" in done.stdout

@@ -74,8 +74,8 @@ class _HiddenAutodiff(NumpyBackend):
     """Has autodiff_gradients (here: the closed form under another name) but declares none, so
     the suite would never check it."""
 
-    def autodiff_gradients(self, params, x, y, h0=None):
-        return self.gradients(params, x, y, h0)
+    def autodiff_gradients(self, params, x, y, h0=None, mask=None):
+        return self.gradients(params, x, y, h0, mask)
 
 
 def hidden_autodiff(device=None):
@@ -166,6 +166,116 @@ class _StaleStateGradients(NumpyBackend):
 class _NoGradientFlow(NumpyBackend):
     """A backend that declares no gradient flow: the suite reports its flow checks n/a."""
 
+
+class _StateThroughPadding(NumpyBackend):
+    """The zero-soft-target trick (SPEC.md §9): masked steps' targets are zeroed (by the base
+    class), but the recurrence ignores the mask, so the state runs on through the padding."""
+
+    def _forward(self, p, x, h0, mask=None):
+        return super()._forward(p, x, h0)
+
+    def _loss(self, p, x, y, h0, mask=None):
+        return super()._loss(p, x, y, h0)
+
+    def _gradients(self, p, x, y, h0, mask=None):
+        return super()._gradients(p, x, y, h0)
+
+
+class _StateResetAtMasks(NumpyBackend):
+    """A masked step sets the state to zero, h(t) = m(t) tanh(a(t)), in place of carrying h(t−1)
+    over; its gradients are exact for that model."""
+
+    def _hidden(self, p, x, h0, mask):
+        if mask is None:
+            return _hidden_states(p, x, h0)
+        h = np.zeros((*x.shape[:2], len(p.b)), x.dtype)
+        h_prev = h0
+        for t in range(x.shape[0]):
+            h[t] = np.where(mask[t, :, None], np.tanh(p.b + h_prev @ p.W.T + x[t] @ p.U.T), 0)
+            h_prev = h[t]
+        return h
+
+    def _forward(self, p, x, h0, mask=None):
+        h = self._hidden(p, x, h0, mask)
+        o, log_yhat = _log_softmax_outputs(p, h)
+        return h, o, np.exp(log_yhat)
+
+    def _loss(self, p, x, y, h0, mask=None):
+        return -np.vdot(y, _log_softmax_outputs(p, self._hidden(p, x, h0, mask))[1])
+
+    def _gradients(self, p, x, y, h0, mask=None):
+        if mask is None:
+            return super()._gradients(p, x, y, h0)
+        h = self._hidden(p, x, h0, mask)
+        _, log_yhat = _log_softmax_outputs(p, h)
+        e = y.sum(-1, keepdims=True) * np.exp(log_yhat) - y
+        delta = np.zeros_like(h)
+        delta_next = np.zeros_like(h0)
+        for t in reversed(range(x.shape[0])):
+            delta[t] = (e[t] @ p.V + delta_next @ p.W) * (1 - h[t] ** 2) * mask[t, :, None]
+            delta_next = delta[t]
+        hs = np.concatenate([h0[None], h])
+        grads = Grads(
+            U=np.einsum("tbh,tbd->hd", delta, x),
+            W=np.einsum("tbh,tbk->hk", delta, hs[:-1]),
+            b=delta.sum((0, 1)),
+            V=np.einsum("tbk,tbh->kh", e, h),
+            c=e.sum((0, 1)),
+            h0=delta[0] @ p.W,
+            x=delta @ p.U,
+        )
+        return -np.vdot(y, log_yhat), grads
+
+
+def state_through_padding(device=None):
+    return _StateThroughPadding(device)
+
+
+def state_reset_at_masks(device=None):
+    return _StateResetAtMasks(device)
+
+
+class _PaddedTargetsRead(NumpyBackend):
+    """The recurrence honours the mask, but masked steps' targets count in the loss (class
+    indices clipped into range, soft targets as given)."""
+
+    def _weights(self, y, dims, mask=None):
+        if mask is None or dims.soft_targets:
+            return super()._weights(y, dims)
+        return super()._weights(np.clip(y, 0, dims.K - 1), dims)
+
+
+class _MaskedMissingTranspose(NumpyBackend):
+    """With a mask, W in place of Wᵀ (E3) throughout; without one, correct."""
+
+    def _gradients(self, p, x, y, h0, mask=None):
+        if mask is None:
+            return super()._gradients(p, x, y, h0)
+        return super()._gradients(p._replace(W=p.W.T), x, y, h0, mask)
+
+
+class _MaskNotValidated(NumpyBackend):
+    """Passes the mask to its kernels without validating it (nor reading targets by it)."""
+
+    def _validate(self, params, x, y, h0, t=None, mask=None):
+        return super()._validate(params, x, y, h0, t)
+
+
+def padded_targets_read(device=None):
+    return _PaddedTargetsRead(device)
+
+
+def masked_missing_transpose(device=None):
+    return _MaskedMissingTranspose(device)
+
+
+def mask_not_validated(device=None):
+    return _MaskNotValidated(device)
+
+
+class _NoMasks(NumpyBackend):
+    """A protocol 2.1 backend that declares no masks."""
+
     capabilities = Capabilities(autodiff=False, devices=("cpu",))
 
 
@@ -181,3 +291,7 @@ def _flow_variant(cls, label):
 commuted_lag_product = _flow_variant(_CommutedLagProduct, "commuted_lag_product")
 stale_state_gradients = _flow_variant(_StaleStateGradients, "stale_state_gradients")
 no_gradient_flow = _flow_variant(_NoGradientFlow, "no_gradient_flow")
+
+
+def no_masks(device=None):
+    return _NoMasks(device)
