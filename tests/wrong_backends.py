@@ -166,6 +166,8 @@ class _StaleStateGradients(NumpyBackend):
 class _NoGradientFlow(NumpyBackend):
     """A backend that declares no gradient flow: the suite reports its flow checks n/a."""
 
+    capabilities = Capabilities(autodiff=False, devices=("cpu",), masks=True)
+
 
 class _StateThroughPadding(NumpyBackend):
     """The zero-soft-target trick (SPEC.md §9): masked steps' targets are zeroed (by the base
@@ -276,7 +278,7 @@ def mask_not_validated(device=None):
 class _NoMasks(NumpyBackend):
     """A protocol 2.1 backend that declares no masks."""
 
-    capabilities = Capabilities(autodiff=False, devices=("cpu",))
+    capabilities = Capabilities(autodiff=False, devices=("cpu",), gradient_flow=True)
 
 
 def _flow_variant(cls, label):
