@@ -80,6 +80,26 @@ def grads_from_deltas(ops: Ops, p: Params, x, h0, B, rows: tuple, h0_grad=None) 
     )
 
 
+def window_grads(p: Params, x, h, h_prev, e_w, delta, plan, B: int, D: int) -> tuple:
+    """The windows' losses' gradients of TBPTT (10.6) from their δ and e, offset-major (k, n, B, ·),
+    one batched product per gradient: for arrays with NumPy's methods (NumPy, PyTorch, JAX, MLX)."""
+    k, n = plan.steps.shape
+
+    def per_window(a, b):  # Σ over offsets and batch of aᵀ b, for each window
+        a, b = a.swapaxes(0, 1), b.swapaxes(0, 1)
+        return a.reshape(n, k * B, -1).swapaxes(1, 2) @ b.reshape(n, k * B, -1)
+
+    return Grads(
+        U=per_window(delta, x[plan.steps]),
+        W=per_window(delta, h_prev[plan.steps]),
+        b=delta.sum(axis=(0, 2)),
+        V=per_window(e_w, h[plan.steps]),
+        c=e_w.sum(axis=(0, 2)),
+        h0=(delta * plan.earliest).sum(0) @ p.W,  # ∇h(τ − k2): Wᵀ δ at the earliest step
+        x=(delta @ p.U).reshape(k * n, B, D)[plan.x_rows] * plan.x_inside,
+    )
+
+
 class TbpttPlan(NamedTuple):
     """Where each window of TBPTT(k1, k2) reads and writes (SPEC.md §10.3), offset-major: offset
     i = τ − t counts back from the window's last step τ, so the backward recursion runs over i.

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from rnnspec.backends import base
-from rnnspec.spec import Capabilities, Grads, Params
+from rnnspec.spec import Capabilities, Params
 
 
 def _hidden_states(p: Params, x, h0, mask=None):
@@ -180,26 +180,14 @@ class NumpyBackend(base.ClosedFormBackend):
         h = _hidden_states(p, x, h0)
         step_losses, e = _step_losses_and_output_errors(p, h, y)
         h_prev = np.concatenate([h0[None], h[:-1]])
-        k, n = plan.steps.shape  # offsets i = τ − t, windows w: every (i, w) row at once
+        k = plan.steps.shape[0]  # offsets i = τ − t, for every window w at once
         e_w = e[plan.steps] * plan.losses  # e(t) of the window's own loss steps (10.6)
         derivative = (1 - h[plan.steps] ** 2) * plan.inside  # D_t, zero outside the window
         delta = np.matmul(e_w, p.V) * derivative
         for i in range(1, k):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
             delta[i] += np.matmul(delta[i - 1], p.W) * derivative[i]
 
-        def per_window(a, b):  # Σ over offsets and batch of aᵀ b, for each window
-            a, b = a.swapaxes(0, 1), b.swapaxes(0, 1)
-            return a.reshape(n, k * B, -1).swapaxes(1, 2) @ b.reshape(n, k * B, -1)
-
-        grads = Grads(
-            U=per_window(delta, x[plan.steps]),
-            W=per_window(delta, h_prev[plan.steps]),
-            b=delta.sum(axis=(0, 2)),
-            V=per_window(e_w, h[plan.steps]),
-            c=e_w.sum(axis=(0, 2)),
-            h0=(delta * plan.earliest).sum(0) @ p.W,  # ∇h(τ − k2): Wᵀ δ at the earliest step
-            x=(delta @ p.U).reshape(k * n, B, D)[plan.x_rows] * plan.x_inside,
-        )
+        grads = base.window_grads(p, x, h, h_prev, e_w, delta, plan, B, D)
         losses = (step_losses[plan.steps] * plan.losses[..., 0, 0]).sum(0)
         return losses, grads
 
