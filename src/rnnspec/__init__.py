@@ -13,4 +13,4 @@ Importing any of them imports NumPy and nothing heavier; a framework is imported
 is loaded.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

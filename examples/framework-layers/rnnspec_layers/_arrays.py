@@ -1,7 +1,7 @@
 """Each framework's arrays, as the wrappers need them: conversions to and from NumPy, whether an
-array is the framework's own on the CPU, a finiteness reduction, zeros and one-hot targets, a
-no-grad context, and the framework's value-and-gradient of a scalar function. Each class imports
-its framework when it is instantiated, never at import.
+array is the framework's own on the CPU, a finiteness reduction, zeros, one-hot targets and zeros
+at masked steps, a no-grad context, and the framework's value-and-gradient of a scalar function.
+Each class imports its framework when it is instantiated, never at import.
 """
 
 from contextlib import nullcontext
@@ -49,6 +49,10 @@ class JaxArrays:
     def one_hot(self, y, K, dtype):
         return self.jax.nn.one_hot(y, K, dtype=np.dtype(dtype))
 
+    def zero_masked(self, array, mask):
+        """``array`` (T, B, ...) with zeros at the steps ``mask`` (T, B) masks."""
+        return self.jnp.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
+
     def no_grad(self):
         return nullcontext()
 
@@ -90,6 +94,10 @@ class TorchArrays:
     def one_hot(self, y, K, dtype):
         torch = self.torch
         return torch.nn.functional.one_hot(y.long(), K).to(getattr(torch, dtype))
+
+    def zero_masked(self, array, mask):
+        """``array`` (T, B, ...) with zeros at the steps ``mask`` (T, B) masks."""
+        return self.torch.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
 
     def no_grad(self):
         return self.torch.no_grad()
@@ -140,6 +148,12 @@ class TensorflowArrays:
 
     def one_hot(self, y, K, dtype):  # tf.one_hot takes int8/uint8/int32/int64 indices only
         return self.tf.one_hot(self.tf.cast(y, self.tf.int64), K, dtype=dtype)
+
+    def zero_masked(self, array, mask):
+        """``array`` (T, B, ...) with zeros at the steps ``mask`` (T, B) masks."""
+        tf = self.tf
+        steps = tf.reshape(mask, tf.concat([tf.shape(mask), [1] * (array.shape.rank - 2)], 0))
+        return tf.where(steps, array, tf.zeros_like(array))
 
     def no_grad(self):
         return nullcontext()

@@ -1,6 +1,7 @@
 """What the wrappers share: the protocol's public methods (validate first, targets as weights,
-h(0) = 0 when omitted, form A as form B on masked targets), around a few hooks that each wrapper
-writes with its framework's own layers and autodiff.
+zero at masked steps, h(0) = 0 when omitted, form A as form B on targets zeroed outside step t),
+around a few hooks that each wrapper writes with its framework's own layers and autodiff, and the
+index arithmetic that runs a layer without masks on masked sequences (``unmasked_first``).
 
 Imports nothing of rnnspec but ``rnnspec.spec``, and no framework.
 """
@@ -26,7 +27,23 @@ from rnnspec.spec import (
     validate,
 )
 
-__all__ = ["LayerBackend", "user_state_kept"]
+__all__ = ["LayerBackend", "unmasked_first", "user_state_kept"]
+
+
+def unmasked_first(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How a layer that knows no masks runs the masked model of SPEC.md §9: ``(order, count)``,
+    both (T, B) int32.
+
+    A masked step carries h over unchanged and has no loss, so sequence n's states are those of
+    its unmasked steps alone, run as one shorter sequence from the same h(0): h(t) is the state
+    after its first count(t) = Σ_{s ≤ t} m(s) unmasked steps, h(0) where count(t) = 0.
+    ``order[:, n]`` lists sequence n's unmasked steps first, in time order, then its masked ones:
+    the layer runs on x gathered in that order, and h(t) is row count(t) of h(0) stacked on the
+    layer's outputs. The layer is causal, so its first count(T) outputs never see the masked steps
+    sorted after them, which it runs too and nothing reads: their x gets exactly zero gradient.
+    """
+    order = np.argsort(~mask, axis=0, kind="stable")  # stable: unmasked steps keep time order
+    return order.astype(np.int32), np.cumsum(mask, axis=0, dtype=np.int32)
 
 
 @contextmanager
@@ -53,14 +70,15 @@ def user_state_kept() -> Iterator[None]:
 
 
 class LayerBackend(ABC):
-    """The ``rnnspec.spec.Backend`` protocol (2.0) over a framework's own RNN layer.
+    """The ``rnnspec.spec.Backend`` protocol (2.1) over a framework's own RNN layer.
 
     A subclass supplies ``_arrays``, its framework's conversions (``asarray``, ``to_numpy``,
-    ``is_native``, ``all_finite``, ``one_hot``, ``zeros``), and three computations through the
-    framework's layers:
+    ``is_native``, ``all_finite``, ``one_hot``, ``zeros``, ``zero_masked``), and three computations
+    through the framework's layers:
     ``_forward``, ``_loss`` and ``_value_and_grad`` (the framework's autodiff through the layers),
-    each given targets as (T, B, K) weights and an explicit h(0). Both ``gradients`` and
-    ``autodiff_gradients`` are ``_value_and_grad``: the layer has no closed form of its own.
+    each given targets as (T, B, K) weights (zero at masked steps), an explicit h(0) and the mask
+    (None without one). Both ``gradients`` and ``autodiff_gradients`` are ``_value_and_grad``: the
+    layer has no closed form of its own.
     """
 
     name: str
@@ -79,55 +97,73 @@ class LayerBackend(ABC):
 
     # --- the protocol's methods -----------------------------------------------------------------
 
-    def forward(self, params: Params, x: Array, h0: Array | None = None) -> Forward:
-        dims = self._validate(params, x, None, h0)
-        return self._forward(params, x, self._state(x, h0, dims))
+    def forward(
+        self, params: Params, x: Array, h0: Array | None = None, mask: Array | None = None
+    ) -> Forward:
+        dims = self._validate(params, x, None, h0, mask=mask)
+        return self._forward(params, x, self._state(x, h0, dims), mask)
 
-    def loss(self, params: Params, x: Array, y: Array, h0: Array | None = None) -> Array:
-        dims = self._validate(params, x, y, h0)
-        return self._loss(params, x, self._weights(x, y, dims), self._state(x, h0, dims))
+    def loss(
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+    ) -> Array:
+        dims = self._validate(params, x, y, h0, mask=mask)
+        weights = self._weights(y, dims, mask)
+        return self._loss(params, x, weights, self._state(x, h0, dims), mask)
 
     def gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> tuple[Array, Grads]:
         """(L, ∇L) by the framework's autodiff through its layers: reverse mode on the loss is the
         backward recursion of SPEC.md §3 (form B), done by the framework, not written here."""
-        dims = self._validate(params, x, y, h0)
-        return self._value_and_grad(params, x, self._weights(x, y, dims), self._state(x, h0, dims))
+        return self.autodiff_gradients(params, x, y, h0, mask)
 
     def autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None
+        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0)
-        return self._value_and_grad(params, x, self._weights(x, y, dims), self._state(x, h0, dims))
+        dims = self._validate(params, x, y, h0, mask=mask)
+        weights = self._weights(y, dims, mask)
+        return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask)
 
     def step_gradients(
-        self, params: Params, x: Array, y: Array, t: int, h0: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        t: int,
+        h0: Array | None = None,
+        mask: Array | None = None,
     ) -> tuple[Array, Grads]:
         """(L(t), ∇L(t)): the same autodiff on targets zeroed outside step t (SPEC.md §2.10).
         L(t) and e(t) are linear in y(t), and y(s) = 0 makes e(s) = 0 exactly."""
-        dims = self._validate(params, x, y, h0, t)
+        dims = self._validate(params, x, y, h0, t, mask=mask)
         only_t = np.zeros((dims.T, 1, 1), dtype=dims.dtype)
         only_t[int(t) - 1] = 1
-        weights = self._weights(x, y, dims) * self.asarray(only_t)
-        return self._value_and_grad(params, x, weights, self._state(x, h0, dims))
+        weights = self._weights(y, dims, mask) * self.asarray(only_t)
+        return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask)
 
     # --- shared helpers -------------------------------------------------------------------------
 
-    def _validate(self, params, x, y, h0, t=None) -> Dims:
+    def _validate(self, params, x, y, h0, t=None, mask=None) -> Dims:
         """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend."""
         return validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
+            mask=mask,
         )  # fmt: skip
 
     def _state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
         """h(0), zeros when omitted: always passed to the layer, since ∇h0 is part of the result."""
         return self._zeros(x, dims.B, dims.H) if h0 is None else h0
 
-    def _weights(self, x: Array, y: Array, dims: Dims) -> Array:
-        """Targets as (T, B, K) weights in x's dtype: soft targets as given, class k as e_k."""
-        return y if dims.soft_targets else self._one_hot(y, dims.K, dims.dtype)
+    def _weights(self, y: Array, dims: Dims, mask: Array | None) -> Array:
+        """Targets as (T, B, K) weights in x's dtype: soft targets as given, class k as e_k; zero
+        at masked steps (SPEC.md §9), whose targets are never read: a class index there may be
+        anything (−100, K), and is zeroed before the one-hot."""
+        if mask is None:
+            return y if dims.soft_targets else self._one_hot(y, dims.K, dims.dtype)
+        if not dims.soft_targets:
+            y = self._one_hot(self._arrays.zero_masked(y, mask), dims.K, dims.dtype)
+        return self._arrays.zero_masked(y, mask)
 
     # --- the framework's part -------------------------------------------------------------------
 
@@ -158,11 +194,14 @@ class LayerBackend(ABC):
         return self._arrays.one_hot(y, K, dtype)
 
     @abstractmethod
-    def _forward(self, p: Params, x: Array, h0: Array) -> Forward: ...
+    def _forward(self, p: Params, x: Array, h0: Array, mask: Array | None) -> Forward:
+        """h, o, ŷ at every step; with a mask, h(t) carried over masked steps (9.1)."""
 
     @abstractmethod
-    def _loss(self, p: Params, x: Array, y: Array, h0: Array) -> Array:
+    def _loss(self, p: Params, x: Array, y: Array, h0: Array, mask: Array | None) -> Array:
         """L = −Σ y · log_softmax(o) (1.5)–(1.6), ``y`` as (T, B, K) weights."""
 
     @abstractmethod
-    def _value_and_grad(self, p: Params, x: Array, y: Array, h0: Array) -> tuple[Array, Grads]: ...
+    def _value_and_grad(
+        self, p: Params, x: Array, y: Array, h0: Array, mask: Array | None
+    ) -> tuple[Array, Grads]: ...

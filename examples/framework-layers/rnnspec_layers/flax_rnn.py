@@ -14,6 +14,10 @@ the variables, the module a static argument (a frozen dataclass: sizes and dtype
 once per shape and dtype and shares nothing else between calls, like rnnspec's own JAX backend.
 The module's ``dtype`` and ``param_dtype`` are the call's dtype; float64 needs JAX's x64 mode,
 which this module never switches on: that is the user's global setting.
+
+Masks (SPEC.md §9): the module runs each sequence's unmasked steps as one shorter sequence
+(``unmasked_first``), and h(t) is gathered back from its outputs. nn.RNN's own ``seq_lengths``
+means right padding only; the steps sorted to the end run, and nothing reads them.
 """
 
 from functools import partial
@@ -24,7 +28,7 @@ import numpy as np
 from rnnspec.spec import Capabilities, Forward, Grads, Params
 
 from ._arrays import JaxArrays
-from ._common import LayerBackend, user_state_kept
+from ._common import LayerBackend, unmasked_first, user_state_kept
 
 with user_state_kept():  # importing jax and flax changes os.environ and the global RNGs
     import flax
@@ -41,11 +45,20 @@ class SimpleRNNClassifier(nn.Module):
     dtype: Any
 
     @nn.compact
-    def __call__(self, x, h0):
+    def __call__(self, x, h0, steps=None):
+        """``steps``: None, or ``unmasked_first``'s (order, count), batch-major (B, T)."""
         cell = nn.SimpleCell(
             features=self.hidden, dtype=self.dtype, param_dtype=self.dtype, name="cell"
         )  # created here, the cell's variables live here, under "cell", not under the nn.RNN
-        h = nn.RNN(cell)(x, initial_carry=h0)
+        if steps is None:
+            h = nn.RNN(cell)(x, initial_carry=h0)
+        else:
+            order, count = steps
+            shorter = nn.RNN(cell)(
+                jnp.take_along_axis(x, order[..., None], axis=1), initial_carry=h0
+            )
+            states = jnp.concatenate([h0[:, None], shorter], axis=1)
+            h = jnp.take_along_axis(states, count[..., None], axis=1)
         o = nn.Dense(self.classes, dtype=self.dtype, param_dtype=self.dtype, name="dense")(h)
         return h, o
 
@@ -61,9 +74,10 @@ def _variables(p: Params) -> dict:
     return {"params": {"cell": cell, "dense": {"kernel": p.V.T, "bias": p.c}}}
 
 
-def _outputs(net, variables, x, h0):
+def _outputs(net, variables, x, h0, steps):
     """h (T, B, H) and o (T, B, K) from the module, which is batch-major."""
-    h, o = net.apply(variables, jnp.swapaxes(x, 0, 1), h0)
+    steps = None if steps is None else tuple(a.T for a in steps)
+    h, o = net.apply(variables, jnp.swapaxes(x, 0, 1), h0, steps)
     return jnp.swapaxes(h, 0, 1), jnp.swapaxes(o, 0, 1)
 
 
@@ -73,20 +87,21 @@ def _loss_of(o, y):
 
 
 @partial(jax.jit, static_argnums=0)
-def _forward(net, p: Params, x, h0):
-    h, o = _outputs(net, _variables(p), x, h0)
+def _forward(net, p: Params, x, h0, steps):
+    h, o = _outputs(net, _variables(p), x, h0, steps)
     return h, o, jax.nn.softmax(o, axis=-1)
 
 
 @partial(jax.jit, static_argnums=0)
-def _loss(net, p: Params, x, y, h0):
-    return _loss_of(_outputs(net, _variables(p), x, h0)[1], y)
+def _loss(net, p: Params, x, y, h0, steps):
+    return _loss_of(_outputs(net, _variables(p), x, h0, steps)[1], y)
 
 
 @partial(jax.jit, static_argnums=0)
-def _value_and_grad(net, p: Params, x, y, h0):
+def _value_and_grad(net, p: Params, x, y, h0, steps):
     loss, (dv, dx, dh0) = jax.value_and_grad(
-        lambda variables, x, h0: _loss_of(_outputs(net, variables, x, h0)[1], y), argnums=(0, 1, 2)
+        lambda variables, x, h0: _loss_of(_outputs(net, variables, x, h0, steps)[1], y),
+        argnums=(0, 1, 2),
     )(_variables(p), x, h0)
     cell, dense = dv["params"]["cell"], dv["params"]["dense"]
     return loss, Grads(  # the variables' gradients ported back: ∇U = (∇i.kernel)ᵀ, ...
@@ -100,17 +115,23 @@ class FlaxLinenBackend(LayerBackend):
 
     name = "flax_linen"
     framework_version = f"flax {flax.__version__} on jax {jax.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu",))
+    capabilities = Capabilities(autodiff=True, devices=("cpu",), masks=True)
 
     def __init__(self, device: str | None = None):
         super().__init__(device)
         self._arrays = JaxArrays()
 
-    def _forward(self, p, x, h0):
-        return Forward(*_forward(_net(p), p, x, h0))
+    def _steps(self, mask):
+        """None, or ``unmasked_first``'s (order, count) as JAX arrays, time-major (T, B)."""
+        if mask is None:
+            return None
+        return tuple(map(self.asarray, unmasked_first(self.to_numpy(mask))))
 
-    def _loss(self, p, x, y, h0):
-        return _loss(_net(p), p, x, y, h0)
+    def _forward(self, p, x, h0, mask):
+        return Forward(*_forward(_net(p), p, x, h0, self._steps(mask)))
 
-    def _value_and_grad(self, p, x, y, h0):
-        return _value_and_grad(_net(p), p, x, y, h0)
+    def _loss(self, p, x, y, h0, mask):
+        return _loss(_net(p), p, x, y, h0, self._steps(mask))
+
+    def _value_and_grad(self, p, x, y, h0, mask):
+        return _value_and_grad(_net(p), p, x, y, h0, self._steps(mask))

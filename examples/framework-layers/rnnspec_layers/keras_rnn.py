@@ -24,6 +24,11 @@ values of the layers' variables, which are never assigned. On torch and tensorfl
 builds its own pair of layers and runs eagerly, so calls share nothing. On JAX the computations
 are ``jax.jit``-compiled once per (dtype, D, H, K) around one pair of layers, which they only read,
 as Keras compiles its own stateless calls on JAX (see ``_for``).
+
+Masks (SPEC.md §9) go to ``SimpleRNN`` as its own ``mask`` (B, T): Keras carries the state over
+masked steps, as the spec does, and its output there repeats the last unmasked one, which is h(t);
+before a sequence's first unmasked step it outputs zeros where h(t) is h(0) (SPEC.md §9.4), so h
+is taken from h(0) there.
 """
 
 import os
@@ -103,7 +108,7 @@ class KerasSimpleRNNBackend(LayerBackend):
         self._arrays = fw = _FRAMEWORKS[keras_backend]()
         self.framework_version = f"keras {keras.__version__} on {fw.version}"
         dtypes = ("float32", "float64") if claim_float64 else DTYPES[keras_backend]
-        self.capabilities = Capabilities(autodiff=True, devices=("cpu",), dtypes=dtypes)
+        self.capabilities = Capabilities(autodiff=True, devices=("cpu",), dtypes=dtypes, masks=True)
         self._jit = getattr(fw, "jit", None)  # JAX only (see _for)
         self._compiled: dict = {}
         self._compiling = threading.Lock()
@@ -136,7 +141,7 @@ class KerasSimpleRNNBackend(LayerBackend):
         ops = self._keras.ops
         rnn, dense = self._layers(dtype, D, H, K)
 
-        def outputs(kernel, recurrent_kernel, bias, dense_kernel, dense_bias, x, h0):
+        def outputs(kernel, recurrent_kernel, bias, dense_kernel, dense_bias, x, h0, mask):
             """h and o, time-major; the layers are batch-major: x goes in as (B, T, D)."""
             given = {
                 id(rnn.cell.kernel): kernel,
@@ -150,9 +155,14 @@ class KerasSimpleRNNBackend(LayerBackend):
                 [v.value for v in rnn.non_trainable_variables],  # the (unused) dropout seed
                 ops.transpose(x, (1, 0, 2)),
                 initial_state=h0,
+                mask=None if mask is None else ops.transpose(mask),
             )
+            h = ops.transpose(h, (1, 0, 2))
+            if mask is not None:  # zeros before the first unmasked step, where h(t) = h(0)
+                started = ops.cumsum(ops.cast(mask, "int32"), axis=0) > 0
+                h = ops.where(ops.expand_dims(started, -1), h, ops.expand_dims(h0, 0))
             o, _ = dense.stateless_call([given[id(v)] for v in dense.trainable_variables], [], h)
-            return ops.transpose(h, (1, 0, 2)), ops.transpose(o, (1, 0, 2))
+            return h, o
 
         def ported(p) -> tuple[Any, Any, Any, Any, Any]:
             """§1's table: kernel = Uᵀ, recurrent_kernel = Wᵀ, bias = b; Dense: Vᵀ, c."""
@@ -162,18 +172,18 @@ class KerasSimpleRNNBackend(LayerBackend):
             """(1.4)–(1.6) by hand: −Σ y · log_softmax(o), exact whatever Σ_k y_k is (E1)."""
             return -ops.sum(y * ops.log_softmax(o, axis=-1))
 
-        def forward(p, x, h0):
+        def forward(p, x, h0, mask):
             with self._arrays.no_grad():
-                h, o = outputs(*ported(p), x, h0)
+                h, o = outputs(*ported(p), x, h0, mask)
                 return h, o, ops.softmax(o, axis=-1)
 
-        def loss(p, x, y, h0):
+        def loss(p, x, y, h0, mask):
             with self._arrays.no_grad():
-                return loss_of(outputs(*ported(p), x, h0)[1], y)
+                return loss_of(outputs(*ported(p), x, h0, mask)[1], y)
 
-        def value_and_grad(p, x, y, h0):
+        def value_and_grad(p, x, y, h0, mask):
             value, grads = self._arrays.value_and_grad(
-                lambda *args: loss_of(outputs(*args)[1], y), [*ported(p), x, h0]
+                lambda *args: loss_of(outputs(*args, mask)[1], y), [*ported(p), x, h0]
             )
             kernel, recurrent_kernel, bias, dense_kernel, dense_bias, dx, dh0 = grads
             t = ops.transpose  # the layers' gradients ported back: ∇U = (∇kernel)ᵀ, ...
@@ -198,14 +208,14 @@ class KerasSimpleRNNBackend(LayerBackend):
                 self._compiled[key] = tuple(self._jit(f) for f in self._computations(*key))
             return self._compiled[key]
 
-    def _forward(self, p, x, h0):
-        return Forward(*self._for(p, x)[0](p, x, h0))
+    def _forward(self, p, x, h0, mask):
+        return Forward(*self._for(p, x)[0](p, x, h0, mask))
 
-    def _loss(self, p, x, y, h0):
-        return self._for(p, x)[1](p, x, y, h0)
+    def _loss(self, p, x, y, h0, mask):
+        return self._for(p, x)[1](p, x, y, h0, mask)
 
-    def _value_and_grad(self, p, x, y, h0):
-        return self._for(p, x)[2](p, x, y, h0)
+    def _value_and_grad(self, p, x, y, h0, mask):
+        return self._for(p, x)[2](p, x, y, h0, mask)
 
 
 def keras_jax(device: str | None = None) -> KerasSimpleRNNBackend:

@@ -6,6 +6,11 @@ Weights are ported by SPEC.md §1's table: ``weight_ih_l0 = U`` (H, D), ``weight
 receives the full ∇b), ``Linear.weight = V`` (K, H), ``Linear.bias = c``; ``h0`` goes in as (1, B, H).
 The loss is written by hand, −Σ y · log_softmax(o): exact for soft targets of any row sum.
 
+Masks (SPEC.md §9): nn.RNN runs each sequence's unmasked steps as one shorter sequence
+(``unmasked_first``), and h(t) is gathered back from its outputs. Packed sequences
+(``pack_padded_sequence``) would skip the steps sorted to the end, but refuse a sequence of length
+0, which a mask allows; the layer is causal, so running them changes nothing that is read.
+
 Every call builds its own modules (on the meta device, then ``to_empty``: no random
 initialisation, so the user's torch RNG is untouched) and copies the weights into them, so calls
 share nothing and may run from several threads at once.
@@ -16,7 +21,7 @@ import torch
 from rnnspec.spec import Capabilities, Forward, Grads, Params
 
 from ._arrays import TorchArrays
-from ._common import LayerBackend
+from ._common import LayerBackend, unmasked_first
 
 
 def _layers(p: Params) -> tuple[torch.nn.RNN, torch.nn.Linear]:
@@ -38,10 +43,20 @@ def _layers(p: Params) -> tuple[torch.nn.RNN, torch.nn.Linear]:
     return rnn, linear
 
 
-def _run(rnn: torch.nn.RNN, linear: torch.nn.Linear, x, h0):
+def _run(rnn: torch.nn.RNN, linear: torch.nn.Linear, x, h0, mask):
     """h (T, B, H) and o (T, B, K) from the layers; x is (T, B, D), the layer's default layout."""
-    h, _ = rnn(x, h0.unsqueeze(0))  # nn.RNN's h0 is (layers · directions, B, H)
+    if mask is None:
+        h, _ = rnn(x, h0.unsqueeze(0))  # nn.RNN's h0 is (layers · directions, B, H)
+        return h, linear(h)
+    order, count = (torch.from_numpy(a).long() for a in unmasked_first(mask.numpy()))
+    shorter, _ = rnn(x.gather(0, _rows(order, x)), h0.unsqueeze(0))
+    h = torch.cat([h0.unsqueeze(0), shorter]).gather(0, _rows(count, h0.unsqueeze(0)))
     return h, linear(h)
+
+
+def _rows(index, like):
+    """A (T, B) time index broadcast over ``like``'s last axis, for ``gather`` along time."""
+    return index.unsqueeze(-1).expand(-1, -1, like.shape[-1])
 
 
 def _loss_of(o, y):
@@ -54,27 +69,27 @@ class TorchRNNBackend(LayerBackend):
 
     name = "torch_nn_rnn"
     framework_version = f"torch {torch.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu",))
+    capabilities = Capabilities(autodiff=True, devices=("cpu",), masks=True)
 
     def __init__(self, device: str | None = None):
         super().__init__(device)
         self._arrays = TorchArrays()
 
     @torch.no_grad()
-    def _forward(self, p, x, h0):
-        h, o = _run(*_layers(p), x, h0)
+    def _forward(self, p, x, h0, mask):
+        h, o = _run(*_layers(p), x, h0, mask)
         return Forward(h=h, o=o, yhat=torch.softmax(o, dim=-1))
 
     @torch.no_grad()
-    def _loss(self, p, x, y, h0):
-        _, o = _run(*_layers(p), x, h0)
+    def _loss(self, p, x, y, h0, mask):
+        _, o = _run(*_layers(p), x, h0, mask)
         return _loss_of(o, y)
 
-    def _value_and_grad(self, p, x, y, h0):
+    def _value_and_grad(self, p, x, y, h0, mask):
         rnn, linear = _layers(p)
         h0, x = (a.detach().requires_grad_() for a in (h0, x))  # the caller's stay untouched
         with torch.enable_grad():
-            _, o = _run(rnn, linear, x, h0)
+            _, o = _run(rnn, linear, x, h0, mask)
             loss = _loss_of(o, y)
             weights = [rnn.get_parameter(n) for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0")]
             wanted = [*weights, linear.weight, linear.bias, h0, x]
