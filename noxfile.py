@@ -159,7 +159,7 @@ def bench(session):
     (rnnspec.bench.markdown) and the plot copied to docs/bench-cpu.png. Not in the default list:
     about 12 minutes, and it wants a quiet machine. Extra options go to rnnspec bench
     (`nox -s bench -- --quick`); a run with extra options leaves the docs as they are."""
-    session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,bench]")
+    session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx,bench]")
     results, plot = "bench-results/cpu.bench.json", "bench-results/cpu.png"
     session.run(
         "rnnspec", "bench", "--rounds", "2", "--json", results, "--plot", plot,
