@@ -157,12 +157,11 @@ class KerasSimpleRNNBackend(LayerBackend):
                 initial_state=h0,
                 mask=None if mask is None else ops.transpose(mask),
             )
-            h = ops.transpose(h, (1, 0, 2))
             if mask is not None:  # zeros before the first unmasked step, where h(t) = h(0)
-                started = ops.cumsum(ops.cast(mask, "int32"), axis=0) > 0
-                h = ops.where(ops.expand_dims(started, -1), h, ops.expand_dims(h0, 0))
+                started = ops.cumsum(ops.cast(ops.transpose(mask), "int32"), axis=1) > 0
+                h = ops.where(ops.expand_dims(started, -1), h, ops.expand_dims(h0, 1))
             o, _ = dense.stateless_call([given[id(v)] for v in dense.trainable_variables], [], h)
-            return h, o
+            return ops.transpose(h, (1, 0, 2)), ops.transpose(o, (1, 0, 2))
 
         def ported(p) -> tuple[Any, Any, Any, Any, Any]:
             """§1's table: kernel = Uᵀ, recurrent_kernel = Wᵀ, bias = b; Dense: Vᵀ, c."""
