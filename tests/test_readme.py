@@ -30,10 +30,15 @@ def test_the_example_runs_on_every_backend(name, example, tmp_path):
     block = _examples()[example]
     said = re.search(r"# prints (.*) on every backend", block)
     assert said, "the example does not say what it prints"
-    code = block.replace(LOAD, f"be = backends.load({name!r})")
+    # the examples compute in float64: a backend that declares float32 alone (the Keras wrappers
+    # on JAX and torch, examples/framework-layers) computes something else, and is not asked to
+    only_float64 = "\nif 'float64' not in be.capabilities.dtypes: raise SystemExit(3)"
+    code = block.replace(LOAD, f"be = backends.load({name!r}){only_float64}")
     env = {**os.environ, "JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # README: jax x64
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env
     )
+    if done.returncode == 3:
+        pytest.skip(f"{name} does not declare float64, the examples' dtype")
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == said[1], (name, done.stdout)
