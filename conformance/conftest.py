@@ -1,6 +1,7 @@
-"""The suite's fixtures: the backend under test, each check's dtype, and ``call``, which builds
+"""The suite's fixtures: the backend under test, each check's dtype, ``call``, which builds
 the record of a backend call that assertions need (and logs each error / tolerance ratio on the
-test's report). The options and the backend's loading live in rnnspec.conformance.plugin."""
+test's report), and ``masks``, which fails a mask check on a backend that declares none. The
+options and the backend's loading live in rnnspec.conformance.plugin."""
 
 import pytest
 
@@ -35,3 +36,15 @@ def call(request, backend):
         return Call(backend, method, case, dtype, t, log=log, loaded_as=loaded_as)
 
     return make
+
+
+@pytest.fixture
+def masks(backend):
+    """Every mask check needs the backend to declare masks; one that does not fails them."""
+    if not backend.capabilities.masks:
+        pytest.fail(
+            f"{backend!r} declares capabilities.masks = False: protocol 2.1 takes mask=None on "
+            "every method that takes x (SPEC.md §9); implement it and declare "
+            "Capabilities(..., masks=True)",
+            pytrace=False,
+        )

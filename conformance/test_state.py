@@ -31,7 +31,7 @@ import pytest
 
 from rnnspec import backends
 from rnnspec.conformance.calls import METHODS, TENSORS, flatten, invoke
-from rnnspec.conformance.cases import CASES, Case
+from rnnspec.conformance.cases import CASES, MASKED_CASES, Case
 from rnnspec.conformance.oracle import expected
 from rnnspec.conformance.plugin import dtypes as run_dtypes
 from rnnspec.spec import tolerance
@@ -120,7 +120,8 @@ def _check_result(backend, method, case, dtype, got: list[np.ndarray], history: 
         head = (
             f"{method} -> {name} on case {case.label()}, {dtype}, {backend!r}, {_after(history)}: "
             "wrong result; state left by an earlier call? (a cache keyed on shapes, on shapes "
-            "without the dtype, or on array identity returns another call's result or precision)"
+            "without the dtype or without whether a mask is given, or on array identity returns "
+            "another call's result, precision or variant)"
         )
         _compare(g, w, dtype, case, kappa, head, "the reference")
 
@@ -226,6 +227,30 @@ def test_results_independent_of_earlier_calls(backend, dtype, method, pytestconf
     if _overwrite(backend, a_inputs, values):  # an identity-keyed cache returns A's result
         history.append(f"(A's arrays rewritten in place with {OTHER_VALUES.name}'s values)")
         run(method, OTHER_VALUES, dtype, a_inputs)
+
+
+#: a masked case, and the same shapes without a mask: compiled work cached on the shapes and the
+#: dtype alone, not on whether a mask is given, serves one the other's computation
+MASKED = MASKED_CASES["masked_gaps"]
+UNMASKED_TWIN = dataclasses.replace(MASKED, name="masked_gaps_without_mask", padding=None)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_masked_and_unmasked_calls_do_not_mix(backend, dtype, method, masks):
+    """A call with a mask gets the result of one without, or the reverse, when both have the same
+    shapes (compiled work cached on shapes and dtype, without whether a mask is given).
+
+    The same method is called without a mask, with one, and both again, every result against the
+    reference.
+    """
+    history: list[str] = []
+    plain = UNMASKED_TWIN.native(backend, dtype)
+    *inputs, mask = (*MASKED.native(backend, dtype), MASKED.native_mask(backend))
+    for _ in range(2):
+        for case, args, given in ((UNMASKED_TWIN, plain, None), (MASKED, inputs, mask)):
+            result = invoke(backend, method, *args, t=T_STEP, mask=given)
+            _check_result(backend, method, case, dtype, _copies(backend, method, result), history)
+            history.append(_label(method, case, dtype))
 
 
 # --- 3. threads -------------------------------------------------------------------------------------

@@ -122,6 +122,31 @@ def _cast(out, dtype):
     return np.asarray(out).astype(dtype)[()]
 
 
+class _MaskBlindCache(NumpyBackend):
+    """Keeps a "compiled kernel" per kernel, shapes and dtype, keyed without whether a mask is
+    given: the first call with some shapes fixes the variant, and a masked call after an unmasked
+    one with the same shapes runs without its mask (its state runs on through the masked steps)."""
+
+    def __init__(self, device=None):
+        super().__init__(device)
+        self._kernels: dict = {}
+
+    def _variant(self, kernel: str, x, mask) -> dict:
+        masked = self._kernels.setdefault((kernel, x.shape, x.dtype), mask is not None)
+        if not masked:
+            return {}
+        return {"mask": np.ones(x.shape[:2], dtype=bool) if mask is None else mask}
+
+    def _forward(self, p, x, h0, mask=None):
+        return super()._forward(p, x, h0, **self._variant("forward", x, mask))
+
+    def _loss(self, p, x, y, h0, mask=None):
+        return super()._loss(p, x, y, h0, **self._variant("loss", x, mask))
+
+    def _gradients(self, p, x, y, h0, mask=None):
+        return super()._gradients(p, x, y, h0, **self._variant("gradients", x, mask))
+
+
 class _SharedScratch(NumpyBackend):
     """Keeps the hidden states h of the call in progress on the instance (to reuse the allocation)
     and reads them back after a step that releases the GIL (here ``time.sleep(0)``; in real code a
@@ -193,6 +218,7 @@ def _factory(cls, name: str):
 reused_buffer = _factory(_ReusedBuffer, "reused_buffer")
 shape_cache = _factory(_ShapeCache, "shape_cache")
 dtype_blind_cache = _factory(_DtypeBlindCache, "dtype_blind_cache")
+mask_blind_cache = _factory(_MaskBlindCache, "mask_blind_cache")
 shared_scratch = _factory(_SharedScratch, "shared_scratch")
 global_state = _factory(_GlobalState, "global_state")
 mlx_global_state = _factory(_mlx_global_state, "mlx_global_state")
