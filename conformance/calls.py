@@ -44,13 +44,23 @@ TENSORS = {
 
 
 def invoke(
-    backend, method: str, params, x, y=None, h0=None, t: int | None = None, mask=None
+    backend,
+    method: str,
+    params,
+    x,
+    y=None,
+    h0=None,
+    t: int | tuple[int, ...] | None = None,
+    mask=None,
 ) -> Any:
-    """``backend.<method>`` with the arguments it takes among these; ``mask`` only when given,
-    so that unmasked calls are the same on every protocol version."""
-    given = {"params": params, "x": x, "y": y, "t": t}
+    """``backend.<method>`` with the arguments it takes among these; ``t`` holds its integer
+    arguments (t; k; k1, k2 as a tuple); ``mask`` only when given, so that unmasked calls are the
+    same on every protocol version."""
+    given = {"params": params, "x": x, "y": y}
+    integers = iter(t if isinstance(t, tuple) else (t,))
+    args = (next(integers) if a in INTEGERS else given[a] for a in ARGUMENTS[method])
     masked = {} if mask is None else {"mask": mask}
-    return getattr(backend, method)(*(given[a] for a in ARGUMENTS[method]), h0=h0, **masked)
+    return getattr(backend, method)(*args, h0=h0, **masked)
 
 
 def source(method: str, t: int | tuple[int, ...] | None = None, masked: bool = False) -> str:

@@ -1,6 +1,8 @@
 """State kept between calls, the bugs fast backends actually have: a returned array must stay what
 it was, a call's result must not depend on the calls made before it or at the same time from other
 threads, and neither loading nor calling a backend may change the global settings the user owns.
+Every method the backend declares is checked, the gradient-flow ones (SPEC.md §10) included, and
+masked calls against unmasked ones of the same shapes (SPEC.md §9).
 
 Comparing two results of the same backend. The checks below compare a result with the backend's own
 earlier result for the very same call by the tolerance policy, with the tensor's κ from the oracle,
@@ -30,7 +32,7 @@ import numpy as np
 import pytest
 
 from rnnspec import backends
-from rnnspec.conformance.calls import METHODS, TENSORS, flatten, invoke
+from rnnspec.conformance.calls import FLOW_METHODS, METHODS, TENSORS, flatten, invoke
 from rnnspec.conformance.cases import CASES, MASKED_CASES, Case
 from rnnspec.conformance.oracle import expected
 from rnnspec.conformance.plugin import dtypes as run_dtypes
@@ -39,6 +41,13 @@ from rnnspec.spec import tolerance
 pytestmark = pytest.mark.rnnspec_group("state")
 
 T_STEP = 2  # the t of every step_gradients call here
+#: each method's integer arguments here: t = T_STEP; k = 2 (lags 0 and 1); overlapping windows
+INTEGERS = {"step_gradients": T_STEP, "truncated_gradients": (2,), "tbptt_gradients": (2, 3)}
+#: every method, the gradient-flow ones (SPEC.md §10) where the backend declares them
+STATE_METHODS = [
+    *METHODS,
+    *(pytest.param(m, marks=pytest.mark.rnnspec_requires("gradient_flow")) for m in FLOW_METHODS),
+]
 BASIC = CASES["basic"]
 #: the same shapes, other values
 OTHER_VALUES = dataclasses.replace(BASIC, name="basic_seed99", seed=99)
@@ -58,11 +67,15 @@ THREAD_TIMEOUT_S = 120.0  # for the whole threaded schedule; it takes well under
 
 
 def _methods(backend) -> list[str]:
-    return [m for m in METHODS if m != "autodiff_gradients" or backend.capabilities.autodiff]
+    """The methods the backend declares, each called in turn between two calls of a check."""
+    flow = FLOW_METHODS if getattr(backend.capabilities, "gradient_flow", False) else ()
+    return [
+        m for m in (*METHODS, *flow) if m != "autodiff_gradients" or backend.capabilities.autodiff
+    ]
 
 
 def _call(backend, method: str, inputs) -> Any:
-    return invoke(backend, method, *inputs, t=T_STEP)
+    return invoke(backend, method, *inputs, t=INTEGERS.get(method))
 
 
 def _copies(backend, method: str, result) -> list[np.ndarray]:
@@ -115,7 +128,7 @@ def _compare(got, want, dtype, case, kappa, head: str, against: str) -> None:
 
 def _check_result(backend, method, case, dtype, got: list[np.ndarray], history: list[str]) -> None:
     """Every tensor of a call's result against the reference, saying which calls came before."""
-    want = expected(case, method, T_STEP if method == "step_gradients" else None)
+    want = expected(case, method, INTEGERS.get(method))
     for name, g, w, kappa in zip(want.names, got, want.values, want.kappas, strict=True):
         head = (
             f"{method} -> {name} on case {case.label()}, {dtype}, {backend!r}, {_after(history)}: "
@@ -150,7 +163,7 @@ def _overwrite(backend, inputs, values) -> bool:
 # --- 1. results stay as returned --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STATE_METHODS)
 def test_results_stay_as_returned(backend, dtype, method):
     """A returned array changes after a later call (an output buffer reused between calls).
 
@@ -181,7 +194,7 @@ def test_results_stay_as_returned(backend, dtype, method):
 # --- 2. results do not depend on the calls before ---------------------------------------------------
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", STATE_METHODS)
 def test_results_independent_of_earlier_calls(backend, dtype, method, pytestconfig):
     """A call's result depends on the calls before it (a cache keyed on shapes, on shapes without
     the dtype, or on array identity).
@@ -212,7 +225,7 @@ def test_results_independent_of_earlier_calls(backend, dtype, method, pytestconf
     for d in (d for d in ("float32", "float64") if d == dtype or d in others):
         run(method, OTHER_H, d)
 
-    want = expected(BASIC, method, T_STEP if method == "step_gradients" else None)
+    want = expected(BASIC, method, INTEGERS.get(method))
     for how, inputs in (("new arrays", None), ("the same arrays", a_inputs)):
         since = list(history)
         again = run(method, BASIC, dtype, inputs)
@@ -321,7 +334,7 @@ def test_concurrent_calls_from_threads(backend, dtype):
         ) from error
     for (i, r), got in sorted(results.items()):
         m, case = method_of(i, r), THREAD_CASES[i]
-        want = expected(case, m, T_STEP if m == "step_gradients" else None)
+        want = expected(case, m, INTEGERS.get(m))
         together = ", ".join(
             _label(method_of(j, r), THREAD_CASES[j], dtype) for j in range(THREADS) if j != i
         )

@@ -48,6 +48,22 @@ class _ReusedBuffer(NumpyBackend):
         return loss, Grads(*grads)
 
 
+class _FlowReusedBuffer(NumpyBackend):
+    """_ReusedBuffer's bug in one gradient-flow method alone (SPEC.md §10): windowed TBPTT's
+    results are buffers that its next call with the same shapes overwrites."""
+
+    def __init__(self, device=None):
+        super().__init__(device)
+        self._buffers: dict = {}
+
+    _into = _ReusedBuffer._into
+
+    def tbptt_gradients(self, params, x, y, k1, k2, h0=None):
+        losses, grads = super().tbptt_gradients(params, x, y, k1, k2, h0)
+        losses, *grads = self._into("tbptt_gradients", [losses, *grads])
+        return losses, Grads(*grads)
+
+
 class _ShapeCache(NumpyBackend):
     """Memoizes each method on the shapes and dtype of its arguments (and t), not their values:
     every later call with the same shapes gets the first call's result."""
@@ -216,6 +232,7 @@ def _factory(cls, name: str):
 
 
 reused_buffer = _factory(_ReusedBuffer, "reused_buffer")
+flow_reused_buffer = _factory(_FlowReusedBuffer, "flow_reused_buffer")
 shape_cache = _factory(_ShapeCache, "shape_cache")
 dtype_blind_cache = _factory(_DtypeBlindCache, "dtype_blind_cache")
 mask_blind_cache = _factory(_MaskBlindCache, "mask_blind_cache")
