@@ -186,9 +186,10 @@ def time_workload(
     want = _reference(w, seed, cache)
     rows: dict[str, dict[str, Any]] = {}
     live: dict[str, Call] = {}
-    arrays = native(fw, w, dtype, seed)
-    flow = fw.flow_implementations(*arrays) if w.name == FLOW_WORKLOAD else {}
-    for name, call in {**fw.implementations(*arrays), **flow}.items():
+    params, x, y, h0, mask = native(fw, w, dtype, seed)
+    # the gradient-flow methods take no mask (SPEC.md §10), and their workload has none
+    flow = fw.flow_implementations(params, x, y, h0) if w.name == FLOW_WORKLOAD else {}
+    for name, call in {**fw.implementations(params, x, y, h0, mask), **flow}.items():
         first, result = _timed(call, fw)
         row: dict[str, Any] = {"workload": w.name, "dtype": dtype, "impl": name}
         row["first_call_s"] = first

@@ -28,7 +28,7 @@ from rnnspec.bench.run import (
     timing_table,
     worker_args,
 )
-from rnnspec.bench.workloads import WORKLOADS, Target
+from rnnspec.bench.workloads import FLOW_CALLS, FLOW_WORKLOAD, WORKLOADS, Target
 from rnnspec.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,6 +203,21 @@ def test_bench_times_a_builtin_backend(tmp_path):
     (closed,) = data["rows"]
     assert closed["impl"] == "numpy closed form" and closed["calls"] == 3
     assert closed["median_ms"] == statistics.median(closed["times_ms"])
+
+
+def test_the_flow_workload_times_every_gradient_flow_method(tmp_path):
+    """The flow workload runs the closed form, then each §10 method, each checked against its own
+    float64 reference: on a copy of the small workload under the flow workload's name (the real one,
+    T = 1000, takes minutes of pure-Python reference)."""
+    flow_sized_small = WORKLOADS["small"]._replace(name=FLOW_WORKLOAD)
+    rows = worker.time_workload(
+        NumpyFramework(NumpyBackend()), flow_sized_small, "float64", 0, tmp_path, 1, 1.0
+    )
+    assert [r["impl"] for r in rows] == [
+        "numpy closed form",
+        *(f"numpy {label}" for label in FLOW_CALLS),
+    ]
+    assert all(r["error_ratio"] <= 1 for r in rows)
 
 
 def test_bench_times_an_unknown_frameworks_backend_with_the_fallbacks(tmp_path, monkeypatch):
