@@ -55,6 +55,15 @@ def conform(session, backend):
     session.run("pytest", "--pyargs", "rnnspec.conformance", "--backend", backend, *session.posargs)
 
 
+def bench_calls(session, framework):
+    """The benchmark's calls for this framework on small copies of the masked and the flow
+    workloads (a full `rnnspec bench` takes minutes per framework)."""
+    session.run(
+        "pytest", "tests/test_bench.py", "-k", f"masked_and_the_flow and {framework}",
+        *session.posargs,
+    )  # fmt: skip
+
+
 @nox.session
 def lint(session):
     session.install(*cpu_builds(), "-e", ".[lint]")
@@ -75,8 +84,9 @@ def numpy(session):
 
 @nox.session(name="torch")
 def torch_session(session):
-    session.install(*cpu_builds(), "-e", ".[torch]")
+    session.install(*cpu_builds(), "-e", ".[torch,test]")
     conform(session, "torch")
+    bench_calls(session, "torch")
 
 
 @nox.session(name="jax")
@@ -84,22 +94,26 @@ def jax_session(session):
     session.install(*cpu_builds(), "-e", ".[jax,test]")
     conform(session, "jax")  # the suite enables x64 in its own process for float64
     session.run("pytest", "tests/test_jax_x64.py", *session.posargs)
+    bench_calls(session, "jax")
 
 
 @nox.session(name="tensorflow")
 def tensorflow_session(session):
-    session.install(*cpu_builds(), "-e", ".[tensorflow-cpu]")
+    session.install(*cpu_builds(), "-e", ".[tensorflow-cpu,test]")
     conform(session, "tensorflow")
+    bench_calls(session, "tensorflow")
 
 
 @nox.session(name="mlx")
 def mlx_session(session):
-    """MLX's CPU build (mlx[cpu]; on Linux the only one), and the MLX state check's own test."""
+    """MLX's CPU build (mlx[cpu]; on Linux the only one), the MLX state check's own test and the
+    benchmark's MLX calls."""
     session.install(*cpu_builds(), "-e", ".[mlx,test]")
     conform(session, "mlx")
     session.run(
         "pytest", "tests/test_suite_rejects_stateful_backends.py", "-k", "mlx", *session.posargs
     )
+    bench_calls(session, "mlx")
 
 
 @nox.session

@@ -195,6 +195,14 @@ def _truncated_gradients(p, x, y, h0, k):
     return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows)
 
 
+def _rows_times(a, m):
+    """``a @ m`` for ``a`` of rank 4, as one 2-D product over its rows. TensorFlow 2.21's oneDNN
+    batched matmul of a rank-4 tensor with a size-1 axis by a rank-2 one reads past its buffer
+    (tensorflow/tensorflow#117700): one TBPTT window, n = 1, gave wrong ∇U or crashed."""
+    rows = tf.reshape(a, [-1, tf.shape(a)[-1]]) @ m
+    return tf.reshape(rows, tf.concat([tf.shape(a)[:-1], tf.shape(m)[-1:]], 0))
+
+
 @tf.function(reduce_retracing=True)
 def _tbptt_gradients(p, x, y, h0, plan):
     _, B, D = tf.unstack(tf.shape(x))
@@ -210,7 +218,8 @@ def _tbptt_gradients(p, x, y, h0, plan):
         output_grad_i, derivative_i = inputs
         return (output_grad_i + delta_prev @ p.W) * derivative_i
 
-    delta = tf.scan(step, (e_w @ p.V, derivative), initializer=tf.zeros_like(derivative[0]))
+    output_grad = _rows_times(e_w, p.V)
+    delta = tf.scan(step, (output_grad, derivative), initializer=tf.zeros_like(derivative[0]))
 
     def per_window(a, b):  # Σ over offsets and batch of aᵀ b, for each window
         a = tf.reshape(tf.transpose(a, [1, 0, 2, 3]), [n, k * B, -1])
@@ -224,7 +233,8 @@ def _tbptt_gradients(p, x, y, h0, plan):
         V=per_window(e_w, h_w),
         c=tf.reduce_sum(e_w, axis=(0, 2)),
         h0=tf.reduce_sum(delta * plan.earliest, 0) @ p.W,  # ∇h(τ − k2): Wᵀ δ at the earliest step
-        x=tf.gather(tf.reshape(delta @ p.U, [k * n, B, D]), plan.x_rows) * plan.x_inside,
+        x=tf.gather(tf.reshape(_rows_times(delta, p.U), [k * n, B, D]), plan.x_rows)
+        * plan.x_inside,
     )
     losses = tf.reduce_sum(tf.gather(step_losses, plan.steps) * plan.losses[..., 0, 0], 0)
     return losses, grads

@@ -239,14 +239,14 @@ class TensorflowFramework(Framework):
 class MlxFramework(Framework):
     name = "mlx"
 
-    def implementations(self, params, x, y, h0) -> dict[str, Call]:
+    def implementations(self, params, x, y, h0, mask=None) -> dict[str, Call]:
         """Also the built-in closed form with its kernel ``mx.compile``d, which backends/mlx.py
-        leaves uncompiled: this row is what that choice rests on."""
-        impls = super().implementations(params, x, y, h0)
+        leaves uncompiled: this row is what that choice rests on (unmasked workloads only)."""
+        impls = super().implementations(params, x, y, h0, mask)
         from rnnspec.backends import mlx as mlx_backend
 
         b = self.backend
-        if isinstance(b, mlx_backend.MlxBackend):
+        if mask is None and isinstance(b, mlx_backend.MlxBackend):
             import mlx.core as mx
 
             compiled = mx.compile(mlx_backend._gradients)

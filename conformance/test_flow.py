@@ -118,6 +118,27 @@ def test_tbptt_gradients(backend, dtype, name, call):
         assert_matches_reference(result, call("tbptt_gradients", case, dtype, (k1, k2)))
 
 
+@pytest.mark.parametrize("name", FLOW_CASES)
+def test_one_window_is_gradients(backend, dtype, name, call):
+    """§10.5's edge case: TBPTT(T, T) is one window over the whole sequence, `gradients`; so is
+    TBPTT(T, k2) for k2 > T (k2 ≥ T reaches h(0))."""
+    case = CASES[name]
+    native = case.native(backend, dtype)
+    want = expected(case, "gradients")
+    for k2 in (case.T, case.T + 3):
+        losses, grads = backend.tbptt_gradients(*native[:3], case.T, k2, h0=native.h0)
+        check = call("tbptt_gradients", case, dtype, (case.T, k2))
+        windows_got = backend.to_numpy(losses).shape
+        assert windows_got == (1,), (
+            f"tbptt_gradients(params, x, y, {case.T}, {k2}, h0=h0) on case {case.label()}, "
+            f"{dtype}, {backend!r}: expected one window, losses of shape (1,), got {windows_got}"
+        )
+        tensors = zip((losses, *grads), want.values, want.names, want.kappas, want.picks)
+        for got, ref, tensor, kappa, pick in tensors:
+            oracle = f"{want.expression}{pick}"
+            assert_close(got[0], ref, check, f"{tensor}[0]", oracle, f"{pick}[0]", kappa)
+
+
 def _window_problem(backend, case, dtype, native, tau, first_loss, first_step):
     """`gradients`'s input for one window: steps first_step … τ, targets zeroed before
     first_loss, h0 = h(first_step − 1) from the backend's own forward pass."""

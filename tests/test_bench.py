@@ -205,19 +205,42 @@ def test_bench_times_a_builtin_backend(tmp_path):
     assert closed["median_ms"] == statistics.median(closed["times_ms"])
 
 
-def test_the_flow_workload_times_every_gradient_flow_method(tmp_path):
-    """The flow workload runs the closed form, then each §10 method, each checked against its own
-    float64 reference: on a copy of the small workload under the flow workload's name (the real one,
-    T = 1000, takes minutes of pure-Python reference)."""
-    flow_sized_small = WORKLOADS["small"]._replace(name=FLOW_WORKLOAD)
-    rows = worker.time_workload(
-        NumpyFramework(NumpyBackend()), flow_sized_small, "float64", 0, tmp_path, 1, 1.0
+#: small copies of the workloads that take other calls, as code: masked (a mask; no nn.RNN or
+#: mx.compile row) and the flow workload (the §10 methods too); the real ones take minutes of
+#: float64 reference
+SMALL_COPIES = {
+    "masked": 'WORKLOADS["masked"]._replace(T=12, B=4, D=3, H=5, K=4)',
+    FLOW_WORKLOAD: f'WORKLOADS["small"]._replace(name="{FLOW_WORKLOAD}")',
+}
+
+
+@pytest.mark.parametrize("kind", SMALL_COPIES)
+@pytest.mark.parametrize("name", ["numpy", "torch", "jax", "tensorflow", "mlx"])
+def test_every_framework_times_the_masked_and_the_flow_workloads(name, kind, tmp_path):
+    """Each framework's calls on a masked workload and on the flow workload run, each result checked
+    against its float64 reference, as in a full `rnnspec bench`: in a process of its own, as the
+    bench's workers (frameworks do not share a process)."""
+    pytest.importorskip(name)
+    code = (
+        "import json, sys; from pathlib import Path; from rnnspec import backends; "
+        "from rnnspec.bench import worker; "
+        "from rnnspec.bench.frameworks import framework_of; "
+        "from rnnspec.bench.workloads import WORKLOADS; "
+        f"fw = framework_of(backends.load({name!r})); "
+        f"rows = worker.time_workload(fw, {SMALL_COPIES[kind]}, 'float32', 0, Path(sys.argv[1]), 1, 1); "
+        "print(json.dumps([(r['impl'], r['error_ratio']) for r in rows]))"
     )
-    assert [r["impl"] for r in rows] == [
-        "numpy closed form",
-        *(f"numpy {label}" for label in FLOW_CALLS),
-    ]
-    assert all(r["error_ratio"] <= 1 for r in rows)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)],
+        capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    ratios = dict(json.loads(done.stdout.splitlines()[-1]))
+    assert f"{name} closed form" in ratios and all(r <= 1 for r in ratios.values()), ratios
+    if kind == "masked":
+        assert not any("nn.RNN" in i or "mx.compile" in i for i in ratios), ratios
+    else:
+        assert {f"{name} {label}" for label in FLOW_CALLS} <= set(ratios), ratios
 
 
 def test_bench_times_an_unknown_frameworks_backend_with_the_fallbacks(tmp_path, monkeypatch):
