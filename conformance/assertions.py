@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rnnspec.conformance.calls import flatten, source
+from rnnspec.conformance import golden
+from rnnspec.conformance.calls import flatten, invoke, source
 from rnnspec.conformance.cases import CASES, MASKED_CASES, Case
 from rnnspec.conformance.oracle import expected
-from rnnspec.spec import tolerance
+from rnnspec.spec import Params, tolerance
 from rnnspec.spec.validation import shape_of
 
 
@@ -111,3 +112,32 @@ def assert_matches_reference(result, call: Call) -> float:
         else:
             assert_finite(got, call, name)
     return worst
+
+
+def assert_matches_vectors(backend, name: str, case: Case, dtype: str, call) -> None:
+    """Every call of the committed golden vectors ``name`` (conformance/vectors/, from
+    spec.reference) against their numbers, on the very same inputs, a mask included where they
+    have one; ``call`` is the suite's fixture that makes a Call. Finiteness only where
+    Case.finite_only says so, as in assert_matches_reference."""
+    data = golden.load(name)
+    params = Params(*(backend.asarray(data[f"input.params.{f}"], dtype) for f in Params._fields))
+    y = data["input.y"]
+    y = backend.asarray(y, dtype if y.ndim == 3 else None)
+    x = backend.asarray(data["input.x"], dtype)
+    h0 = backend.asarray(data["input.h0"], dtype) if "input.h0" in data else None
+    masked = {"mask": backend.asarray(data["input.mask"])} if "input.mask" in data else {}
+    calls = [(method, None) for method in golden.METHODS]
+    calls += [("step_gradients", t) for t in range(1, case.T + 1)]
+    for method, t in calls:
+        check = call(method, case, dtype, t)
+        key = method if t is None else f"{method}.{t}"
+        names = [str(n) for n in data[f"{key}.names"]]
+        results = flatten(method, invoke(backend, method, params, x, y, h0, t, **masked))
+        assert len(results) == len(names), f"{key}: {len(results)} results, golden has {names}"
+        for got, tensor in zip(results, names):
+            want, kappa = data[f"{key}.{tensor}"], float(data[f"{key}.{tensor}.kappa"])
+            if not case.finite_only(dtype, tensor):
+                oracle = f"rnnspec.conformance.golden.load({name!r})[{key + '.' + tensor!r}]"
+                assert_close(got, want, check, tensor, oracle, kappa=kappa)
+            else:
+                assert_finite(got, check, tensor)

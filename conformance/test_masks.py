@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 
 from rnnspec.conformance import golden
-from rnnspec.conformance.assertions import assert_close, assert_matches_reference
+from rnnspec.conformance.assertions import (
+    assert_close,
+    assert_matches_reference,
+    assert_matches_vectors,
+)
 from rnnspec.conformance.calls import flatten, invoke
 from rnnspec.conformance.cases import MASKED_CASES
 from rnnspec.conformance.oracle import expected
@@ -144,23 +148,7 @@ def test_all_zero_mask_is_no_step(backend, dtype, masks):
 @pytest.mark.parametrize("name", golden.MASKED_GOLDEN_CASES)
 def test_committed_vectors_with_mask(backend, dtype, name, call, masks):
     """The committed vectors (conformance/vectors/, with input.mask) on the very same numbers."""
-    data, case = golden.load(name), MASKED_CASES[name]
-    params = Params(*(backend.asarray(data[f"input.params.{f}"], dtype) for f in Params._fields))
-    y = data["input.y"]
-    y = backend.asarray(y, dtype if y.ndim == 3 else None)
-    x, h0 = backend.asarray(data["input.x"], dtype), backend.asarray(data["input.h0"], dtype)
-    mask = backend.asarray(data["input.mask"])
-    calls = [(method, None) for method in golden.METHODS]
-    calls += [("step_gradients", t) for t in range(1, case.T + 1)]
-    for method, t in calls:
-        check = call(method, case, dtype, t)
-        key = method if t is None else f"{method}.{t}"
-        names = [str(n) for n in data[f"{key}.names"]]
-        results = flatten(method, invoke(backend, method, params, x, y, h0, t, mask=mask))
-        for got, tensor in zip(results, names, strict=True):
-            want, kappa = data[f"{key}.{tensor}"], float(data[f"{key}.{tensor}.kappa"])
-            oracle = f"rnnspec.conformance.golden.load({name!r})[{key + '.' + tensor!r}]"
-            assert_close(got, want, check, tensor, oracle, kappa=kappa)
+    assert_matches_vectors(backend, name, MASKED_CASES[name], dtype, call)
 
 
 def _bad_masks(case):
