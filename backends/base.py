@@ -100,6 +100,33 @@ def window_grads(p: Params, x, h, h_prev, e_w, delta, plan, B: int, D: int) -> t
     )
 
 
+def lag_deltas(p: Params, h, e_rows, lags: int):
+    """The slabs δ_k(k + j) for k = 1 … T − j, one lag j = 0 … lags − 1 at a time (10.2): lag 0 is
+    D_k Vᵀ e(k), lag j is D_k Wᵀ (lag j − 1 at k + 1), every k in one product. For arrays with
+    NumPy's methods (NumPy, PyTorch, MLX)."""
+    T, B, H = h.shape
+    derivative = 1 - h * h  # (2.2) D_k
+    slab = (e_rows @ p.V).reshape(T, B, H) * derivative
+    yield slab
+    for j in range(1, lags):
+        slab = (slab[1:] @ p.W) * derivative[: T - j]
+        yield slab
+
+
+def lag_grads(p: Params, x, h_prev, slab) -> tuple:
+    """(10.1) G_j for U, W, b, h0 and x from the lag-j slab (δ_k(k + j) at rows k = 1 … T − j),
+    for arrays with NumPy's methods (NumPy, PyTorch, MLX)."""
+    n, B, H = slab.shape
+    rows = slab.reshape(n * B, H)
+    return (
+        rows.T @ x[:n].reshape(n * B, -1),  # Σ_k δ_k(k + j) x(k)ᵀ
+        rows.T @ h_prev[:n].reshape(n * B, H),  # Σ_k δ_k(k + j) h(k − 1)ᵀ
+        rows.sum(0),
+        slab[0] @ p.W,  # Wᵀ δ_1(1 + j), as rows
+        slab @ p.U,  # Uᵀ δ_k(k + j), as rows
+    )
+
+
 class TbpttPlan(NamedTuple):
     """Where each window of TBPTT(k1, k2) reads and writes (SPEC.md §10.3), offset-major: offset
     i = τ − t counts back from the window's last step τ, so the backward recursion runs over i.
@@ -175,7 +202,8 @@ class ClosedFormBackend(ABC):
             raise missing_device(self.name, device, kind, visible)
         self.device = self._open_device(kind, index)
 
-    # --- supplied by each backend, in this order in every backend module ----------------------
+    # --- supplied by each backend, in this order in every backend module -----------------------
+    # (a module leaves out the defaults it keeps; _autodiff_gradients comes after _gradients)
 
     def _visible_devices(self, kind: str) -> list[str]:
         """The names of the devices of ``kind`` the framework sees, in index order."""
@@ -205,13 +233,13 @@ class ClosedFormBackend(ABC):
     @abstractmethod
     def _zeros_state(self, x: Array, H: int) -> Array: ...
 
-    @abstractmethod
-    def _one_hot(self, y: Array, K: int, dtype: str) -> Array: ...
-
     def _zero_masked(self, array: Array, mask: Array) -> Array:
         """``array`` (T, B) or (T, B, K) with zeros at the steps where ``mask`` is False; supplied
         by a backend that declares ``capabilities.masks``."""
         raise NotImplementedError(f"the {self.name} backend declares no masks")
+
+    @abstractmethod
+    def _one_hot(self, y: Array, K: int, dtype: str) -> Array: ...
 
     @abstractmethod
     def _forward(
@@ -258,15 +286,13 @@ class ClosedFormBackend(ABC):
     def loss(
         self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> Array:
-        dims = self._validate(params, x, y, h0, mask=mask)
-        weights, h0 = self._weights(y, dims, mask), self._initial_state(x, h0, dims)
+        _, weights, h0 = self._prepared(params, x, y, h0, mask=mask)
         return self._loss(params, x, weights, h0, **self._masked(mask))
 
     def gradients(
         self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0, mask=mask)
-        weights, h0 = self._weights(y, dims, mask), self._initial_state(x, h0, dims)
+        _, weights, h0 = self._prepared(params, x, y, h0, mask=mask)
         return self._gradients(params, x, weights, h0, **self._masked(mask))
 
     def step_gradients(
@@ -278,11 +304,10 @@ class ClosedFormBackend(ABC):
         h0: Array | None = None,
         mask: Array | None = None,
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0, t, mask=mask)
+        dims, weights, h0 = self._prepared(params, x, y, h0, t, mask)
         at_t = np.zeros((dims.T, 1, 1), dims.dtype)  # (2.10): targets zeroed outside step t
         at_t[int(t) - 1] = 1
-        weights = self._weights(y, dims, mask) * self.asarray(at_t)
-        h0 = self._initial_state(x, h0, dims)
+        weights = weights * self.asarray(at_t)
         return self._gradients(params, x, weights, h0, **self._masked(mask))
 
     # --- gradient flow (SPEC.md §10) ---------------------------------------------------------------
@@ -295,27 +320,24 @@ class ClosedFormBackend(ABC):
         h0: Array | None = None,
         max_lag: int | None = None,
     ) -> LagNorms:
-        dims = self._validate(params, x, y, h0)
+        dims, weights, h0 = self._prepared(params, x, y, h0)
         lags = dims.T if max_lag is None else min(dims.T, validate_length("max_lag", max_lag))
-        weights, h0 = self._weights(y, dims), self._initial_state(x, h0, dims)
         return LagNorms(*self._lag_norms(params, x, weights, h0, lags))
 
     def truncated_gradients(
         self, params: Params, x: Array, y: Array, k: int, h0: Array | None = None
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0)
+        dims, weights, h0 = self._prepared(params, x, y, h0)
         k = min(dims.T, validate_length("k", k))  # lags run to T − 1: k ≥ T is the full gradient
-        weights, h0 = self._weights(y, dims), self._initial_state(x, h0, dims)
         return self._truncated_gradients(params, x, weights, h0, k)
 
     def tbptt_gradients(
         self, params: Params, x: Array, y: Array, k1: int, k2: int, h0: Array | None = None
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0)
+        dims, weights, h0 = self._prepared(params, x, y, h0)
         k1 = validate_length("k1", k1)
         k2 = validate_length("k2", k2, k1, f"k1 = {k1}")
         plan = tbptt_plan(dims.T, k1, k2, dims.dtype)
-        weights, h0 = self._weights(y, dims), self._initial_state(x, h0, dims)
         return self._tbptt_gradients(params, x, weights, h0, TbpttPlan(*map(self.asarray, plan)))
 
     def jacobian_norms(self, params: Params, x: Array, h0: Array | None = None) -> JacobianNorms:
@@ -360,6 +382,12 @@ class ClosedFormBackend(ABC):
             )
         return {"mask": mask}
 
+    def _prepared(self, params, x, y, h0, t=None, mask=None) -> tuple[Dims, Array, Array]:
+        """A call's inputs checked, then what its kernel takes: the dimensions, the targets as
+        weights and the initial state."""
+        dims = self._validate(params, x, y, h0, t, mask=mask)
+        return dims, self._weights(y, dims, mask), self._initial_state(x, h0, dims)
+
     def _initial_state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
         return self._zeros_state(x, dims.H) if h0 is None else h0
 
@@ -388,6 +416,5 @@ class ClosedFormAutodiffBackend(ClosedFormBackend):
     def autodiff_gradients(
         self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0, mask=mask)
-        weights, h0 = self._weights(y, dims, mask), self._initial_state(x, h0, dims)
+        _, weights, h0 = self._prepared(params, x, y, h0, mask=mask)
         return self._autodiff_gradients(params, x, weights, h0, **self._masked(mask))

@@ -117,31 +117,6 @@ def _step_losses_and_output_errors(p: Params, h, y):
     return -(y * log_yhat).sum(axis=(1, 2)), y.sum(axis=-1, keepdims=True) * _exp(log_yhat) - y
 
 
-def _lag_deltas(p: Params, h, e_rows, lags: int):
-    """The slabs δ_k(k + j) for k = 1 … T − j, one lag j = 0 … lags − 1 at a time (10.2): lag 0 is
-    D_k Vᵀ e(k), lag j is D_k Wᵀ (lag j − 1 at k + 1), every k in one product."""
-    T, B, H = h.shape
-    derivative = 1 - h * h  # (2.2) D_k
-    slab = (e_rows @ p.V).reshape(T, B, H) * derivative
-    yield slab
-    for j in range(1, lags):
-        slab = (slab[1:] @ p.W) * derivative[: T - j]
-        yield slab
-
-
-def _lag_grads(p: Params, x, h_prev, slab):
-    """(10.1) G_j for U, W, b, h0 and x from the lag-j slab (δ_k(k + j) at rows k = 1 … T − j)."""
-    n, B, H = slab.shape
-    rows = slab.reshape(n * B, H)
-    return (
-        rows.T @ x[:n].reshape(n * B, -1),  # Σ_k δ_k(k + j) x(k)ᵀ
-        rows.T @ h_prev[:n].reshape(n * B, H),  # Σ_k δ_k(k + j) h(k − 1)ᵀ
-        rows.sum(0),
-        slab[0] @ p.W,  # Wᵀ δ_1(1 + j), as rows
-        slab @ p.U,  # Uᵀ δ_k(k + j), as rows
-    )
-
-
 def _spectral_norm(a, axis=None):
     """‖a‖₂, the largest singular value, of a matrix or of each matrix along ``axis``: MLX's SVD
     runs on the CPU stream only, so it runs there whatever the device (memory is shared)."""
@@ -154,8 +129,8 @@ def _lag_norms(p: Params, x, y, h0, lags: int):
     _, e_rows = _loss_and_output_errors(p, h, y)
     h_prev = mx.concatenate([h0[None], h[:-1]])
     per_lag = [
-        mx.stack([mx.linalg.norm(g) for g in _lag_grads(p, x, h_prev, slab)])
-        for slab in _lag_deltas(p, h, e_rows, lags)
+        mx.stack([mx.linalg.norm(g) for g in base.lag_grads(p, x, h_prev, slab)])
+        for slab in base.lag_deltas(p, h, e_rows, lags)
     ]
     U, W, b, h0_norms, x_norms = mx.stack(per_lag, axis=1)  # the lag-j norms, one row per tensor
     zero = mx.zeros((lags - 1,), x.dtype)  # V and c receive lag 0 only
@@ -170,7 +145,7 @@ def _truncated_gradients(p: Params, x, y, h0, k):
     loss, e_rows = _loss_and_output_errors(p, h, y)
     H = h.shape[-1]
     delta = mx.zeros_like(h)  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
-    for slab in _lag_deltas(p, h, e_rows, k):
+    for slab in base.lag_deltas(p, h, e_rows, k):
         delta[: len(slab)] += slab
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
     return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)

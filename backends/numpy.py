@@ -61,31 +61,6 @@ def _step_losses_and_output_errors(p: Params, h, y):
     return -(y * log_yhat).sum(axis=(1, 2)), y.sum(axis=-1, keepdims=True) * np.exp(log_yhat) - y
 
 
-def _lag_deltas(p: Params, h, e_rows, lags: int):
-    """The slabs δ_k(k + j) for k = 1 … T − j, one lag j = 0 … lags − 1 at a time (10.2): lag 0 is
-    D_k Vᵀ e(k), lag j is D_k Wᵀ (lag j − 1 at k + 1), every k in one product."""
-    T, B, H = h.shape
-    derivative = 1 - h * h  # (2.2) D_k
-    slab = np.matmul(e_rows, p.V).reshape(T, B, H) * derivative
-    yield slab
-    for j in range(1, lags):
-        slab = np.matmul(slab[1:], p.W) * derivative[: T - j]
-        yield slab
-
-
-def _lag_grads(p: Params, x, h_prev, slab):
-    """(10.1) G_j for U, W, b, h0 and x from the lag-j slab (δ_k(k + j) at rows k = 1 … T − j)."""
-    n, B, H = slab.shape
-    rows = slab.reshape(n * B, H)
-    return (
-        rows.T @ x[:n].reshape(n * B, -1),  # Σ_k δ_k(k + j) x(k)ᵀ
-        rows.T @ h_prev[:n].reshape(n * B, H),  # Σ_k δ_k(k + j) h(k − 1)ᵀ
-        rows.sum(0),
-        slab[0] @ p.W,  # Wᵀ δ_1(1 + j), as rows
-        slab @ p.U,  # Uᵀ δ_k(k + j), as rows
-    )
-
-
 class NumpyBackend(base.ClosedFormBackend):
     name = "numpy"
     framework_version = f"numpy {np.__version__}"
@@ -159,8 +134,8 @@ class NumpyBackend(base.ClosedFormBackend):
         norms = np.zeros((lags, 7), x.dtype)  # columns U, W, b, V, c, h0, x
         h_rows = h.reshape(T * B, H)
         norms[0, 3:5] = np.linalg.norm(e_rows.T @ h_rows), np.linalg.norm(e_rows.sum(0))  # lag 0
-        for j, slab in enumerate(_lag_deltas(p, h, e_rows, lags)):
-            G_U, G_W, G_b, G_h0, G_x = _lag_grads(p, x, h_prev, slab)
+        for j, slab in enumerate(base.lag_deltas(p, h, e_rows, lags)):
+            G_U, G_W, G_b, G_h0, G_x = base.lag_grads(p, x, h_prev, slab)
             norms[j, [0, 1, 2, 5, 6]] = [np.linalg.norm(g) for g in (G_U, G_W, G_b, G_h0, G_x)]
         return tuple(norms.T.copy())
 
@@ -170,7 +145,7 @@ class NumpyBackend(base.ClosedFormBackend):
         loss, e_rows = _loss_and_output_errors(p, h, y)
         H = h.shape[-1]
         delta = np.zeros_like(h)  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
-        for slab in _lag_deltas(p, h, e_rows, k):
+        for slab in base.lag_deltas(p, h, e_rows, k):
             delta[: len(slab)] += slab
         rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
         return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)

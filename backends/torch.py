@@ -169,31 +169,6 @@ def _step_losses_and_output_errors(p: Params, h, y):
     return -(y * log_yhat).sum(dim=(1, 2)), y.sum(dim=-1, keepdim=True) * log_yhat.exp() - y
 
 
-def _lag_deltas(p: Params, h, e_rows, lags: int):
-    """The slabs δ_k(k + j) for k = 1 … T − j, one lag j = 0 … lags − 1 at a time (10.2): lag 0 is
-    D_k Vᵀ e(k), lag j is D_k Wᵀ (lag j − 1 at k + 1), every k in one product."""
-    T, B, H = h.shape
-    derivative = 1 - h * h  # (2.2) D_k
-    slab = (e_rows @ p.V).reshape(T, B, H) * derivative
-    yield slab
-    for j in range(1, lags):
-        slab = (slab[1:] @ p.W) * derivative[: T - j]
-        yield slab
-
-
-def _lag_grads(p: Params, x, h_prev, slab):
-    """(10.1) G_j for U, W, b, h0 and x from the lag-j slab (δ_k(k + j) at rows k = 1 … T − j)."""
-    n, B, H = slab.shape
-    rows = slab.reshape(n * B, H)
-    return (
-        rows.T @ x[:n].reshape(n * B, -1),  # Σ_k δ_k(k + j) x(k)ᵀ
-        rows.T @ h_prev[:n].reshape(n * B, H),  # Σ_k δ_k(k + j) h(k − 1)ᵀ
-        rows.sum(0),
-        slab[0] @ p.W,  # Wᵀ δ_1(1 + j), as rows
-        slab @ p.U,  # Uᵀ δ_k(k + j), as rows
-    )
-
-
 def _torch_dtype(dtype: Any) -> torch.dtype:
     """torch.float32 for "float32", numpy.float32, numpy.dtype("float32") or torch.float32."""
     return dtype if isinstance(dtype, torch.dtype) else getattr(torch, np.dtype(dtype).name)
@@ -321,8 +296,8 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
         norms = x.new_zeros((lags, 7))  # columns U, W, b, V, c, h0, x
         norms[0, 3] = torch.linalg.norm(e_rows.T @ h.reshape(T * B, H))  # lag 0 only
         norms[0, 4] = torch.linalg.norm(e_rows.sum(0))
-        for j, slab in enumerate(_lag_deltas(p, h, e_rows, lags)):
-            G = _lag_grads(p, x, h_prev, slab)
+        for j, slab in enumerate(base.lag_deltas(p, h, e_rows, lags)):
+            G = base.lag_grads(p, x, h_prev, slab)
             norms[j, [0, 1, 2, 5, 6]] = torch.stack([torch.linalg.norm(g) for g in G])
         return tuple(norms.T.clone().unbind(0))
 
@@ -333,7 +308,7 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
         loss, e_rows = _loss_and_output_errors(p, h, y)
         H = h.shape[-1]
         delta = torch.zeros_like(h)  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
-        for slab in _lag_deltas(p, h, e_rows, k):
+        for slab in base.lag_deltas(p, h, e_rows, k):
             delta[: len(slab)] += slab
         rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
         return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
