@@ -2,15 +2,12 @@
 
 import importlib.util
 import json
-import math
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,21 +15,16 @@ from typing import Any
 import click
 from rich import box
 from rich.console import Console, Group
+from rich.markdown import Markdown
 from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from rich.table import Table as RichTable
 
 from rnnspec import backends
-from rnnspec.bench.frameworks import PEAK_SIZE, REFERENCE, load_average, usable_cores
-from rnnspec.bench.worker import MEASUREMENT_OPTIONS, summary
-from rnnspec.bench.workloads import (
-    MEMORY_WORKLOAD,
-    QUICK,
-    TARGETS,
-    WORKLOADS,
-    Target,
-    targets_for,
-)
+from rnnspec.bench import report
+from rnnspec.bench.frameworks import load_average, usable_cores
+from rnnspec.bench.report import Bad, Strong, Table
+from rnnspec.bench.worker import MEASUREMENT_OPTIONS
+from rnnspec.bench.workloads import MEMORY_WORKLOAD, QUICK, WORKLOADS, targets_for
 
 console = Console()
 #: glibc: allocations from 64 KiB up are mmap'ed and unmapped when freed, so the resident-set
@@ -116,282 +108,44 @@ def load_problem(name: str) -> str | None:
     return None
 
 
-# --- derived numbers ------------------------------------------------------------------------------
+# --- output: report.py's model, in rich ---------------------------------------------------------
 
 
-def is_closed_form(row: dict) -> bool:
-    return row["impl"].endswith("closed form")
-
-
-def derive(data: dict) -> list[dict]:
-    """Join timing and memory rows; add ratios and fractions of the framework's matmul peak.
-
-    With --rounds > 1 each row's calls are pooled over the rounds' processes. A ratio between two
-    implementations of one backend is taken within each process, then the median over rounds:
-    the two were timed round-robin, so machine load that differs between processes cancels.
-    """
-    rows: dict[tuple, dict] = {}
-    peaks: dict[tuple, list[float]] = defaultdict(list)
-    for worker in data["workers"]:
-        for dtype, peak in worker.get("peak", {}).items():
-            peaks[(worker["backend"], dtype)].append(peak["gflops"])
-        for row in worker["results"]:
-            key = (row["workload"], row["dtype"], row["impl"])
-            merged = rows.setdefault(key, {"backend": worker["backend"]})
-            if "times_ms" in row:
-                row = {
-                    **row,
-                    "times_ms": merged.get("times_ms", []) + row["times_ms"],
-                    "round_medians_ms": [*merged.get("round_medians_ms", []), row["median_ms"]],
-                    "first_call_s": max(merged.get("first_call_s", 0.0), row["first_call_s"]),
-                    "error_ratio": max(merged.get("error_ratio", 0.0), row["error_ratio"]),
-                }
-            merged.update(row)
-    for row in rows.values():
-        if "times_ms" in row:
-            row.update(summary(row["times_ms"]))
-            if not row.get("flow"):  # flops() counts the full gradient's products
-                row["gflops"] = WORKLOADS[row["workload"]].flops() / row["median_ms"] / 1e6
-        peak = statistics.median(peaks[(row["backend"], row["dtype"])] or [0.0])
-        if "gflops" in row and peak:
-            row["peak_gflops"] = peak
-            row["fraction_of_peak"] = row["gflops"] / peak
-        if row.get("memory_growth_T_over_half_T", 0) > 0:  # 1 if linear in T, 2 if quadratic
-            row["memory_exponent"] = math.log2(row["memory_growth_T_over_half_T"])
-    for row in rows.values():
-        if is_closed_form(row) and "median_ms" in row:
-            _compare(row, rows.values())
-        if row.get("flow") and "median_ms" in row:  # SPEC.md §10's cost against the full gradient
-            closed = rows.get((row["workload"], row["dtype"], f"{row['backend']} closed form"))
-            if closed and "median_ms" in closed:
-                row["vs_closed_form"] = _ratio(row, closed)
-    return list(rows.values())
-
-
-def _compare(closed: dict, rows: Iterable[dict]) -> None:
-    """Add closed's ratios to the fastest autodiff and to torch.nn.RNN on its workload and dtype:
-    to its own backend's autodiffs where it has any, else to every other backend's."""
-    key = (closed["workload"], closed["dtype"])
-    others = [
-        r
-        for r in rows
-        if (r["workload"], r["dtype"]) == key and not is_closed_form(r) and not r.get("flow")
-    ]
-    own = [r for r in others if r["backend"] == closed["backend"]]
-    autodiffs = [r for r in own or others if "median_ms" in r]
-    if autodiffs:
-        fastest = min(autodiffs, key=lambda r: r["median_ms"])
-        closed["vs_autodiff"] = _ratio(closed, fastest)
-        closed["fastest_autodiff"] = fastest["impl"]
-    for r in others:
-        if r["impl"] == REFERENCE and "median_ms" in r:
-            closed["vs_nn_rnn"] = _ratio(closed, r)
-    unmasked = WORKLOADS[closed["workload"]].masked_of
-    for r in rows:
-        if (r["workload"], r["dtype"], r["impl"]) == (unmasked, closed["dtype"], closed["impl"]):
-            if "median_ms" in r:
-                closed["vs_unmasked"] = _ratio(closed, r)
-
-
-def _ratio(row: dict, other: dict) -> float:
-    """row's time over other's: per round within one process where they share one, else pooled."""
-    mine, theirs = row["round_medians_ms"], other["round_medians_ms"]
-    if row["backend"] == other["backend"] and len(mine) == len(theirs):
-        return statistics.median(a / b for a, b in zip(mine, theirs))
-    return row["median_ms"] / other["median_ms"]
-
-
-#: how each target quantity reads; {subject} is the implementation, {op} ≤ or ≥
-WORDING = {
-    "vs_autodiff": "{subject} {op} {limit:g}× {fastest_autodiff}",
-    "vs_nn_rnn": "{subject} {op} {limit:g}× " + REFERENCE,
-    "fraction_of_peak": "{subject} {op} {limit:.0%} of matmul peak",
-    "memory_exponent": "{subject} memory O(T): log2(peak(T) / peak(T/2)) {op} {limit:g}",
-    "vs_unmasked": "{subject} {op} {limit:g}× itself unmasked",
-}
-
-
-def targets(rows: list[dict], goals: tuple[Target, ...] = TARGETS) -> list[dict]:
-    """Each goal (bench/workloads.py) on the float32 rows it binds: what was measured, whether met,
-    and the goal itself (its fields, and the implementation it was measured on)."""
-    out = []
-    for goal in goals:
-        bound = [
-            r
-            for r in rows
-            if (r["workload"], r["dtype"]) == (goal.workload, "float32")
-            and goal.quantity in r
-            and (goal.of == "each implementation" or is_closed_form(r))
-            and (not goal.backends or r["backend"] in goal.backends)
-        ]
-        fastest = goal.of == "the fastest closed form"
-        if fastest and bound:
-            bound = [min(bound, key=lambda r: r["median_ms"])]
-        op = "≥" if goal.at_least else "≤"
-        for r in bound:
-            measured = r[goal.quantity]
-            subject = f"fastest backend ({r['impl']})" if fastest else r["impl"]
-            text = WORDING[goal.quantity].format(**r, subject=subject, op=op, limit=goal.limit)
-            met = measured >= goal.limit if goal.at_least else measured <= goal.limit
-            out.append(
-                {
-                    **goal._asdict(),
-                    "target": text,
-                    "impl": r["impl"],
-                    "measured": measured,
-                    "met": met,
-                }
-            )
+def rich_table(t: Table, columns: Iterable[int] | None = None, title: str = "") -> RichTable:
+    """Compact: a rule under the header, no vertical lines, no padding at the edges. Only the
+    wrapping columns (``align`` w) wrap: every other one holds a number or a short name, never cut,
+    and the tables are narrow enough for 80 columns."""
+    picked = list(range(len(t.headers)) if columns is None else columns)
+    out = RichTable(title=title or t.title, box=box.SIMPLE_HEAD, collapse_padding=True,
+                    pad_edge=False)  # fmt: skip
+    for i in picked:
+        out.add_column(t.headers[i], justify="right" if t.align[i] == "r" else "left",
+                       no_wrap=t.align[i] != "w")  # fmt: skip
+    for n, row in enumerate(t.rows):
+        if t.grouped and n and row[0] != t.rows[n - 1][0]:
+            out.add_section()
+        out.add_row(*(_styled(row[i]) for i in picked))
     return out
 
 
-# --- output ---------------------------------------------------------------------------------------
+def _styled(cell: str) -> str:
+    style = "bold red" if isinstance(cell, Bad) else "bold" if isinstance(cell, Strong) else ""
+    return f"[{style}]{escape(cell)}[/]" if style else escape(cell)
 
 
-def _num(x: float, most: int = 4) -> str:
-    """Three significant digits (at most ``most`` decimals), no exponent, so that columns stay
-    narrow: 0.0512, 2.96, 296, 2960."""
-    decimals = min(most, max(0, 2 - math.floor(math.log10(x)))) if x > 0 else min(most, 2)
-    return f"{x:.{decimals}f}"
-
-
-def _new_table(title: str) -> Table:
-    """Compact: a rule under the header, no vertical lines, no padding at the edges."""
-    return Table(title=title, box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
-
-
-def _columns(t: Table, *headers: str) -> None:
-    """The implementation and target columns wrap where they must; every other one holds a number
-    or a short name, never cut: the tables are narrow enough for 80 columns."""
-    for header in headers:
-        left = header in ("workload", "implementation", "target")
-        wraps = header in ("implementation", "target")
-        t.add_column(header, justify="left" if left else "right", no_wrap=not wraps)
-
-
-def _by_workload(rows: list[dict]) -> list[tuple[str, list[dict]]]:
-    """("small f32", its rows fastest first), in WORKLOADS' order, then dtype."""
-    order = {name: i for i, name in enumerate(WORKLOADS)}
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[(order[r["workload"]], r["dtype"], r["workload"])].append(r)
-    return [
-        (f"{name} {dtype.replace('float', 'f')}", sorted(g, key=lambda r: r.get("median_ms", 1e9)))
-        for (_, dtype, name), g in sorted(groups.items())
-    ]
-
-
-#: under the tables: what the columns and the ratios mean
-TIMING_LEGEND = (
-    "ms/call: median (inter-quartile range). ÷: a closed form's median over the fastest "
-    "autodiff's (its framework's, else any) or nn.RNN's, same process where they share one; "
-    "< 1 is faster."
-)
-EFFICIENCY_LEGEND = (
-    f"% of peak: of the framework's {PEAK_SIZE}² matmul, same dtype. first call: compilation "
-    "included. error/bound: worst tensor's ‖g − r‖/‖r‖ over the tolerance bound, above 1 not "
-    "timed."
-)
-MEMORY_LEGEND = f" peak MiB: one call's, above what was live, on {MEMORY_WORKLOAD} at T and T/2."
-
-
-def _has_memory(rows: list[dict]) -> bool:
-    return any("memory_bytes" in r for r in rows)
-
-
-def timing_table(rows: list[dict]) -> Table:
-    t = _new_table("loss + all gradients: ms per call, one process per backend")
-    _columns(t, "workload", "implementation", "ms/call (IQR)", "÷ fastest\nautodiff", "÷ nn.RNN")
-    for i, (label, group) in enumerate(_by_workload(rows)):
-        if i:
-            t.add_section()
-        for r in group:
-            ms = "[red]not timed[/]"
-            if "median_ms" in r:
-                ms = f"{_num(r['median_ms'])} ({_num(r['q1_ms'])}–{_num(r['q3_ms'])})"
-            impl = escape(r["impl"])
-            if "vs_closed_form" in r:  # a gradient-flow call: its cost in full gradients
-                impl += f" = {r['vs_closed_form']:.2f}× closed form"
-            t.add_row(
-                label,
-                impl,
-                ms,
-                f"{r['vs_autodiff']:.2f}" if "vs_autodiff" in r else "",
-                f"{r['vs_nn_rnn']:.2f}" if "vs_nn_rnn" in r else "",
-            )
-    return t
-
-
-def efficiency_table(rows: list[dict]) -> Table:
-    """GFLOP/s, first call and accuracy; peak memory where it was measured."""
-    memory = _has_memory(rows)
-    t = _new_table("GFLOP/s, first call, accuracy" + ", memory" * memory)
-    headers = ["workload", "implementation", "GFLOP/s", "% of\npeak", "first\ncall s"]
-    _columns(t, *headers, "error/\nbound", *["peak MiB\nT | T/2"] * memory)
-    for i, (label, group) in enumerate(_by_workload(rows)):
-        if i:
-            t.add_section()
-        for r in group:
-            error = f"{r['error_ratio']:.2g}" if "error_ratio" in r else ""  # none: memory only
-            if r.get("error_ratio", 0) > r.get("check_limit", 1):
-                error = f"[bold red]{error}[/]"
-            cells = [
-                label,
-                escape(r["impl"]),
-                _num(r["gflops"]) if "gflops" in r else "",
-                f"{r['fraction_of_peak']:.0%}" if "fraction_of_peak" in r else "",
-                _num(r["first_call_s"]) if "first_call_s" in r else "",
-                error,
-            ]
-            if memory:
-                at = [r.get(k) for k in ("memory_bytes", "memory_half_T_bytes")]
-                mib = " | ".join("" if b is None else _num(b / 2**20, 1) for b in at)
-                cells.append(mib if "memory_bytes" in r else "")
-            t.add_row(*cells)
-    return t
-
-
-def table(rows: list[dict]) -> Group:
-    """The timing table and the efficiency table, each with its legend: 80 columns suffice."""
-    memory = _has_memory(rows)
-    return Group(
-        timing_table(rows),
-        Text(TIMING_LEGEND, style="dim"),
-        Text(),
-        efficiency_table(rows),
-        Text(EFFICIENCY_LEGEND + MEMORY_LEGEND * memory, style="dim"),
-    )
-
-
-def target_table(checks: list[dict]) -> Table:
-    t = _new_table("targets (float32)")
-    _columns(t, "workload", "target", "measured", "met")
-    for c in checks:
-        met = "[green]yes[/]" if c["met"] else "[bold red]no[/]"
-        t.add_row(c["workload"], escape(c["target"]), f"{c['measured']:.2f}", met)
-    return t
-
-
-def print_setup(data: dict) -> None:
-    m = data["machine"]
-    console.print(f"{m['cpu']}, {m['usable_cores']} usable cores, Python {m['python']}")
-    console.print(
-        f"load average before {m['load_average_before']}, after {m.get('load_average_after')}"
-    )
-    peaks = {
-        (r["backend"], r["dtype"]): r["peak_gflops"] for r in data["rows"] if "peak_gflops" in r
-    }
-    shown = set()
-    for worker in data["workers"]:
-        if "error" in worker or worker["backend"] in shown:
-            continue
-        shown.add(worker["backend"])
-        peak = ", ".join(f"{d} {g:.0f}" for (b, d), g in peaks.items() if b == worker["backend"])
-        console.print(
-            f"{worker['backend']}: {worker['version']} on {worker['device']}, timed as "
-            f"{worker['framework']}: threads {worker['threads']}; "
-            f"{PEAK_SIZE}² matmul GFLOP/s (median): {peak}"
-        )
+def show(data: dict) -> Group:
+    """The setup, the timing and the efficiency tables with the legend, the peak memory where it
+    was measured and every target: 80 columns suffice."""
+    results = report.results_table(data["rows"], sorted({r["dtype"] for r in data["rows"]}))
+    memory, checks = report.memory_table(data), data["targets"]
+    parts: list[Any] = [Markdown("\n".join(report.setup(data, page=False)))]
+    if results.rows:
+        parts += [rich_table(results, report.TIMING, "loss + all gradients: ms per call"),
+                  rich_table(results, report.EFFICIENCY, "GFLOP/s, first call, accuracy"),
+                  Markdown(report.LEGEND, style="dim")]  # fmt: skip
+    parts += [rich_table(memory, range(6))] * bool(memory.rows)  # "measured with": on the page
+    parts += [rich_table(report.target_table(checks), title="targets (float32)")] * bool(checks)
+    return Group(*parts)
 
 
 @click.command(name="bench", params=list(MEASUREMENT_OPTIONS))
@@ -459,13 +213,9 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
                 data["workers"].append(worker)
     data["machine"]["load_average_after"] = load_average()
     data["seconds"] = time.monotonic() - started
-    data["rows"] = derive(data)
-    data["targets"] = targets(data["rows"], targets_for(data["options"]["device"]))
-    print_setup(data)
-    if data["rows"]:
-        console.print(table(data["rows"]))
-    if data["targets"]:
-        console.print(target_table(data["targets"]))
+    data["rows"] = report.derive(data)
+    data["targets"] = report.targets(data["rows"], targets_for(data["options"]["device"]))
+    console.print(show(data))
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(data, indent=1, default=str))

@@ -33,10 +33,10 @@ from rnnspec.bench.workloads import (
     MEMORY_WORKLOAD,
     WORKLOADS,
     Workload,
-    inputs,
-    mask,
+    as_case,
 )
-from rnnspec.spec import Grads, Params, reference, tolerance
+from rnnspec.conformance import cases
+from rnnspec.spec import Grads, reference, tolerance
 
 #: A result is timed only if every tensor's ‖g − r‖/‖r‖ ≤ CHECK_FACTOR · tolerance.bound(dtype, T):
 #: the policy's own bound (SPEC.md §6) with κ = 1, κ not being measured here (the suite measures
@@ -84,49 +84,35 @@ MEASUREMENT_OPTIONS = (
 )
 
 
-# --- the reference, once per workload, cached on disk --------------------------------------------
+# --- what each call must return, once per workload, cached on disk ------------------------------
 
 
-def _reference(w: Workload, seed: int, cache: Path) -> list[np.ndarray]:
-    """[L, ∇U, ∇W, ∇b, ∇V, ∇c, ∇h0, ∇x] by spec.reference in float64 (pure Python: seconds)."""
-    sources = b"".join(
-        Path(m.__file__).read_bytes()
-        for m in (reference, sys.modules[inputs.__module__])
-        if m.__file__
-    )
-    key = hashlib.sha256(repr((tuple(w), seed)).encode() + sources).hexdigest()[:16]
-    path = cache / f"reference-{w.name}-{key}.npz"
-    if path.exists():
-        with np.load(path) as stored:
-            return [stored[name] for name in TENSORS]
-    params, x, y, h0 = inputs(w, "float64", seed)
-    loss, grads = reference.gradients(params, x, y, h0, mask=mask(w, seed))
-    values = [np.asarray(loss), *grads]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.npz")  # workers may write the same file at once
-    np.savez(partial, **dict(zip(TENSORS, values)))
-    partial.replace(path)
-    return values
-
-
-def _flow_reference(w: Workload, seed: int, cache: Path, label: str) -> list[np.ndarray]:
-    """A gradient-flow call (FLOW_CALLS[label]) by the NumPy backend in float64. The literal
-    reference (spec.reference_flow, O(T³)) is out of reach at these sizes; the conformance suite
-    certifies the NumPy backend against it on the cases it can reach."""
+def _expected(w: Workload, seed: int, cache: Path, flow: str | None = None) -> list[np.ndarray]:
+    """[L, ∇U, ∇W, ∇b, ∇V, ∇c, ∇h0, ∇x] in float64, kept in ``cache`` under the sources they
+    depend on: by spec.reference (pure Python: seconds), or for the gradient-flow call
+    FLOW_CALLS[flow] by the NumPy backend. The literal reference (spec.reference_flow, O(T³)) is
+    out of reach at these sizes; the conformance suite certifies the NumPy backend against it."""
     from rnnspec.backends import base
     from rnnspec.backends import numpy as numpy_backend
 
+    computed_by = (reference,) if flow is None else (numpy_backend, base)
     sources = b"".join(
         Path(m.__file__).read_bytes()
-        for m in (numpy_backend, base, sys.modules[inputs.__module__])
+        for m in (*computed_by, cases, sys.modules[as_case.__module__])
         if m.__file__
     )
-    key = hashlib.sha256(repr((tuple(w), seed, label)).encode() + sources).hexdigest()[:16]
-    path = cache / f"flow-{w.name}-{key}.npz"
+    key = hashlib.sha256(repr((tuple(w), seed, flow)).encode() + sources).hexdigest()[:16]
+    path = cache / f"{'flow' if flow else 'reference'}-{w.name}-{key}.npz"
     if path.exists():
         with np.load(path) as stored:
             return [stored[name] for name in TENSORS]
-    values = list(outputs(FLOW_CALLS[label](backends.load("numpy"), *inputs(w, "float64", seed))))
+    case = as_case(w, seed)
+    params, x, y, h0 = case.arrays("float64")
+    if flow is None:
+        result = reference.gradients(params, x, y, h0, mask=case.mask())
+    else:
+        result = FLOW_CALLS[flow](backends.load("numpy"), params, x, y, h0)
+    values = [np.asarray(a) for a in outputs(result)]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.npz")  # workers may write the same file at once
     np.savez(partial, **dict(zip(TENSORS, values)))
@@ -143,10 +129,8 @@ def _check(result, to_numpy, want: list[np.ndarray], dtype: str, T: int) -> dict
 
 def native(fw: Framework, w: Workload, dtype: str, seed: int) -> tuple:
     """The workload's inputs as the backend's arrays, with its mask (None when unmasked)."""
-    params, x, y, h0 = inputs(w, dtype, seed)
-    to = fw.backend.asarray
-    masked = mask(w, seed)
-    return Params(*map(to, params)), to(x), to(y), to(h0), None if masked is None else to(masked)
+    case = as_case(w, seed)
+    return (*case.native(fw.backend, dtype), case.native_mask(fw.backend))
 
 
 # --- timing -------------------------------------------------------------------------------------
@@ -183,7 +167,7 @@ def peak_gflops(fw: Framework, dtype: str, repeats: int = 7) -> dict:
 def time_workload(
     fw: Framework, w: Workload, dtype: str, seed: int, cache: Path, repeats: int, max_seconds: float
 ) -> list[dict]:
-    want = _reference(w, seed, cache)
+    want = _expected(w, seed, cache)
     rows: dict[str, dict[str, Any]] = {}
     live: dict[str, Call] = {}
     params, x, y, h0, mask = native(fw, w, dtype, seed)
@@ -195,8 +179,7 @@ def time_workload(
         row["first_call_s"] = first
         if name in flow:  # checked against its own float64 result, not against ∇L
             row["flow"] = True
-            label = name.removeprefix(f"{fw.backend.name} ")
-            expected = _flow_reference(w, seed, cache, label)
+            expected = _expected(w, seed, cache, name.removeprefix(f"{fw.backend.name} "))
         else:
             expected = want
         row.update(_check(result, fw.backend.to_numpy, expected, dtype, w.T))

@@ -2,9 +2,7 @@
 
 from typing import Literal, NamedTuple
 
-import numpy as np
-
-from rnnspec.spec import Params, lengths_to_mask
+from rnnspec.conformance.cases import Case, Inputs
 
 
 class Workload(NamedTuple):
@@ -14,7 +12,7 @@ class Workload(NamedTuple):
     D: int
     H: int
     K: int
-    #: the workload this one is a masked copy of: random lengths in 1..T, right padding (§9)
+    #: the workload this one is a masked copy of, right-padded (SPEC.md §9; as_case)
     masked_of: str | None = None
 
     def forward_flops(self) -> int:
@@ -109,36 +107,16 @@ def targets_for(device: str | None) -> tuple[Target, ...]:
     return TARGETS if device is None or device.lower().startswith("cpu") else GPU_TARGETS
 
 
-def inputs(w: Workload, dtype: str, seed: int = 0):
-    """(params, x, y, h0) as NumPy arrays; y holds int64 class indices.
-
-    Every value is rounded through float32, so both dtypes see the very same numbers and one float64
-    reference checks both. W has spectral radius ≈ 0.9 (circular law for N(0, 0.81/H) entries):
-    a contractive recurrence, tanh unsaturated, as in real training.
-    """
-    rng = np.random.default_rng(seed)
-    T, B, D, H, K = w.T, w.B, w.D, w.H, w.K
-    params = Params(
-        U=rng.standard_normal((H, D)) / np.sqrt(D),
-        W=0.9 * rng.standard_normal((H, H)) / np.sqrt(H),
-        b=0.1 * rng.standard_normal(H),
-        V=rng.standard_normal((K, H)) / np.sqrt(H),
-        c=0.1 * rng.standard_normal(K),
-    )
-    x = rng.standard_normal((T, B, D))
-    h0 = 0.5 * rng.standard_normal((B, H))
-    y = rng.integers(0, K, size=(T, B))
-
-    def cast(a: np.ndarray) -> np.ndarray:
-        return a.astype(np.float32).astype(dtype)
-
-    return Params(*map(cast, params)), cast(x), y, cast(h0)
+def as_case(w: Workload, seed: int = 0) -> Case:
+    """The workload as a conformance case, whose inputs (``Case.arrays``, ``Case.mask``) it is
+    timed on: W of spectral radius 0.9, a contractive recurrence with tanh unsaturated, as in real
+    training; every value rounded through float32, so that both dtypes see the very same numbers
+    and one float64 reference checks both; a masked workload right-padded, its sequences' lengths
+    cycling T, T − 2 and 1."""
+    padding = "right" if w.masked_of else None
+    return Case(w.name, w.T, w.B, w.D, w.H, w.K, seed=seed, padding=padding)
 
 
-def mask(w: Workload, seed: int = 0) -> np.ndarray | None:
-    """The (T, B) boolean mask of a masked workload (None for the others): lengths drawn
-    uniformly from 1..T, right padding."""
-    if w.masked_of is None:
-        return None
-    lengths = np.random.default_rng(seed + 1).integers(1, w.T + 1, size=w.B)
-    return lengths_to_mask(lengths, w.T)
+def inputs(w: Workload, dtype: str, seed: int = 0) -> Inputs:
+    """(params, x, y, h0) as NumPy arrays; y holds int64 class indices."""
+    return as_case(w, seed).arrays(dtype)

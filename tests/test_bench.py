@@ -18,16 +18,8 @@ from rich.console import Console
 from rnnspec.backends.numpy import NumpyBackend
 from rnnspec.bench import run, worker
 from rnnspec.bench.frameworks import THREAD_ENV, Framework, NumpyFramework, framework_of
-from rnnspec.bench.run import (
-    derive,
-    efficiency_table,
-    machine,
-    table,
-    target_table,
-    targets,
-    timing_table,
-    worker_args,
-)
+from rnnspec.bench.report import EFFICIENCY, TIMING, derive, results_table, targets
+from rnnspec.bench.run import machine, rich_table, show, worker_args
 from rnnspec.bench.workloads import FLOW_CALLS, FLOW_WORKLOAD, WORKLOADS, Target
 from rnnspec.cli import main
 
@@ -162,8 +154,8 @@ def test_targets_are_data():
 def test_table_shows_ratios_and_marks_an_inaccurate_result():
     wrong = {**timed("numpy closed form", 1.0, "medium"), "error_ratio": 3.5}
     del wrong["times_ms"], wrong["median_ms"]  # as a worker reports a result it did not time
-    rows = [*derive(DATA), {"backend": "numpy", **wrong}]
-    timing, efficiency = (rendered(t) for t in (timing_table(rows), efficiency_table(rows)))
+    model = results_table([*derive(DATA), {"backend": "numpy", **wrong}], ["float32", "float64"])
+    timing, efficiency = (rendered(rich_table(model, part)) for part in (TIMING, EFFICIENCY))
     numpy_small = next(line for line in timing if "small" in line and "numpy closed form" in line)
     assert "0.22" in numpy_small and "0.18" in numpy_small  # 1/4.5 and 1/5.5
     assert "not timed" in next(line for line in timing if "medium" in line)
@@ -282,7 +274,8 @@ FULL_ROWS = [
         vs_autodiff=0.55, fastest_autodiff="tensorflow autodiff", vs_nn_rnn=12.34,
         gflops=1234.5, fraction_of_peak=0.953, first_call_s=12.345, error_ratio=0.061,
         check_limit=1.0, memory_bytes=1234.5 * MiB, memory_half_T_bytes=617.2 * MiB,
-        memory_exponent=1.0),
+        memory_exponent=1.0, memory_growth_T_over_half_T=2.0, memory_per_activation=123.4,
+        memory_method="TensorFlow BFC allocator peak (TF_CPU_ALLOCATOR_USE_BFC=true)"),
     row("torch.nn.RNN autograd", "medium", median_ms=3010.8, q1_ms=2950.2, q3_ms=3200.9,
         gflops=1210.0, fraction_of_peak=0.9, first_call_s=0.5, error_ratio=0.02,
         check_limit=1.0),
@@ -296,19 +289,21 @@ def rendered(renderable, width: int = 80) -> list[str]:
 
 
 def test_the_tables_fit_80_columns_with_every_number_whole():
-    lines = rendered(table([{**r, "dtype": "float64"} for r in FULL_ROWS]))
+    data = {**results(), "rows": [{**r, "dtype": "float64"} for r in FULL_ROWS]}
+    data["workloads"]["long"]["T"] = 10000  # the memory table's headers grow with T
+    data["targets"] = targets(FULL_ROWS, (
+        Target("medium", "memory_exponent", 1.25, of="each implementation"),
+        Target("medium", "vs_nn_rnn", 1.0)))  # fmt: skip
+    lines = rendered(show(data))
     assert max(map(len, lines)) <= 80, "\n".join(lines)
     text = "\n".join(lines)
     assert "…" not in text
-    for number in ("2960 (2900–3106)", "0.55", "12.34", "1234", "95%", "12.3", "0.061",
-                   "1234 | 617", "3011 (2950–3201)"):  # fmt: skip
+    for number in ("2960.40", "2900.10–3105.70", "0.55", "12.34", "1234", "95%", "12.345", "0.061",
+                   "1234.5", "617.2", "3010.80", "2950.20–3200.90", "Hand-made CPU"):  # fmt: skip
         assert number in text, number
-    assert "< 1" in text  # the legend says which way the ratios go
-    checks = targets(FULL_ROWS, (Target("medium", "memory_exponent", 1.25, of="each implementation"),
-                                 Target("medium", "vs_nn_rnn", 1.0)))  # fmt: skip
-    lines = rendered(target_table(checks))
-    assert max(map(len, lines)) <= 80, "\n".join(lines)
-    assert "12.34" in "\n".join(lines) and "…" not in "\n".join(lines)
+    assert "Below 1 is faster" in text  # the legend says which way the ratios go
+    (target,) = [line for line in lines if "≤ 1× torch.nn.RNN" in line]
+    assert "12.34" in target and "no" in target
 
 
 def record_workers(monkeypatch) -> list[str]:
@@ -568,6 +563,5 @@ def test_gradient_flow_rows_are_costed_in_full_gradients_and_are_no_autodiff():
     assert rows["torch tbptt_gradients k1=k2=50"]["vs_closed_form"] == pytest.approx(0.5)
     assert "gflops" not in rows["torch tbptt_gradients k1=k2=50"]
     assert rows["torch closed form"]["fastest_autodiff"] == "torch autodiff"
-    assert "= 0.50× closed form" in " ".join(
-        " ".join(rendered(timing_table([*rows.values()]))).split()
-    )
+    timing = rendered(rich_table(results_table([*rows.values()], ["float32"]), TIMING))
+    assert "= 0.50× closed form" in " ".join(" ".join(timing).split())
