@@ -272,8 +272,8 @@ def _settings(data: dict) -> str:
     workloads = ", ".join(data.get("workloads", {})) or "none"
     dtypes = ", ".join(options.get("dtypes") or ()) or "float32, float64"
     peaks = [p for w in data["workers"] for p in w.get("peak", {}).values()]
-    peak_repeats = {p["repeats"] for p in peaks if "repeats" in p}
-    of = f"median of {peak_repeats.pop()} " if len(peak_repeats) == 1 else "median of "
+    repeats = {p["repeats"] for p in peaks if "repeats" in p}
+    of = f"median of {repeats.pop()} " if len(repeats) == 1 else "median of "
     rounds = options.get("rounds", 1)
     parts = [f"{rounds} round{'s' * (rounds != 1)} per backend (`--rounds`)"]
     if "repeats" in options and "max_seconds" in options:
@@ -283,20 +283,17 @@ def _settings(data: dict) -> str:
             "(`--max-seconds`)"
         )
     seed = f"; seed {options['seed']}" if "seed" in options else ""
-    parts += [
-        f"workloads {workloads}; dtypes {dtypes}{seed}",
-        f"peak matmul: {of}{PEAK_SIZE} × {PEAK_SIZE} products",
-    ]
+    parts += [f"workloads {workloads}; dtypes {dtypes}{seed}",
+              f"peak matmul: {of}{PEAK_SIZE} × {PEAK_SIZE} products"]  # fmt: skip
     if options.get("env_pairs"):
         parts.append("worker environment " + ", ".join(f"`{e}`" for e in options["env_pairs"]))
     if options.get("device"):
         parts.append(f"device {options['device']}")
     seconds = data.get("seconds")
-    took = ""
     if seconds is not None:
         took = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
-        took = f" The run took {took}."
-    return "- Settings: " + "; ".join(parts) + "." + took
+        return "- Settings: " + "; ".join(parts) + f". The run took {took}."
+    return "- Settings: " + "; ".join(parts) + "."
 
 
 def _partial(data: dict) -> str | None:
@@ -341,7 +338,7 @@ def setup(data: dict, page: bool = True) -> list[str]:
     lines = [
         f"- Machine: `{m['cpu']}`, {m['usable_cores']} usable cores of {m['cores']}{system}, "
         f"Python {m['python']}" + (f"; load average (1, 5, 15 min) {load_text}." if load else "."),
-        *filter(None, [page and _partial(data)]),
+        *(line for line in [_partial(data)] if page and line),
         _settings(data),
         "- Frameworks and threads, as the workers reported them:",
     ]

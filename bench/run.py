@@ -148,38 +148,26 @@ def show(data: dict) -> Group:
     return Group(*parts)
 
 
-@click.command(name="bench", params=list(MEASUREMENT_OPTIONS))
-@click.option(
-    "--backend",
-    "names",
-    multiple=True,
-    help="Backend to time (repeatable): built-in, entry-point or module:factory name. "
-    "Default: every installed backend.",
-)
-@click.option("--quick", is_flag=True, help=f"Only {' and '.join(QUICK)} (unless --workload).")
-@click.option(
-    "--rounds",
-    default=1,
-    show_default=True,
-    help="Run every backend's worker this many times, alternating, and pool their calls.",
-)
-@click.option(
-    "--env",
-    "env_pairs",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Environment for the workers (repeatable), e.g. OMP_NUM_THREADS=1.",
-)
-@click.option(
-    "--memory/--no-memory",
-    default=True,
-    show_default=True,
-    help=f"Peak memory on {MEMORY_WORKLOAD}, when it is timed.",
-)
-@click.option(
-    "--json", "json_path", type=click.Path(dir_okay=False), help="Write every number here."
-)
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write the plot (PNG).")
+#: bench's own options, after the ones it shares with the worker
+BENCH_OPTIONS = (
+    click.Option(["--backend", "names"], multiple=True,
+                 help="Backend to time (repeatable): built-in, entry-point or module:factory name. "
+                 "Default: every installed backend."),
+    click.Option(["--quick"], is_flag=True, help=f"Only {' and '.join(QUICK)} (unless --workload)."),
+    click.Option(["--rounds"], default=1, show_default=True,
+                 help="Run every backend's worker this many times, alternating, and pool their calls."),
+    click.Option(["--env", "env_pairs"], multiple=True, metavar="KEY=VALUE",
+                 help="Environment for the workers (repeatable), e.g. OMP_NUM_THREADS=1."),
+    click.Option(["--memory/--no-memory"], default=True, show_default=True,
+                 help=f"Peak memory on {MEMORY_WORKLOAD}, when it is timed."),
+    click.Option(["--json", "json_path"], type=click.Path(dir_okay=False),
+                 help="Write every number here."),
+    click.Option(["--plot", "plot_path"], type=click.Path(dir_okay=False),
+                 help="Write the plot (PNG)."),
+)  # fmt: skip
+
+
+@click.command(name="bench", params=[*MEASUREMENT_OPTIONS, *BENCH_OPTIONS])
 def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measurement):
     """Time loss + all gradients: each backend's closed form, its framework's autodiff, and
     torch.nn.RNN + autograd; every result checked against spec.reference first."""

@@ -51,37 +51,20 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnnspe
 #: The options that ``rnnspec bench`` and the worker share, defined once: bench forwards each to
 #: every worker it starts (run.worker_args). Names as in ``rnnspec conform`` where they mean the same.
 MEASUREMENT_OPTIONS = (
-    click.Option(
-        ["--dtype", "dtypes"],
-        multiple=True,
-        type=click.Choice(DTYPES),
-        help="Dtype to time (repeatable); one the backend does not compute in is skipped. Default: both.",
-    ),
-    click.Option(
-        ["--workload", "workloads"],
-        multiple=True,
-        type=click.Choice(list(WORKLOADS)),
-        help="Workload to time (repeatable). Default: all.",
-    ),
-    click.Option(
-        ["--repeats"], default=30, show_default=True, help="Timed calls per implementation."
-    ),
-    click.Option(
-        ["--max-seconds"],
-        default=10.0,
-        show_default=True,
-        help="Stop timing a workload and dtype after this many seconds (at least 5 calls).",
-    ),
+    click.Option(["--dtype", "dtypes"], multiple=True, type=click.Choice(DTYPES),
+                 help="Dtype to time (repeatable); one the backend does not compute in is skipped. "
+                 "Default: both."),
+    click.Option(["--workload", "workloads"], multiple=True, type=click.Choice(list(WORKLOADS)),
+                 help="Workload to time (repeatable). Default: all."),
+    click.Option(["--repeats"], default=30, show_default=True,
+                 help="Timed calls per implementation."),
+    click.Option(["--max-seconds"], default=10.0, show_default=True,
+                 help="Stop timing a workload and dtype after this many seconds (at least 5 calls)."),
     click.Option(["--device"], default=None, help="Device for every backend, e.g. cuda."),
     click.Option(["--seed"], default=0, show_default=True, help="Seed of the random inputs."),
-    click.Option(
-        ["--cache"],
-        type=click.Path(file_okay=False, path_type=Path),
-        default=CACHE,
-        show_default=True,
-        help="Where the float64 reference results are kept between runs.",
-    ),
-)
+    click.Option(["--cache"], type=click.Path(file_okay=False, path_type=Path), default=CACHE,
+                 show_default=True, help="Where the float64 reference results are kept between runs."),
+)  # fmt: skip
 
 
 # --- what each call must return, once per workload, cached on disk ------------------------------
@@ -96,10 +79,9 @@ def _expected(w: Workload, seed: int, cache: Path, flow: str | None = None) -> l
     from rnnspec.backends import numpy as numpy_backend
 
     computed_by = (reference,) if flow is None else (numpy_backend, base)
+    inputs_by = (cases, sys.modules[as_case.__module__])
     sources = b"".join(
-        Path(m.__file__).read_bytes()
-        for m in (*computed_by, cases, sys.modules[as_case.__module__])
-        if m.__file__
+        Path(m.__file__).read_bytes() for m in (*computed_by, *inputs_by) if m.__file__
     )
     key = hashlib.sha256(repr((tuple(w), seed, flow)).encode() + sources).hexdigest()[:16]
     path = cache / f"{'flow' if flow else 'reference'}-{w.name}-{key}.npz"
@@ -115,7 +97,8 @@ def _expected(w: Workload, seed: int, cache: Path, flow: str | None = None) -> l
     values = [np.asarray(a) for a in outputs(result)]
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{os.getpid()}.npz")  # workers may write the same file at once
-    np.savez(partial, **dict(zip(TENSORS, values)))
+    named: dict[str, Any] = dict(zip(TENSORS, values))
+    np.savez(partial, **named)
     partial.replace(path)
     return values
 
@@ -152,14 +135,12 @@ def summary(ms: list[float]) -> dict:
 
 def peak_gflops(fw: Framework, dtype: str, repeats: int = 7) -> dict:
     product = fw.matmul(dtype)
-    for _ in range(WARMUP_CALLS):
-        product()
     times = []
-    for _ in range(repeats):
+    for _ in range(WARMUP_CALLS + repeats):
         start = time.perf_counter()
         product()
         times.append(time.perf_counter() - start)
-    median = statistics.median(times)
+    median = statistics.median(times[WARMUP_CALLS:])
     gflops = 2 * PEAK_SIZE**3 / median / 1e9
     return {"size": PEAK_SIZE, "repeats": repeats, "median_ms": 1e3 * median, "gflops": gflops}
 
@@ -175,17 +156,15 @@ def time_workload(
     flow = fw.flow_implementations(params, x, y, h0) if w.name == FLOW_WORKLOAD else {}
     for name, call in {**fw.implementations(params, x, y, h0, mask), **flow}.items():
         first, result = _timed(call, fw)
-        row: dict[str, Any] = {"workload": w.name, "dtype": dtype, "impl": name}
-        row["first_call_s"] = first
+        row: dict[str, Any] = {"workload": w.name, "dtype": dtype, "impl": name,
+                               "first_call_s": first, "check_limit": CHECK_FACTOR}  # fmt: skip
         if name in flow:  # checked against its own float64 result, not against ∇L
             row["flow"] = True
             expected = _expected(w, seed, cache, name.removeprefix(f"{fw.backend.name} "))
         else:
             expected = want
-        row.update(_check(result, fw.backend.to_numpy, expected, dtype, w.T))
-        row["check_limit"] = CHECK_FACTOR
-        rows[name] = row
-        if row["error_ratio"] <= CHECK_FACTOR:  # accuracy first: a wrong result is not timed
+        rows[name] = {**row, **_check(result, fw.backend.to_numpy, expected, dtype, w.T)}
+        if rows[name]["error_ratio"] <= CHECK_FACTOR:  # accuracy first: a wrong result is not timed
             live[name] = call
         for _ in range(WARMUP_CALLS):
             _timed(call, fw)
@@ -236,26 +215,18 @@ def memory(fw: Framework, dtype: str, seed: int) -> list[dict]:
 # --- entry point --------------------------------------------------------------------------------
 
 
-@click.command(params=list(MEASUREMENT_OPTIONS))
-@click.argument("backend_name", metavar="BACKEND")
-@click.option(
-    "--measure",
-    type=click.Choice(["time", "memory"]),
-    default="time",
-    show_default=True,
-    help=f"Time every workload, or measure peak memory on {MEMORY_WORKLOAD} at T and T/2.",
-)
-@click.option(
-    "--json",
-    "json_file",
-    type=click.File("w"),
-    default="-",
-    show_default=True,
-    help="Write the results here.",
-)
+@click.command(params=[
+    click.Argument(["backend_name"], metavar="BACKEND"),
+    *MEASUREMENT_OPTIONS,
+    click.Option(["--measure"], type=click.Choice(["time", "memory"]), default="time",
+                 show_default=True,
+                 help=f"Time every workload, or measure peak memory on {MEMORY_WORKLOAD} at T and T/2."),
+    click.Option(["--json", "json_file"], type=click.File("w"), default="-", show_default=True,
+                 help="Write the results here."),
+])  # fmt: skip
 def main(
     backend_name, dtypes, workloads, repeats, max_seconds, device, seed, cache, measure, json_file
-):  # fmt: skip
+):
     """Time BACKEND (any name rnnspec.backends.load accepts) and write the results as JSON; rnnspec
     bench runs one such process per backend and round."""
     try:
@@ -283,13 +254,7 @@ def main(
             for dtype in dtypes:
                 w = WORKLOADS[name]
                 out["results"] += time_workload(fw, w, dtype, seed, cache, repeats, max_seconds)
-    json.dump(out, json_file, default=_jsonable)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
+    json.dump(out, json_file, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
 
 
 if __name__ == "__main__":

@@ -52,9 +52,9 @@ MEMORY_WORKLOAD = "long"
 
 
 class Target(NamedTuple):
-    """A float32 goal on one workload: ``quantity``, a column of run.derive's rows, at most ``limit``
-    (at least, where ``at_least``), for ``of`` the rows: "each closed form", "the fastest closed
-    form" or "each implementation"; for ``backends``' rows only, where given."""
+    """A float32 goal on one workload: ``quantity``, a column of report.derive's rows, at most
+    ``limit`` (at least, where ``at_least``), for ``of`` the rows: "each closed form", "the fastest
+    closed form" or "each implementation"; for ``backends``' rows only, where given."""
 
     workload: str
     quantity: str
