@@ -193,11 +193,15 @@ def bench(session):
 @nox.session
 def docs(session):
     """Every shell command shown in README.md, docs/ and the examples' READMEs, in order, as a
-    reader runs them: a fresh environment, a copy of the checkout (scripts/doc_commands.py lists
+    reader runs them: a fresh environment, a copy of the checkout (tests/doc_commands.py lists
     them and the placeholders it fills in). A command that needs a GPU must fail here with its
     one-line error. Not in the default list: the benchmark commands alone take about half an hour."""
-    sys.path.insert(0, str(Path("scripts").resolve()))
-    from doc_commands import RUN_ELSEWHERE, commands, expected_failure
+    import runpy  # the listing's functions, without putting tests/ on nox's sys.path
+
+    listing = runpy.run_path("tests/doc_commands.py")
+    RUN_ELSEWHERE, commands, expected_failure = (
+        listing[name] for name in ("RUN_ELSEWHERE", "commands", "expected_failure")
+    )
 
     copy = Path(session.create_tmp()).resolve() / "rnnspec"
     shutil.rmtree(copy, ignore_errors=True)
@@ -256,7 +260,6 @@ def layers(session):
     session.install(*cpu_builds(), ".[torch,jax,tensorflow-cpu]", "keras==3.15.1", "flax==0.12.8")
     session.install(*cpu_builds(), "./examples/framework-layers")
     empty = (Path(session.create_tmp()) / "empty").resolve()  # reports land here after chdir
-    tables = Path("scripts/layers_tables.py").resolve()
     empty.mkdir(exist_ok=True)
     session.chdir(empty)
     session.run(
@@ -275,7 +278,7 @@ def layers(session):
             f"certified: {backend['backend']} ({backend['framework_version']}), "
             f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
         )
-    session.run("python", str(tables), str(empty), *LAYER_BACKENDS)  # the README's two tables
+    session.run("python", "-m", "rnnspec.scoreboard", str(empty), *LAYER_BACKENDS)  # README tables
 
 
 @nox.session(name="scoreboard")

@@ -1,10 +1,11 @@
 """JAX backend: SPEC.md form B with the input projection and the output layer hoisted out of the
 time loop, so that only the recurrence itself scans over t. Keeps the input dtype and device.
 
-The four kernels (and the one-hot targets) are module-level ``jax.jit`` functions, compiled once
-per shape and dtype and shared by every instance; they run on the device their (committed) inputs
-live on. float64 needs JAX's x64 mode, which this module never switches on: that is the user's
-global setting.
+The eight kernels (forward, loss, gradients, autodiff gradients, and §10's lag norms, truncated and
+TBPTT gradients and Jacobian norms; with them the one-hot targets, the finiteness check and the
+masking) are module-level ``jax.jit`` functions, compiled once per shape and dtype and shared by
+every instance; they run on the device their (committed) inputs live on. float64 needs JAX's x64
+mode, which this module never switches on: that is the user's global setting.
 
 On a GPU each iteration of a compiled loop costs a launch and a check of the loop's condition on the
 host, which dwarfs one step's small products: there the two recurrences are unrolled by

@@ -1,8 +1,10 @@
 """TensorFlow backend: SPEC.md form B with the input projection and the output layer hoisted out of
 the time loop, so that only the recurrence itself scans over t. Keeps the input dtype.
 
-The four kernels are module-level ``tf.function``s shared by every instance, traced once per dtype
-and generalized over sizes (``reduce_retracing``); each instance calls them under ``tf.device``.
+The eight kernels (forward, loss, gradients, autodiff gradients, and §10's lag norms, truncated
+and TBPTT gradients and Jacobian norms) are module-level ``tf.function``s shared by every
+instance, traced once per dtype and generalized over sizes (``reduce_retracing``); each instance
+calls them under ``tf.device``.
 The loss is −Σ y ⊙ log_softmax(o), never ``tf.nn.softmax_cross_entropy_with_logits``, whose
 gradient is ŷ − y whatever Σ_k y_k is: (2.1) needs e(t) = (Σ_k y_k) ŷ − y for soft targets.
 """

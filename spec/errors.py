@@ -5,7 +5,7 @@ class SpecError(ValueError):
     """Bad input to a backend: the message names the argument, what was expected and what was received.
 
     Every backend raises it through :func:`rnnspec.spec.validate`, so the same bad call gets the
-    same message on NumPy, PyTorch, JAX, TensorFlow or a third-party backend.
+    same message on NumPy, PyTorch, JAX, TensorFlow, MLX or a third-party backend.
     """
 
 

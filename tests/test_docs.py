@@ -1,5 +1,8 @@
 """Docs that cannot go stale: every error message SPEC.md §7 quotes is one `validate` gives."""
 
+import ast
+import importlib
+import importlib.util
 import re
 import subprocess
 import sys
@@ -11,6 +14,7 @@ from rnnspec.conformance.cases import CASES
 from rnnspec.conformance.test_errors import _bad_inputs
 from rnnspec.spec import SpecError, validate
 from rnnspec.spec.validation import validate_length
+from tests import doc_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,16 +61,8 @@ def test_spec_section_7_quotes_messages_validate_gives():
     assert not missing, missing
 
 
-def _doc_commands():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import doc_commands
-
-    return doc_commands
-
-
 def test_every_documented_command_is_accounted_for():
     """The docs session (noxfile.py) runs each one; none keeps a placeholder a reader must fill."""
-    doc_commands = _doc_commands()
     found = doc_commands.commands()
     assert len(found) >= 25, found
     leftovers = re.compile(r"/path/to|mypkg|mypackage|\bNAME\b|\bDIR\b")
@@ -87,3 +83,33 @@ def test_the_documented_help_lists_every_option():
     assert done.returncode == 0, done.stderr
     for option in ("--backend", "--dtype", "--workload", "--repeats", "--env", "--quick", "--plot"):
         assert option in done.stdout, option
+
+
+def _missing_names(folder: Path) -> list[str]:
+    """What the Python files of ``folder`` import from rnnspec that is not there; a module that
+    needs a framework not installed here is passed over."""
+    missing = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rnnspec")):
+                continue
+            try:
+                module = importlib.import_module(node.module)
+            except ModuleNotFoundError as error:
+                if (error.name or "").startswith("rnnspec"):
+                    missing.append(f"{path.name}: {node.module}")
+                continue
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                package = hasattr(module, "__path__")
+                if not hasattr(module, alias.name) and not (
+                    package and importlib.util.find_spec(submodule)
+                ):
+                    missing.append(f"{path.name}: {submodule}")
+    return missing
+
+
+def test_what_the_documented_tools_import_is_there():
+    """scripts/' tools (README.md's table) need a GPU, torchrun or minutes, so the default sessions
+    do not run them: what they import from rnnspec must still exist when rnnspec changes."""
+    assert not _missing_names(ROOT / "scripts")

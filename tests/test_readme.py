@@ -1,5 +1,5 @@
 """The README's Python examples run as written, for every installed backend (switching is one name),
-and prints what the README says it prints."""
+and prints what the README says it prints, each number to its printed digits (tests/printed.py)."""
 
 import os
 import re
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from rnnspec import backends
+from tests.printed import same_claims, widened
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 LOAD = 'be = backends.load("numpy")'
@@ -33,7 +34,7 @@ def test_the_example_runs_on_every_backend(name, example, tmp_path):
     # the examples compute in float64: a backend that declares float32 alone (the Keras wrappers
     # on JAX and torch, examples/framework-layers) computes something else, and is not asked to
     only_float64 = "\nif 'float64' not in be.capabilities.dtypes: raise SystemExit(3)"
-    code = block.replace(LOAD, f"be = backends.load({name!r}){only_float64}")
+    code = widened(block.replace(LOAD, f"be = backends.load({name!r}){only_float64}"))
     env = {**os.environ, "JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}  # README: jax x64
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env
@@ -41,4 +42,4 @@ def test_the_example_runs_on_every_backend(name, example, tmp_path):
     if done.returncode == 3:
         pytest.skip(f"{name} does not declare float64, the examples' dtype")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == said[1], (name, done.stdout)
+    assert same_claims(said[1], done.stdout.strip().splitlines()[-1]), (name, done.stdout)

@@ -235,3 +235,42 @@ def test_the_committed_page_lists_every_builtin_backend_in_both_dtypes():
     twin = _markdown_rows((COMMITTED / "scoreboard.md").read_text())
     rendered = [[re.sub(r" \[\d+\]$", "", c) for c in row.values()] for row in rows]
     assert [[re.sub(r" \[\d+\]$", "", c) for c in row] for row in twin] == rendered
+
+
+def test_the_layers_tables_count_each_certificate(tmp_path):
+    """`python -m rnnspec.scoreboard FOLDER NAME...` (nox -s layers): per backend its counts and
+    verdict, then per dtype each group's worst ratio over that dtype's checks, '–' where none."""
+    special = [
+        _test("form B (BPTT)", "float64", "passed", 0.25),
+        _test("edge cases", "any", "passed", 0.5),  # not of a dtype: in neither row
+        _test("masks", "float32", "n/a", message="masks: n/a"),
+    ]
+    reports = {
+        "one": _report("one", "cpu", ("float32", "float64"), special=special),
+        "two": _report("two", "cpu", ("float32",), certified=False),
+    }
+    for name, report in reports.items():
+        outcomes: dict[str, int] = {}
+        for test in report["tests"]:
+            outcomes[test["outcome"]] = outcomes.get(test["outcome"], 0) + 1
+        certificate = {"backends": [{**report, "outcomes": outcomes}]}
+        (tmp_path / f"{name}.json").write_text(json.dumps(certificate))
+    done = subprocess.run(
+        [sys.executable, "-m", "rnnspec.scoreboard", str(tmp_path), "one", "two"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    verdicts, ratios = (_markdown_rows("| x |\n" + table) for table in done.stdout.split("\n\n"))
+    checks = 3 * len(GROUPS)  # every group in float32, float64 and 'any'
+    assert verdicts[1:] == [
+        ["`one`", "float32 + float64", str(checks + 3), str(checks + 2), "0", "1", "certified"],
+        ["`two`", "float32", str(checks - len(GROUPS)), str(checks - len(GROUPS)), "0", "0",
+         "not certified"],
+    ]  # fmt: skip
+    columns = ratios[0][2:]
+    cells = {(row[0], row[1]): dict(zip(columns, row[2:], strict=True)) for row in ratios[1:]}
+    assert list(cells) == [("`one`", "float32"), ("`one`", "float64"), ("`two`", "float32")]
+    assert cells["`one`", "float64"]["form B"] == "0.25"
+    assert set(cells["`one`", "float32"].values()) == {"0.039"}
+    assert set(cells["`two`", "float32"].values()) == {"0.039"}

@@ -8,12 +8,18 @@ fraction of its tolerance (checks that do not depend on the dtype count in both 
 run left checks out is partial, never certified. The page is a single file with its CSS inline, no
 script, font or image to fetch, so it works from disk and offline; on a narrow screen its table
 scrolls sideways inside the page, the implementation's name kept in view.
+
+The same certificates as the two Markdown tables of examples/framework-layers/README.md
+("Certification results"), which `nox -s layers` prints at its end::
+
+    python -m rnnspec.scoreboard FOLDER NAME...    # FOLDER holds NAME.json for each NAME
 """
 
 import html
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,3 +316,51 @@ def screenshot(page: Path, png: Path, rows: int, width: int = 1800) -> None:
     ``rows`` rows and the legend, into ``png``."""
     height = 330 + 31 * rows
     headless(page, f"--screenshot={png.resolve()}", f"--window-size={width},{height}")
+
+
+# --- the framework layers' tables -------------------------------------------------------------
+
+#: the check groups that measure an error, with the framework-layers README's column names
+LAYERS_COLUMNS = {
+    "forward & loss": "forward & loss",
+    "form A (per step)": "form A",
+    "form B (BPTT)": "form B",
+    "autodiff": "autodiff",
+    "golden vectors": "golden",
+    "errata": "errata",
+    "edge cases": "edge cases",
+    "properties": "properties",
+    "masks": "masks",
+}
+
+
+def layers_tables(folder: Path, names: list[str]) -> str:
+    """From ``folder``/NAME.json (`rnnspec conform --backend NAME --json`) for each of ``names``:
+    the verdict and counts per backend, then its worst error ÷ tolerance per group and dtype."""
+    verdicts = [
+        "| backend | dtypes | checks | passed | failed | n/a | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    ratios = [
+        "| backend | dtype | " + " | ".join(LAYERS_COLUMNS.values()) + " |",
+        "|---|---|" + "---|" * len(LAYERS_COLUMNS),
+    ]
+    for name in names:
+        (report,) = json.loads((Path(folder) / f"{name}.json").read_text())["backends"]
+        counts = report["outcomes"]
+        verdict = "certified" if report["certified"] else "not certified"
+        verdicts.append(
+            f"| `{name}` | {' + '.join(report['dtypes'])} | {sum(counts.values())} | "
+            f"{counts.get('passed', 0)} | {counts.get('failed', 0)} | {counts.get('n/a', 0)} | "
+            f"{verdict} |"
+        )
+        cells = summarise(report)
+        for dtype in report["dtypes"]:
+            worst = [cells.get((group, dtype), {}).get("worst_ratio") for group in LAYERS_COLUMNS]
+            texts = ["–" if ratio is None else f"{ratio:.2g}" for ratio in worst]
+            ratios.append(f"| `{name}` | {dtype} | " + " | ".join(texts) + " |")
+    return "\n".join(verdicts) + "\n\n" + "\n".join(ratios)
+
+
+if __name__ == "__main__":
+    print(layers_tables(Path(sys.argv[1]), sys.argv[2:]))

@@ -1,6 +1,6 @@
 """Every shell command shown in README.md, docs/ and the examples' READMEs, ready to run.
 
-    python3 scripts/doc_commands.py            # list them, as they will run
+    python3 -m tests.doc_commands            # list them, as they will run (from the checkout)
 
 The `docs` nox session runs each one, in order, in a fresh environment and a copy of the checkout;
 tests/test_docs.py checks that every command is accounted for. Placeholders a reader replaces
