@@ -1,8 +1,9 @@
-"""Mutation testing of the conformance suite: how many of mutmut's mutants of backends/numpy.py and
-spec/reference.py does `pytest --pyargs rnnspec.conformance --backend numpy` kill?
+"""Mutation testing of the conformance suite: how many of mutmut's mutants of backends/numpy.py,
+spec/reference.py and spec/reference_flow.py does `pytest --pyargs rnnspec.conformance --backend
+numpy` kill?
 
     python scripts/mutation.py [--jobs 2] [--timeout 90] [--json build/mutation.json]
-                               [--doc docs/mutation.md] [--only numpy|reference] [--limit N]
+                               [--doc docs/mutation.md] [--only numpy|reference|flow] [--limit N]
 
 mutmut (3.x) generates the mutants: its parser and mutation operators (mutmut.mutation.file_mutation
 .create_mutations), the same set `mutmut run` would make, one mutant per mutation. mutmut's own
@@ -13,14 +14,16 @@ where the mutated file alone is a real file, and the suite runs against it in a 
 PYTHONPATH set to the stage (-x, one timeout per mutant). Nothing in the checkout is modified.
 
 A mutant is killed when the suite fails (or errors, or times out), and survives when it passes.
-Survivors judged equivalent are listed, with the reason, in mutation/equivalent.toml (file,
+Survivors judged equivalent are listed, with the reason, in scripts/mutation_equivalents.toml (file,
 function, the original line and the mutated line, stripped); they leave the denominator. The score
-of a file is killed / (mutants − equivalent). The doc's tables and survivors are written from the run.
+of a file is killed / (mutants − equivalent). The doc's tables and survivors are written from the run,
+with the SHA-256 of each file mutated, so that tests/test_mutation_page.py sees a page gone stale.
 """
 
 import argparse
 import datetime
 import difflib
+import hashlib
 import json
 import os
 import subprocess
@@ -40,10 +43,11 @@ from stage import stage  # noqa: E402
 TARGETS = {
     "numpy": ("backends/numpy.py", "backends"),
     "reference": ("spec/reference.py", "spec"),
+    "flow": ("spec/reference_flow.py", "spec"),
 }
 SUITE = ("-m", "pytest", "--pyargs", "rnnspec.conformance", "--backend", "numpy", "-x", "-q")
 SUITE += ("-p", "no:cacheprovider", "-p", "no:randomly")
-EQUIVALENT = ROOT / "mutation" / "equivalent.toml"
+EQUIVALENT = ROOT / "scripts" / "mutation_equivalents.toml"
 
 
 @dataclass
@@ -181,9 +185,11 @@ def main() -> int:
     started = time.time()
     entries = equivalents()
     results: dict[str, list[Mutant]] = {}
+    digests: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="rnnspec-mutation-") as tmp:
         for key in args.only or list(TARGETS):
             path, folder = TARGETS[key]
+            digests[path] = sha256_of(path)  # the file as its mutants were made from it
             todo = mutants_of(path)
             kept: list[Mutant] = []
             if previous is not None:
@@ -283,6 +289,7 @@ def main() -> int:
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git("rev-parse", "--short", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--", "backends", "spec", "conformance")),
+        "sha256": digests,
         "tool": f"mutmut {version}",
         "python": sys.version.split()[0],
         "command": " ".join(["python", "scripts/mutation.py", *sys.argv[1:]]),
@@ -325,6 +332,10 @@ def load_results(path: str | None) -> dict | None:
                 m = json.loads(line)
                 mutants.setdefault(m["file"], []).append(m)
     return {"mutants": mutants, "date": f"progress files {path}", "commit": "", "elapsed_s": 0}
+
+
+def sha256_of(path: str) -> str:
+    return hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
 
 
 def _dist_version(name: str) -> str:
@@ -370,6 +381,12 @@ def write_doc(doc: Path, record: dict) -> None:
         ),
         "Each mutant: `" + record["suite"] + "`.",
         "",
+        "The files mutated, as they were measured:",
+        "",
+        "| file | SHA-256 |",
+        "|---|---|",
+        *(f"| `{path}` | `{digest}` |" for path, digest in record["sha256"].items()),
+        "",
         "| file | mutants run | killed (timed out) | equivalent | surviving "
         "| score (killed / non-equivalent) | not run (deadline or stride) |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -379,7 +396,8 @@ def write_doc(doc: Path, record: dict) -> None:
                      f"{s['survived']} | {s['score']:.1f} % | {s['not_run']} |")  # fmt: skip
     for title, wanted in (
         ("Surviving mutants", "survived"),
-        ("Equivalent mutants (surviving, or timed out, and listed in mutation/equivalent.toml)",
+        ("Equivalent mutants (surviving, or timed out, and listed in "
+         "scripts/mutation_equivalents.toml)",
          "equivalent"),
         ("Timed out, counted as killed", "timeout"),
     ):  # fmt: skip
