@@ -137,24 +137,34 @@ def run_tensorflow() -> dict:
 
     backend = backends.load("tensorflow")
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    out = {}
+    out, calls = {}, []  # calls: (prefix, inputs, sizes) in the order below
     for name in DISTRIBUTED_CASES:
         case = CASES[name]
         for dtype in DTYPES:
             native = case.native(backend, dtype)
             out |= flat(f"{name}/{dtype}/single", backend.gradients(*native), backend)
             for split, sizes in splits(case.B, 2).items():
-                prefix = f"{name}/{dtype}/{split}"
-                run = lambda: distributed.gradients(*native, strategy=strategy, sizes=sizes)  # noqa: B023
-                out |= flat(prefix, run(), backend)
-                with mock.patch.object(strategy, "reduce", averaging(strategy.reduce)):
-                    distributed._combined.cache_clear()  # traced anew, with the mean
-                    out |= flat(f"{prefix}/mean", run(), backend)
-                distributed._combined.cache_clear()
+                calls.append((f"{name}/{dtype}/{split}", native, sizes))
+
+    def run_in_sequence(suffix: str) -> None:
+        """Every call in turn on one strategy, as a user makes them, its traced function reused:
+        soft's [2, 1] then its [0, 3], a shape the trace of another shape must still take."""
+        for prefix, native, sizes in calls:
+            result = distributed.gradients(*native, strategy=strategy, sizes=sizes)
+            out.update(flat(prefix + suffix, result, backend))
+
+    run_in_sequence("")
+    with mock.patch.object(strategy, "reduce", averaging(strategy.reduce)):
+        distributed._combined.cache_clear()  # traced anew, with the mean
+        run_in_sequence("/mean")
     try:  # sizes that do not split the batch
         distributed.gradients(*native, strategy=strategy, sizes=[1])
     except SpecError as error:
         out["errors/sizes"] = np.array(str(error))
+    try:  # the default strategy after an explicit one
+        distributed.gradients(*native)
+    except SpecError as error:
+        out["errors/strategy"] = np.array(str(error))
     return out
 
 

@@ -220,6 +220,24 @@ def test_tensorflow_sizes_must_split_the_batch(tensorflow_results):
     )
 
 
+def test_tensorflow_refuses_a_second_strategy(tensorflow_results):
+    """The default strategy after an explicit one would abort the process's collectives."""
+    cpus = ", ".join(f"/job:localhost/replica:0/task:0/device:CPU:{i}" for i in (0, 1))
+    strategy = re.escape(f"MirroredStrategy over ({cpus}) at ") + "(0x[0-9a-f]+)"
+    message = re.fullmatch(
+        re.escape("strategy: expected the strategy this process's calls already use, ")
+        + strategy
+        + re.escape(" (a second one in one process aborts tf.distribute's collectives); got ")
+        + re.escape("another, ")
+        + strategy
+        + re.escape(": pass the first one to every call, or strategy=None to every call for ")
+        + re.escape("the default"),
+        str(tensorflow_results["errors/strategy"]),
+    )
+    assert message, str(tensorflow_results["errors/strategy"])
+    assert message[1] != message[2]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", DISTRIBUTED_CASES)
 @pytest.mark.parametrize("world", [2, 3])
