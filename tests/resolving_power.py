@@ -121,7 +121,7 @@ def tightest(dtype: str, tensor: str) -> tuple[float, str, float]:
         bound = tolerance.bound(dtype, case.T, oracle.kappas[i])
         where = f"{case.name}, {method}" + (f" t={t}" if t else "")
         found.append((bound, where, oracle.kappas[i]))
-    smallest = min(bound for bound, _ in found)
+    smallest = min(entry[0] for entry in found)
     return next(entry for entry in found if entry[0] <= smallest * (1 + TIE))
 
 
