@@ -4,6 +4,7 @@ report can show the worst per check; nothing is kept in this module."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from rnnspec.spec.validation import shape_of
 class Call:
     """One backend call, enough to print it and to reproduce it."""
 
-    backend: object  # the Backend under test
+    backend: Any  # the Backend under test
     method: str  # one of calls.METHODS
     case: Case
     dtype: str
@@ -126,7 +127,7 @@ def assert_matches_vectors(backend, name: str, case: Case, dtype: str, call) -> 
     x = backend.asarray(data["input.x"], dtype)
     h0 = backend.asarray(data["input.h0"], dtype) if "input.h0" in data else None
     masked = {"mask": backend.asarray(data["input.mask"])} if "input.mask" in data else {}
-    calls = [(method, None) for method in golden.METHODS]
+    calls: list[tuple[str, int | None]] = [(method, None) for method in golden.METHODS]
     calls += [("step_gradients", t) for t in range(1, case.T + 1)]
     for method, t in calls:
         check = call(method, case, dtype, t)

@@ -61,6 +61,7 @@ class Case:
             b = np.linspace(*self.preactivation_range, H)
         if self.logit_offsets:
             c = np.linspace(-self.logit_offsets, self.logit_offsets, K)
+        y: np.ndarray
         if self.soft_targets:
             y = rng.random((T, B, K))
             sums = np.resize(np.asarray(self.target_sums, np.float64), T * B).reshape(T, B, 1)
@@ -68,7 +69,7 @@ class Case:
         else:
             y = rng.integers(0, K, size=(T, B))
         if self.padding is not None:  # what a masked step holds is never read: make it absurd
-            padded = ~self.mask()
+            padded = ~np.asarray(self.mask())
             x[padded] = PADDED_INPUT
             y[padded] = PADDED_SOFT_TARGET if self.soft_targets else PADDED_CLASS
         params = Params(*(_representable(a, dtype) for a in (U, W, b, V, c)))

@@ -1,15 +1,23 @@
-"""What ``rnnspec conform`` prints from the suite's JSON reports (rnnspec.conformance.report): the
-table of check group × backend, the cross-backend table, the failures, and the verdict: certified
-only where the whole suite ran and passed. Every table fits an 80-column terminal."""
+"""The suite's verdict, built and judged here alone. A run of the suite writes one backend's report
+(:func:`backend_report`, through rnnspec.conformance.report): its checks' outcomes, what the run
+left out, and whether it certifies the backend; ``rnnspec conform`` gathers reports into a
+certificate (:func:`build`) with the cross-backend agreement, and prints it: the table of check
+group × backend, the cross-backend table, the failures, and the verdict (:func:`verdict`):
+certified only where the whole suite ran and passed. Everything it prints fits an 80-column
+terminal."""
 
-from collections import defaultdict
+import textwrap
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from rnnspec import __version__
 from rnnspec.conformance import SUITE_VERSION, cross
-from rnnspec.conformance.report import GROUPS
+from rnnspec.conformance.plugin import GROUPS
 from rnnspec.spec import PROTOCOL_VERSION
 
 LEGEND = (
@@ -19,6 +27,153 @@ LEGEND = (
     "on the dtype."
 )
 DTYPE_ORDER = {"float32": 0, "float64": 1, "any": 2}
+#: the order a summary counts the outcomes in
+OUTCOMES = ("failed", "passed", "skipped", "n/a", "not run")
+SUITE = f"the rnnspec {SUITE_VERSION} conformance suite (Backend protocol {PROTOCOL_VERSION})"
+
+
+# --- one backend's report ---------------------------------------------------------------------------
+
+
+class Selection(NamedTuple):
+    """What a run selected: -k, -m, how many checks those deselected, and the dtypes checked."""
+
+    keyword: str
+    markexpr: str
+    deselected: int
+    dtypes: list[str]
+
+
+def left_out(selection: Selection, declared_dtypes, tests: list[dict]) -> list[str]:
+    """What keeps a run from being the whole suite for the dtypes and device it names."""
+    out = []
+    if selection.keyword:
+        out.append(f"-k {selection.keyword!r}")
+    if selection.markexpr:
+        out.append(f"-m {selection.markexpr!r}")
+    if selection.deselected:
+        out.append(f"{selection.deselected} checks deselected")
+    unchecked = [d for d in declared_dtypes if d not in selection.dtypes]
+    if unchecked:
+        out.append(f"dtype {', '.join(unchecked)} not checked (--dtype)")
+    outcomes = Counter(test["outcome"] for test in tests)
+    if outcomes["not run"]:
+        out.append(f"{outcomes['not run']} checks not run (stopped early: -x or --maxfail)")
+    if outcomes["skipped"]:
+        out.append(f"{outcomes['skipped']} checks skipped")
+    groups = {test["group"] for test in tests}
+    missing = [group for group in GROUPS if group not in groups]
+    if missing and not out:  # e.g. a single check module named on the command line
+        out.append(f"groups not collected: {', '.join(missing)}")
+    return out
+
+
+def status(report: dict) -> str:
+    """A backend's report judged: "error" (not loaded), "failed", "partial" (everything that ran
+    passed, but the run left checks out) or "certified"."""
+    if "tests" not in report:
+        return "error"
+    if report["outcomes"].get("failed"):
+        return "failed"
+    return "partial" if report["left_out"] or not report["tests"] else "certified"
+
+
+def summary(report: dict) -> str:
+    """Its checks' outcomes and the run's time: '1078 passed, 150 n/a in 122.8 s'."""
+    counts = ", ".join(f"{report['outcomes'][o]} {o}" for o in OUTCOMES if o in report["outcomes"])
+    return f"{counts or 'no checks'} in {report['duration_s']:.1f} s"
+
+
+def backend_report(backend, selection: Selection, tests: list[dict], duration_s: float) -> dict:
+    """The report of one run of the suite on ``backend`` (``--report-json``), judged."""
+    capabilities = backend.capabilities
+    report: dict[str, Any] = {
+        "suite_version": SUITE_VERSION,
+        "protocol_version": PROTOCOL_VERSION,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "backend": backend.name,
+        "backend_protocol_version": getattr(backend, "protocol_version", None),
+        "framework_version": backend.framework_version,
+        "device": backend.device,
+        "dtypes": selection.dtypes,
+        "capabilities": {
+            "autodiff": capabilities.autodiff,
+            "gradient_flow": getattr(capabilities, "gradient_flow", False),
+            "devices": list(capabilities.devices),
+            "dtypes": list(capabilities.dtypes),
+            "masks": capabilities.masks,
+        },
+        "outcomes": dict(Counter(test["outcome"] for test in tests)),
+        "left_out": left_out(selection, capabilities.dtypes, tests),
+        "duration_s": duration_s,
+        "tests": tests,
+    }
+    report["certified"] = status(report) == "certified"
+    report["summary"] = summary(report)
+    return report
+
+
+def error_report(name: str, message: str) -> dict:
+    """The report of a run that checked nothing (the backend could not be loaded): why."""
+    return {"backend": name, "error": message}
+
+
+# --- the certificate: every backend's report, and their agreement -------------------------------
+
+
+def build(reports: list[dict], agreement: list[dict]) -> dict:
+    """The certificate (``rnnspec conform --json``): the reports, the worst cross-backend row of
+    each pair and tensor, and whether it certifies them all."""
+    worst = list(cross.worst_by_pair(agreement).values())
+    agree = all(row["ratio"] <= cross.PAIR_LIMIT for row in worst)
+    return {
+        "rnnspec_version": __version__,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "suite_version": SUITE_VERSION,
+        "protocol_version": PROTOCOL_VERSION,
+        "certified": bool(reports) and agree and all(status(r) == "certified" for r in reports),
+        "backends": reports,
+        "cross_backend": worst,
+    }
+
+
+def verdict(certificate: dict) -> tuple[int, list[str]]:
+    """The exit code and the closing lines (rich markup): 1 where a backend failed or could not
+    be loaded, or the backends disagree; certified only when every backend ran the whole suite
+    for the dtypes and device named, and passed, and the backends agree with each other."""
+    reports = certificate["backends"]
+    broken = [r for r in reports if status(r) in ("error", "failed")]
+    disagree = [r for r in certificate["cross_backend"] if r["ratio"] > cross.PAIR_LIMIT]
+    if broken or disagree:
+        names = ", ".join(escape(r["backend"]) for r in broken) or "the cross-backend agreement"
+        return 1, [f"[bold red]FAILED[/]: {names}; not certified"]
+    if not certificate["certified"]:
+        lines = []
+        for r in (r for r in reports if status(r) == "partial"):
+            lines += [
+                f"[yellow]partial run[/]: {escape(identity(r))}",
+                "  everything that ran passed; [yellow]not a certificate[/]",
+                f"  left out: {escape('; '.join(r['left_out']) or 'every check')}",
+            ]
+        return 0, lines
+    return 0, [*(f"[green]certified[/]: {escape(identity(r))}" for r in reports), f"  by {SUITE}"]
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Prose as lines of at most ``width`` columns, each line's continuation indented under it
+    by four more; a word longer than a line (a path, an id) stays whole."""
+    lines = []
+    for line in text.splitlines() or [""]:
+        indent = " " * (len(line) - len(line.lstrip()))
+        wrapped = textwrap.wrap(
+            line,
+            width,
+            subsequent_indent=indent + "    ",
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+        lines += wrapped or [line]
+    return lines
 
 
 def summarise(report: dict) -> dict[tuple[str, str], dict]:
@@ -112,7 +267,7 @@ def cross_table(rows: list[dict]) -> Table:
         padding=(0, 1),
     )
     for column in ("pair", "dtype", "worst", "tensor"):
-        t.add_column(column)
+        t.add_column(column, overflow="fold")  # a long name or tensor whole, over lines
     worst: dict = {}
     for row in rows:
         key = (row["pair"], row["dtype"])
@@ -124,31 +279,19 @@ def cross_table(rows: list[dict]) -> Table:
     return t
 
 
-def failure(backend: str, test: dict) -> str:
+def failure(backend: str, test: dict, width: int) -> list[str]:
     """A failed check for a person: its name, its id, and the assertion's own message (the
-    tensor, the case, the error against its bound, and a reproduction snippet)."""
-    title = f"{test['group']}: {test['title']}"
-    return f"{backend}: {title}\n{test['id']}\n{test.get('message', '').strip()}"
+    tensor, the case, the error against its bound), wrapped to ``width``, and its reproduction
+    snippet as code to paste, whole and unindented."""
+    message = test.get("message", "").strip()
+    prose, _, snippet = message.partition("\n  reproduce:\n")
+    lines = [*wrap(f"{backend}: {test['group']}: {test['title']}", width), test["id"]]
+    lines += wrap(prose, width)
+    if snippet:
+        lines += ["  reproduce:", *textwrap.dedent(snippet).splitlines()]
+    return lines
 
 
 def identity(report: dict) -> str:
     dtypes = " + ".join(report.get("dtypes", [])) or "no dtype"
     return f"{report['backend']} ({report['framework_version']}) on {report['device']}, {dtypes}"
-
-
-def verdict(reports: list[dict], agreement_ok: bool) -> tuple[int, list[str]]:
-    """The exit code and the closing lines: certified only when every backend ran the whole
-    suite for the dtypes and device named, and passed, and the backends agree with each other."""
-    suite = f"the rnnspec {SUITE_VERSION} conformance suite (Backend protocol {PROTOCOL_VERSION})"
-    broken = [r for r in reports if "tests" not in r or r["outcomes"].get("failed")]
-    if broken or not agreement_ok:
-        names = ", ".join(escape(r["backend"]) for r in broken) or "the cross-backend agreement"
-        return 1, [f"[bold red]FAILED[/]: {names} — not certified"]
-    partial = [r for r in reports if not r["certified"]]
-    if partial:
-        return 0, [
-            f"[yellow]partial run[/], everything that ran passed, [yellow]not a certificate[/]: "
-            f"{escape(identity(r))}; left out: {escape('; '.join(r['left_out']) or 'every check')}"
-            for r in partial
-        ]
-    return 0, [f"[green]certified[/]: {escape(identity(r))}, by {suite}" for r in reports]

@@ -1,13 +1,21 @@
 """The suite's fixtures: the backend under test, each check's dtype, ``call``, which builds
-the record of a backend call that assertions need (and logs each error / tolerance ratio on the
-test's report), and ``masks``, which fails a mask check on a backend that declares none. The
-options and the backend's loading live in rnnspec.conformance.plugin."""
+the record of a backend call that assertions need (and keeps each error / tolerance ratio on the
+check's report), and ``masks``, which fails a mask check on a backend that declares none; and, with
+``--report-json``, the reporter (rnnspec.conformance.report). The options, the groups and the
+backend's loading live in rnnspec.conformance.plugin."""
 
 import pytest
 
 from rnnspec.conformance.assertions import Call
-from rnnspec.conformance.plugin import dtypes, load_backend
-from rnnspec.conformance.report import WORST_RATIO
+from rnnspec.conformance.plugin import dtypes, has, load_backend, record_ratio
+from rnnspec.conformance.report import JsonReport
+
+
+def pytest_configure(config):
+    # Registered here, not by the plugin: the reporter imports the plugin, and only a run that
+    # collects the suite's checks has a report to write.
+    if config.getoption("report_json"):
+        config.pluginmanager.register(JsonReport(config), "rnnspec-report")
 
 
 def pytest_generate_tests(metafunc):
@@ -23,16 +31,11 @@ def backend(pytestconfig):
 @pytest.fixture
 def call(request, backend):
     """``call(method, case, dtype, t=None)``: a Call on the backend under test."""
-    properties = request.node.user_properties
     config = request.config
 
-    def log(ratio: float) -> None:
-        worst = max([ratio, *(v for k, v in properties if k == WORST_RATIO)])
-        properties[:] = [(k, v) for k, v in properties if k != WORST_RATIO]
-        properties.append((WORST_RATIO, worst))
-
-    def make(method: str, case, dtype: str, t: int | None = None) -> Call:
+    def make(method: str, case, dtype: str, t: int | tuple[int, ...] | None = None) -> Call:
         loaded_as = (config.getoption("backend"), config.getoption("device"))
+        log = lambda ratio: record_ratio(request.node, ratio)
         return Call(backend, method, case, dtype, t, log=log, loaded_as=loaded_as)
 
     return make
@@ -41,7 +44,7 @@ def call(request, backend):
 @pytest.fixture
 def masks(backend):
     """Every mask check needs the backend to declare masks; one that does not fails them."""
-    if not backend.capabilities.masks:
+    if not has(backend, "masks"):
         pytest.fail(
             f"{backend!r} declares capabilities.masks = False: protocol 2.1 takes mask=None on "
             "every method that takes x (SPEC.md §9); implement it and declare "

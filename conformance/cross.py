@@ -7,6 +7,7 @@ pair passes when its ratio (difference / bound) is at most PAIR_LIMIT = 2.
 """
 
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +33,27 @@ def results(backend, dtype: str) -> dict[str, np.ndarray]:
             for (tensor, _), value in zip(TENSORS[method], flatten(method, result), strict=True):
                 out[f"{name}/{method}/{tensor}"] = backend.to_numpy(value)
     return out
+
+
+def dump_path(report_json: str | Path, dtype: str) -> Path:
+    """Where a run with ``--report-json report_json`` saves its results in ``dtype``."""
+    return Path(report_json).with_suffix(f".{dtype}.npz")
+
+
+def save(backend, dtype: str, report_json: str | Path) -> None:
+    """:func:`results` at :func:`dump_path`; a backend that cannot give them (its failures are
+    already reported) saves the error instead."""
+    try:
+        dump = results(backend, dtype)
+    except Exception as error:
+        dump = {"error": np.array(repr(error))}
+    np.savez_compressed(dump_path(report_json, dtype), **dump)  # type: ignore[arg-type]
+
+
+def load(report_json: str | Path, dtype: str) -> dict[str, np.ndarray] | None:
+    """What :func:`save` saved; None where the backend could not give its results."""
+    with np.load(dump_path(report_json, dtype)) as dump:
+        return None if "error" in dump else dict(dump)
 
 
 def matrix(by_backend: dict[str, dict[str, np.ndarray]], dtype: str) -> list[dict]:

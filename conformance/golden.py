@@ -54,7 +54,7 @@ def write(directory: Path) -> list[Path]:
     paths = []
     for name in GOLDEN_CASES + MASKED_GOLDEN_CASES:
         path = directory / f"{name}.npz"
-        np.savez_compressed(path, **_entries(name))
+        np.savez_compressed(path, **_entries(name))  # type: ignore[arg-type]
         paths.append(path)
     return paths
 

@@ -46,11 +46,11 @@ _REFERENCE.update(
             "lag_norms(params, x, y, h0)",
         ),
         "truncated_gradients": (
-            lambda p, x, y, h0, t, mask: reference_flow.truncated_gradients(p, x, y, *t, h0),
+            lambda p, x, y, h0, t, mask: reference_flow.truncated_gradients(p, x, y, t[0], h0),
             "truncated_gradients(params, x, y, *{t}, h0)",
         ),
         "tbptt_gradients": (
-            lambda p, x, y, h0, t, mask: reference_flow.tbptt_gradients(p, x, y, *t, h0),
+            lambda p, x, y, h0, t, mask: reference_flow.tbptt_gradients(p, x, y, t[0], t[1], h0),
             "tbptt_gradients(params, x, y, *{t}, h0)",
         ),
         "jacobian_norms": (

@@ -2,22 +2,52 @@
 
     pytest --pyargs rnnspec.conformance --backend mypkg.mod:factory [--device D] [--dtype float32]
 
-It adds the suite's options to every pytest run where rnnspec is installed and does nothing else
-unless the run collects the suite's checks (the tests marked ``rnnspec_group``): then it loads the
-backend once, marks the checks the backend's declared capabilities make not applicable, prints the
-header and, with ``--report-json``, writes the report. The fixtures live in the suite's conftest.
+It owns the suite's options, its check groups and what a backend's declared capabilities make
+applicable. It adds the options to every pytest run where rnnspec is installed and does nothing
+else unless the run collects the suite's checks (the tests marked ``rnnspec_group``): then it loads
+the backend once, marks the checks its capabilities rule out as not applicable, prints the header
+and, with ``--report-json``, saves the backend's outputs for the cross-backend table. The fixtures
+and the JSON reporter (rnnspec.conformance.report) are registered by the suite's conftest.
 """
 
 import os
 import platform
+from collections.abc import Iterable
 
 import pytest
 
+from rnnspec.conformance.calls import FLOW_METHODS
+
 DTYPES = ("float32", "float64")
+#: The check groups, in SPEC.md's order; each check module declares its own with
+#: ``pytestmark = pytest.mark.rnnspec_group(...)``.
+GROUPS = (
+    "protocol",
+    "forward & loss",
+    "form A (per step)",
+    "form B (BPTT)",
+    "autodiff",
+    "golden vectors",
+    "errata",
+    "edge cases",
+    "bad input",
+    "dtype/shape/device",
+    "state",
+    "properties",
+    "masks",
+    "reference (FD)",
+    "flow",
+)
 BACKEND = pytest.StashKey[object]()
 PRECISION = pytest.StashKey[str]()
+#: why the backend could not be loaded, for the report
+LOAD_ERROR = pytest.StashKey[str]()
 #: on a check the backend's capabilities rule out: why ("autodiff: n/a — numpy has none")
 NOT_APPLICABLE = pytest.StashKey[str]()
+#: the user property on a check's report that holds its worst error ÷ tolerance
+WORST_RATIO = "rnnspec_worst_ratio"
+#: method -> the capability that declares it; every other method is always declared
+NEEDS = {"autodiff_gradients": "autodiff", **dict.fromkeys(FLOW_METHODS, "gradient_flow")}
 
 
 def pytest_addoption(parser):
@@ -48,14 +78,28 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "rnnspec_requires(capability): an rnnspec check needing a declared capability"
     )
-    if config.getoption("report_json"):
-        from rnnspec.conformance.report import JsonReport
-
-        config.pluginmanager.register(JsonReport(config), "rnnspec-report")
 
 
 def dtypes(config) -> tuple[str, ...]:
+    """The dtypes the run names (--dtype), the backend's or not."""
     return tuple(config.getoption("dtype") or DTYPES)
+
+
+def checked_dtypes(config, backend) -> list[str]:
+    """The run's dtypes the backend computes in: those its checks and its report cover."""
+    return [d for d in dtypes(config) if d in backend.capabilities.dtypes]
+
+
+def has(backend, capability: str) -> bool:
+    """Whether the backend declares a capability ("autodiff", "gradient_flow", "masks")."""
+    return bool(getattr(backend.capabilities, capability, False))
+
+
+def declared(backend, methods: Iterable[str]) -> list[str]:
+    """The methods among these that the backend declares, in their order: autodiff_gradients
+    with capabilities.autodiff, the gradient-flow ones (SPEC.md §10) with
+    capabilities.gradient_flow, every other method always."""
+    return [m for m in methods if m not in NEEDS or has(backend, NEEDS[m])]
 
 
 def load_backend(config):
@@ -71,6 +115,7 @@ def load_backend(config):
         try:
             backend = backends.load(config.getoption("backend"), config.getoption("device"))
         except BackendError as error:
+            config.stash[LOAD_ERROR] = str(error)
             raise pytest.UsageError(f"rnnspec: {error}") from None
         # The tolerance policy assumes full float32 matmuls; GPUs default to TF32 in most frameworks.
         config.stash[PRECISION] = backend.enforce_full_precision()
@@ -83,34 +128,53 @@ def is_check(item) -> bool:
     return item.get_closest_marker("rnnspec_group") is not None
 
 
+def group_of(item) -> str:
+    return item.get_closest_marker("rnnspec_group").args[0]
+
+
+def params_of(item) -> dict:
+    """A check's parameters: {"dtype": "float32", "method": "gradients", ...}."""
+    return getattr(getattr(item, "callspec", None), "params", {})
+
+
 def not_applicable(item, backend) -> str | None:
-    """Why a check does not apply to a backend, by its declared capabilities; None if it does."""
-    capabilities = backend.capabilities
-    params = getattr(getattr(item, "callspec", None), "params", {})
+    """Why a check does not apply to a backend, by its declared capabilities; None if it does.
+    A check needs what its ``rnnspec_requires`` markers name and what its ``method`` needs."""
+    params = params_of(item)
     needs = {m.args[0] for m in item.iter_markers("rnnspec_requires")}
-    if params.get("method") == "autodiff_gradients":
-        needs.add("autodiff")
-    if "autodiff" in needs and not capabilities.autodiff:
+    if params.get("method") in NEEDS:
+        needs.add(NEEDS[params["method"]])
+    if "autodiff" in needs and not has(backend, "autodiff"):
         return f"autodiff: n/a — {backend.name} has none"
-    if "gradient_flow" in needs and not getattr(capabilities, "gradient_flow", False):
+    if "gradient_flow" in needs and not has(backend, "gradient_flow"):
         return f"gradient flow: n/a — {backend.name} declares none"
     dtype = params.get("dtype")
-    if dtype is not None and dtype not in capabilities.dtypes:
-        return f"{dtype}: n/a — {backend.name} computes in {', '.join(capabilities.dtypes)}"
+    if dtype is not None and dtype not in backend.capabilities.dtypes:
+        return f"{dtype}: n/a — {backend.name} computes in {', '.join(backend.capabilities.dtypes)}"
     return None
 
 
-def pytest_collection_modifyitems(config, items):
-    from rnnspec.conformance.report import GROUPS
+def record_ratio(item, ratio: float) -> None:
+    """Keep a check's worst error ÷ tolerance on its report (the reporter writes it)."""
+    properties = item.user_properties
+    worst = max([ratio, *(v for k, v in properties if k == WORST_RATIO)])
+    properties[:] = [(k, v) for k, v in properties if k != WORST_RATIO]
+    properties.append((WORST_RATIO, worst))
 
+
+def worst_ratio(report) -> float | None:
+    """The worst error ÷ tolerance a check's report holds, if it compared any tensor."""
+    return next((v for k, v in report.user_properties if k == WORST_RATIO), None)
+
+
+def pytest_collection_modifyitems(config, items):
     checks = [item for item in items if is_check(item)]
     if not checks:
         return
     backend = load_backend(config)
     for item in checks:
-        group = item.get_closest_marker("rnnspec_group").args[0]
-        if group not in GROUPS:
-            raise pytest.UsageError(f"{item.nodeid}: unknown rnnspec_group {group!r}")
+        if group_of(item) not in GROUPS:
+            raise pytest.UsageError(f"{item.nodeid}: unknown rnnspec_group {group_of(item)!r}")
         reason = not_applicable(item, backend)
         if reason is not None:
             item.stash[NOT_APPLICABLE] = reason
@@ -132,3 +196,15 @@ def pytest_report_collectionfinish(config, start_path, items):
         f"dtypes: {', '.join(dtypes(config))}; precision: {config.stash[PRECISION]}",
         f"python {platform.python_version()} on {platform.machine()}",
     ]
+
+
+def pytest_sessionfinish(session):
+    """With --report-json, the backend's outputs on the cross-backend inputs, beside the report."""
+    config = session.config
+    path = config.getoption("report_json")
+    if path and BACKEND in config.stash:
+        from rnnspec.conformance import cross
+
+        backend = config.stash[BACKEND]
+        for dtype in checked_dtypes(config, backend):
+            cross.save(backend, dtype, path)

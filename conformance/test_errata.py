@@ -106,7 +106,7 @@ def test_e3_transposes(backend, dtype, call):
     transposed_dU = sum(
         np.outer(x[k - 1, n], d[k]) for n, d in enumerate(deltas) for k in range(1, t + 1)
     )  # x δᵀ is (D, H), not (H, D)
-    assert transposed_dU.shape == (case.D, case.H) != (case.H, case.D)
+    assert np.shape(transposed_dU) == (case.D, case.H) != (case.H, case.D)
 
     def untransposed(p, D, e, k):  # W in place of Wᵀ in the recursion
         out = p.V.T @ e

@@ -19,6 +19,7 @@ from rnnspec.conformance.assertions import (
 from rnnspec.conformance.calls import flatten, invoke
 from rnnspec.conformance.cases import MASKED_CASES
 from rnnspec.conformance.oracle import expected
+from rnnspec.conformance.plugin import declared
 from rnnspec.spec import Params, SpecError, validate
 
 pytestmark = pytest.mark.rnnspec_group("masks")
@@ -65,19 +66,20 @@ def _alone(backend, case, dtype, method, steps) -> list[np.ndarray]:
     for n, rows in enumerate(steps):
         if rows.start == rows.stop:
             continue
-        one = [backend.asarray(np.ascontiguousarray(a[rows, n : n + 1])) for a in (x, y)]
+        x_n, y_n = (backend.asarray(np.ascontiguousarray(a[rows, n : n + 1])) for a in (x, y))
         h0_n = backend.asarray(h0[n : n + 1])
-        got = _float64(backend, flatten(method, invoke(backend, method, native, *one, h0_n)))
+        got = _float64(backend, flatten(method, invoke(backend, method, native, x_n, y_n, h0_n)))
         loss_and_params, dh0[n], dx[rows, n] = got[:6], got[6][0], got[7][:, 0]
         total = (
             loss_and_params if total is None else [a + b for a, b in zip(total, loss_and_params)]
         )
+    assert total is not None, f"{case.label()}: no sequence has a step"
     return [*total, dh0, dx]
 
 
 def _assert_equals_alone(backend, case, dtype, call, steps):
     params, x, y, h0, mask = _native(backend, case, dtype)
-    for method in ("gradients", "autodiff_gradients")[: 1 + backend.capabilities.autodiff]:
+    for method in declared(backend, ("gradients", "autodiff_gradients")):
         got = flatten(method, invoke(backend, method, params, x, y, h0, mask=mask))
         want = _alone(backend, case, dtype, method, steps)
         oracle = expected(case, method)
@@ -120,7 +122,7 @@ def test_left_padding_is_each_sequence_alone_from_the_same_h0(backend, dtype, ca
 def test_all_ones_mask_is_no_mask(backend, dtype, call, masks):
     case = MASKED_CASES["masked_ones"]
     params, x, y, h0, mask = _native(backend, case, dtype)
-    for method in WITH_MASK[: 3 + backend.capabilities.autodiff]:
+    for method in declared(backend, WITH_MASK):
         got = flatten(method, invoke(backend, method, params, x, y, h0, mask=mask))
         want = flatten(method, invoke(backend, method, params, x, y, h0))
         oracle = expected(case, method)
@@ -137,7 +139,7 @@ def test_all_zero_mask_is_no_step(backend, dtype, masks):
     params, x, y, h0, mask = _native(backend, case, dtype)
     h = backend.to_numpy(backend.forward(params, x, h0=h0, mask=mask).h)
     assert (h == backend.to_numpy(h0)[None]).all(), f"{case.label()}: h(t) != h0 with no step"
-    calls = [(m, None) for m in WITH_MASK[1 : 3 + backend.capabilities.autodiff]]
+    calls: list[tuple[str, int | None]] = [(m, None) for m in declared(backend, WITH_MASK[1:])]
     calls += [("step_gradients", t) for t in range(1, case.T + 1)]
     for method, t in calls:
         result = flatten(method, invoke(backend, method, params, x, y, h0, t, mask=mask))
@@ -182,7 +184,7 @@ def test_bad_mask(backend, dtype, bad, method, masks):
 def test_mask_of_another_framework(backend, dtype, method, masks):
     """A NumPy mask (or, for a NumPy backend, a list) is not the backend's own array."""
     case = MASKED_CASES["masked_right"]
-    mask = case.mask()
+    mask = np.asarray(case.mask())
     foreign = mask.tolist() if backend.is_native(mask) else mask
     params, x, y, h0 = case.native(backend, dtype)
     with pytest.raises(SpecError, match=r"^mask: expected an array of the backend's own"):
@@ -194,7 +196,7 @@ def test_bad_target_at_an_unmasked_step(backend, dtype, soft, masks):
     """Masked steps' targets are not read, but an unmasked step's still are."""
     case = MASKED_CASES["masked_gaps" if soft else "masked_right"]
     params, x, y, h0 = case.arrays(dtype)
-    mask = case.mask()
+    mask = np.asarray(case.mask())
     y = y.copy()
     y[0, 0] = -0.5 if soft else case.K  # step 1 of sequence 0 is unmasked in both
     assert mask[0, 0]
@@ -202,8 +204,8 @@ def test_bad_target_at_an_unmasked_step(backend, dtype, soft, masks):
         validate(params, x, y, h0, mask=mask)
     assert "at unmasked steps" in str(wanted.value)
     native = Params(*(backend.asarray(a) for a in params))
-    arrays = [backend.asarray(a) for a in (x, y, h0, mask)]
-    for method in WITH_MASK[1 : 3 + backend.capabilities.autodiff]:
+    native_x, native_y, native_h0, native_mask = (backend.asarray(a) for a in (x, y, h0, mask))
+    for method in declared(backend, WITH_MASK[1:]):
         with pytest.raises(SpecError) as got:
-            invoke(backend, method, native, *arrays[:3], mask=arrays[3])
+            invoke(backend, method, native, native_x, native_y, native_h0, mask=native_mask)
         assert str(got.value) == str(wanted.value)

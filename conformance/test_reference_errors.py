@@ -1,12 +1,12 @@
-"""SPEC.md §7 for the oracle itself: spec.reference rejects every bad input of test_errors.py with
+"""SPEC.md §7 for the oracle itself: spec.reference rejects every bad input of bad_inputs.py with
 the spec.validate message, as the backends must. Every other check calls the reference on valid
 cases only, where a reference that validated less (an argument left out of its validate call)
 would pass unseen. Backend-independent. (Found by mutation testing, docs/mutation.md.)"""
 
 import pytest
 
+from rnnspec.conformance.bad_inputs import bad_inputs
 from rnnspec.conformance.cases import CASES
-from rnnspec.conformance.test_errors import _bad_inputs
 from rnnspec.spec import SpecError, reference, validate
 
 pytestmark = pytest.mark.rnnspec_group("bad input")
@@ -25,13 +25,13 @@ CALLS = {
     ("bad", "function"),
     [
         (bad, function)
-        for bad in _bad_inputs("float64")
+        for bad in bad_inputs("float64")
         for function, takes in CALLS.items()
         if bad.split(" ")[0] not in ("y", "t") or bad.split(" ")[0] in takes
     ],
 )
 def test_reference_rejects_bad_input(bad, function):
-    edit, _ = _bad_inputs("float64")[bad]
+    edit, _ = bad_inputs("float64")[bad]
     params, x, y, h0 = CASES["basic"].arrays("float64")
     params, x, y, h0, t = edit(params, x, y, h0, 1)
     given = {"params": params, "x": x, "y": y, "t": t}

@@ -18,36 +18,34 @@ result it saw for some shapes agrees with itself, and only the truth shows it wr
 """
 
 import dataclasses
-import hashlib
-import os
-import random
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
 
 import numpy as np
 import pytest
 
 from rnnspec import backends
+from rnnspec.conformance import global_settings
 from rnnspec.conformance.calls import FLOW_METHODS, METHODS, TENSORS, flatten, invoke
-from rnnspec.conformance.cases import CASES, MASKED_CASES, Case
+from rnnspec.conformance.cases import CASES, MASKED_CASES, Case, Inputs
 from rnnspec.conformance.oracle import expected
-from rnnspec.conformance.plugin import dtypes as run_dtypes
+from rnnspec.conformance.plugin import checked_dtypes, declared
 from rnnspec.spec import tolerance
 
 pytestmark = pytest.mark.rnnspec_group("state")
 
 T_STEP = 2  # the t of every step_gradients call here
 #: each method's integer arguments here: t = T_STEP; k = 2 (lags 0 and 1); overlapping windows
-INTEGERS = {"step_gradients": T_STEP, "truncated_gradients": (2,), "tbptt_gradients": (2, 3)}
-#: every method, the gradient-flow ones (SPEC.md §10) where the backend declares them
-STATE_METHODS = [
-    *METHODS,
-    *(pytest.param(m, marks=pytest.mark.rnnspec_requires("gradient_flow")) for m in FLOW_METHODS),
-]
+INTEGERS: dict[str, int | tuple[int, ...]] = {
+    "step_gradients": T_STEP,
+    "truncated_gradients": (2,),
+    "tbptt_gradients": (2, 3),
+}
+#: every method; the plugin marks those the backend does not declare not applicable
+STATE_METHODS = (*METHODS, *FLOW_METHODS)
 BASIC = CASES["basic"]
 #: the same shapes, other values
 OTHER_VALUES = dataclasses.replace(BASIC, name="basic_seed99", seed=99)
@@ -66,15 +64,7 @@ THREAD_TIMEOUT_S = 120.0  # for the whole threaded schedule; it takes well under
 # --- calls and their results ----------------------------------------------------------------------
 
 
-def _methods(backend) -> list[str]:
-    """The methods the backend declares, each called in turn between two calls of a check."""
-    flow = FLOW_METHODS if getattr(backend.capabilities, "gradient_flow", False) else ()
-    return [
-        m for m in (*METHODS, *flow) if m != "autodiff_gradients" or backend.capabilities.autodiff
-    ]
-
-
-def _call(backend, method: str, inputs) -> Any:
+def _call(backend, method: str, inputs: Inputs) -> Any:
     return invoke(backend, method, *inputs, t=INTEGERS.get(method))
 
 
@@ -141,7 +131,7 @@ def _check_result(backend, method, case, dtype, got: list[np.ndarray], history: 
 
 def _other_dtypes(backend, dtype: str, config) -> list[str]:
     """The run's other dtype, where the backend computes in it too."""
-    return [d for d in run_dtypes(config) if d != dtype and d in backend.capabilities.dtypes]
+    return [d for d in checked_dtypes(config, backend) if d != dtype]
 
 
 def _overwrite(backend, inputs, values) -> bool:
@@ -174,7 +164,7 @@ def test_results_stay_as_returned(backend, dtype, method):
     tensors = flatten(method, result)
     at_return = _copies(backend, method, result)
     others = OTHER_VALUES.native(backend, dtype)
-    for later in _methods(backend):
+    for later in declared(backend, STATE_METHODS):
         _call(backend, later, others)
         for name, was, tensor in zip(_names(method), at_return, tensors, strict=True):
             now = backend.to_numpy(tensor)
@@ -216,10 +206,11 @@ def test_results_independent_of_earlier_calls(backend, dtype, method, pytestconf
 
     a_inputs = BASIC.native(backend, dtype)
     first = run(method, BASIC, dtype, a_inputs)
-    for m in _methods(backend):  # same shapes and dtype, other values: a shape-keyed cache
+    methods = declared(backend, STATE_METHODS)
+    for m in methods:  # same shapes and dtype, other values: a shape-keyed cache
         run(m, OTHER_VALUES, dtype)
     for d in others:  # same shapes and values, other dtype: a cache keyed without the dtype
-        for m in _methods(backend):
+        for m in methods:
             run(m, BASIC, d)
     # fresh shapes, always float32 first: a cache keyed without the dtype gives float64 float32's
     for d in (d for d in ("float32", "float64") if d == dtype or d in others):
@@ -258,10 +249,10 @@ def test_masked_and_unmasked_calls_do_not_mix(backend, dtype, method, masks):
     """
     history: list[str] = []
     plain = UNMASKED_TWIN.native(backend, dtype)
-    *inputs, mask = (*MASKED.native(backend, dtype), MASKED.native_mask(backend))
+    inputs, mask = MASKED.native(backend, dtype), MASKED.native_mask(backend)
     for _ in range(2):
         for case, args, given in ((UNMASKED_TWIN, plain, None), (MASKED, inputs, mask)):
-            result = invoke(backend, method, *args, t=T_STEP, mask=given)
+            result = invoke(backend, method, *args, t=INTEGERS.get(method), mask=given)
             _check_result(backend, method, case, dtype, _copies(backend, method, result), history)
             history.append(_label(method, case, dtype))
 
@@ -277,7 +268,7 @@ def test_concurrent_calls_from_threads(backend, dtype):
     rounds and different methods in odd ones. Every result must match the result of the same call
     made alone (tolerance policy); a schedule that does not finish in time fails as hung.
     """
-    methods = _methods(backend)
+    methods = declared(backend, STATE_METHODS)
     inputs = [case.native(backend, dtype) for case in THREAD_CASES]
     alone = {
         (i, m): _copies(backend, m, _call(backend, m, inputs[i]))
@@ -351,239 +342,19 @@ def test_concurrent_calls_from_threads(backend, dtype):
 # --- 4. global settings -----------------------------------------------------------------------------
 
 
-class _Setting(NamedTuple):
-    """A global setting the user owns; ``set`` and ``other`` where the check may set it otherwise
-    (to another value a user may hold, harmless to a correct backend and cheap)."""
-
-    name: str
-    get: Callable[[], Any]
-    set: Callable[[Any], Any] | None = None
-    other: Callable[[Any], Any] | None = None
-
-
-def _digest(value: Any) -> str:
-    data = value if isinstance(value, bytes) else repr(value).encode()
-    return "state " + hashlib.sha256(data).hexdigest()[:16]
-
-
-def _numpy_random_state() -> str:
-    kind, keys, *rest = np.random.get_state()  # bytes: an array's repr is cut short
-    return _digest(repr((kind, *rest)).encode() + np.asarray(keys).tobytes())
-
-
-def _environment() -> dict[str, str]:  # values hidden: they may be secrets
-    return {k: hashlib.sha256(v.encode()).hexdigest()[:12] for k, v in os.environ.items()}
-
-
-def _flipped_errors(state: dict) -> dict:
-    return {k: "warn" if v == "ignore" else "ignore" for k, v in state.items()}
-
-
-def _settings() -> list[_Setting]:
-    """The settings of Python, NumPy and each framework already imported (never importing one)."""
-    settings = [
-        _Setting("numpy.geterr()", np.geterr, lambda v: np.seterr(**v), _flipped_errors),
-        _Setting(
-            "numpy.get_printoptions()",
-            np.get_printoptions,
-            lambda v: np.set_printoptions(**v),
-            lambda v: {**v, "precision": v["precision"] + 3, "linewidth": v["linewidth"] + 7},
-        ),
-        _Setting("numpy.random.get_state()", _numpy_random_state),
-        _Setting("random.getstate()", lambda: _digest(random.getstate())),
-        _Setting("os.environ", _environment),
-    ]
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "get_default_dtype"):
-        fp32 = torch.float32
-        settings += [
-            _Setting(
-                "torch.get_default_dtype()",
-                torch.get_default_dtype,
-                torch.set_default_dtype,
-                lambda v: torch.float64 if v == fp32 else fp32,
-            ),
-            _Setting(
-                "torch.get_num_threads()",
-                torch.get_num_threads,
-                torch.set_num_threads,
-                lambda v: v + 1,
-            ),
-            _Setting(
-                "torch.is_grad_enabled()",
-                torch.is_grad_enabled,
-                torch.set_grad_enabled,
-                lambda v: not v,
-            ),
-            _Setting(
-                "torch.get_float32_matmul_precision()",
-                torch.get_float32_matmul_precision,
-                torch.set_float32_matmul_precision,
-                lambda v: "high" if v == "highest" else "highest",
-            ),
-            # follows the precision above: compared, never set (PyTorch refuses mixed settings)
-            _Setting(
-                "torch.backends.cuda.matmul.allow_tf32",
-                lambda: torch.backends.cuda.matmul.allow_tf32,
-            ),
-            _Setting(
-                "torch.backends.cudnn.allow_tf32",
-                lambda: torch.backends.cudnn.allow_tf32,
-                lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
-                lambda v: not v,
-            ),
-            _Setting(
-                "torch.are_deterministic_algorithms_enabled()",
-                torch.are_deterministic_algorithms_enabled,
-            ),
-            _Setting("torch.is_inference_mode_enabled()", torch.is_inference_mode_enabled),
-            _Setting("torch.is_anomaly_enabled()", torch.is_anomaly_enabled),
-            _Setting(
-                "torch.random.get_rng_state()",
-                lambda: _digest(torch.random.get_rng_state().numpy().tobytes()),
-            ),
-        ]
-    jax = sys.modules.get("jax")
-    if jax is not None and hasattr(jax, "config"):
-        # Compared, never set: a JAX setting changed recompiles every kernel. Setting one to the
-        # value it has is caught by _recording_jax_updates instead.
-        for flag in (
-            "jax_enable_x64",
-            "jax_default_device",
-            "jax_default_matmul_precision",
-            "jax_numpy_rank_promotion",
-            "jax_numpy_dtype_promotion",
-            "jax_disable_jit",
-            "jax_debug_nans",
-        ):
-            if hasattr(jax.config, flag):
-                settings.append(
-                    _Setting(f"jax.config.{flag}", lambda flag=flag: getattr(jax.config, flag))
-                )
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and hasattr(tf, "config"):
-        experimental = tf.config.experimental
-        settings += [
-            _Setting(
-                "tf.config.experimental.get_device_policy()",
-                experimental.get_device_policy,
-                experimental.set_device_policy,
-                lambda v: "warn" if v != "warn" else "silent",
-            ),
-            _Setting(
-                "tf.config.experimental.tensor_float_32_execution_enabled()",
-                experimental.tensor_float_32_execution_enabled,
-                experimental.enable_tensor_float_32_execution,
-                lambda v: not v,
-            ),
-            _Setting("tf.config.functions_run_eagerly()", tf.config.functions_run_eagerly),
-            _Setting("tf.executing_eagerly()", tf.executing_eagerly),
-            _Setting("tf.config.optimizer.get_jit()", tf.config.optimizer.get_jit),
-        ]
-    mx = sys.modules.get("mlx.core")
-    if mx is not None and hasattr(mx, "default_device"):
-        settings += [
-            _Setting("mlx.core.default_device()", mx.default_device),  # one device here: not set
-            _Setting(
-                "mlx.core.default_stream(default_device())",
-                lambda: mx.default_stream(mx.default_device()),
-            ),
-            _Setting(
-                "mlx.core.get_memory_limit()",
-                mx.get_memory_limit,
-                mx.set_memory_limit,
-                lambda v: v + 2**20,
-            ),
-            _Setting(
-                "mlx.core.random.state", lambda: _digest(np.array(mx.random.state[0]).tobytes())
-            ),
-        ]
-    return settings
-
-
-def _read(setting: _Setting) -> Any:
-    try:
-        return setting.get()
-    except Exception as error:  # e.g. PyTorch refusing to report a precision set both ways
-        return f"<raises {type(error).__name__}: {error}>"
-
-
-def _snapshot() -> dict[str, Any]:
-    return {setting.name: _read(setting) for setting in _settings()}
-
-
-def _changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """What differs, setting by setting (entry by entry for dicts); frameworks imported between
-    the two snapshots are not compared."""
-    out = []
-    for name in before.keys() & after.keys():
-        was, now = before[name], after[name]
-        if was == now:
-            continue
-        if isinstance(was, dict) and isinstance(now, dict):
-            for key in sorted(was.keys() | now.keys()):
-                old, new = was.get(key, "(unset)"), now.get(key, "(unset)")
-                if old != new:
-                    out.append(f"{name}[{key!r}]: {old!r} -> {new!r}")
-        else:
-            out.append(f"{name}: {was!r} -> {now!r}")
-    return sorted(out)
-
-
-@contextmanager
-def _set_otherwise() -> Iterator[None]:
-    """Every settable setting set to another value for the block, then back as it was."""
-    done = []
-    try:
-        for setting in _settings():
-            if setting.set is not None:
-                try:
-                    was = setting.get()
-                except Exception:  # unreadable (see _read): left as it is
-                    continue
-                setting.set(setting.other(was))
-                done.append((setting, was))
-        yield
-    finally:
-        for setting, was in reversed(done):
-            setting.set(was)
-
-
-@contextmanager
-def _recording_jax_updates() -> Iterator[list[tuple[str, Any]]]:
-    """Every ``jax.config.update(name, value)`` made in the block, the idempotent ones too."""
-    updates: list[tuple[str, Any]] = []
-    jax = sys.modules.get("jax")
-    config = getattr(jax, "config", None)
-    if config is None or not hasattr(config, "update"):
-        yield updates
-        return
-    update = config.update
-
-    def recording(name, value, *args, **kwargs):
-        updates.append((name, value))
-        return update(name, value, *args, **kwargs)
-
-    config.update = recording
-    try:
-        yield updates
-    finally:
-        del config.update  # the class's method again
-
-
 def _assert_leaves_settings_alone(backend, steps: list[tuple[str, Callable[[], Any]]]) -> None:
     """Run the steps with the user's settings as they are, then with them set otherwise (so that a
     step setting a value that is already there is seen too); no step may change any setting."""
     for variant in ("as they were", "set otherwise"):
         with (
-            _set_otherwise() if variant == "set otherwise" else nullcontext(),
-            _recording_jax_updates() as updates,
+            global_settings.set_otherwise() if variant == "set otherwise" else nullcontext(),
+            global_settings.recording_jax_updates() as updates,
         ):
-            before = _snapshot()
+            before = global_settings.snapshot()
             for what, step in steps:
                 step()
-                after = _snapshot()
-                changed = _changes(before, after) + [
+                after = global_settings.snapshot()
+                changed = global_settings.changes(before, after) + [
                     f"jax.config.update({name!r}, {value!r}) called" for name, value in updates
                 ]
                 if changed:
@@ -612,13 +383,15 @@ def test_calls_leave_global_settings_alone(backend, dtype):
 
         return step
 
+    methods = declared(backend, STATE_METHODS)
+
     def read_back():
-        for method in _methods(backend):
+        for method in methods:
             for array in held[method]:
                 backend.to_numpy(array)
 
     steps = [(f"backend.asarray (the inputs of case {BASIC.label()}, {dtype})", make_inputs)]
-    steps += [(f"backend.{m} on case {BASIC.label()}, {dtype}", call(m)) for m in _methods(backend)]
+    steps += [(f"backend.{m} on case {BASIC.label()}, {dtype}", call(m)) for m in methods]
     steps.append((f"backend.to_numpy on the results ({dtype})", read_back))
     _assert_leaves_settings_alone(backend, steps)
 

@@ -4,10 +4,10 @@ that certifies only a whole run that passed."""
 from rich.console import Console
 
 from rnnspec.conformance import certificate
-from rnnspec.conformance.report import GROUPS
+from rnnspec.conformance.plugin import GROUPS
 
 
-def _report(backend, outcome="passed", certified=True, left_out=()):
+def _report(backend, outcome="passed", left_out=()):
     tests = [
         {"id": f"{group}-{dtype}", "title": group, "group": group, "dtype": dtype,
          "outcome": outcome, "worst_ratio": 0.039}
@@ -18,7 +18,8 @@ def _report(backend, outcome="passed", certified=True, left_out=()):
     return {
         "backend": backend, "device": "cuda:0", "framework_version": f"{backend} 1.0",
         "dtypes": ["float32", "float64"], "outcomes": {outcome: len(tests)},
-        "certified": certified, "left_out": list(left_out), "tests": tests,
+        "certified": outcome == "passed" and not left_out, "left_out": list(left_out), "tests": tests,
+        "duration_s": 1.5, "summary": f"{len(tests)} {outcome} in 1.5 s",
     }  # fmt: skip
 
 
@@ -48,15 +49,52 @@ def test_exact_agreement_is_said_so():
     assert "exact" in certificate.cell_text(cell)
 
 
+def _verdict(*reports, agreement=()):
+    return certificate.verdict(certificate.build(list(reports), list(agreement)))
+
+
 def test_only_a_whole_passing_run_is_certified():
-    code, lines = certificate.verdict([_report("numpy")], agreement_ok=True)
+    code, lines = _verdict(_report("numpy"))
     assert code == 0 and lines[0].startswith("[green]certified")
     assert "numpy (numpy 1.0) on cuda:0, float32 + float64" in lines[0]
-    code, lines = certificate.verdict(
-        [_report("numpy", certified=False, left_out=["-k 'golden'"])], agreement_ok=True
-    )
-    assert code == 0 and "not a certificate" in lines[0] and "-k 'golden'" in lines[0]
-    code, lines = certificate.verdict([_report("numpy", outcome="failed")], agreement_ok=True)
+    assert certificate.build([_report("numpy")], [])["certified"] is True
+    partial = _report("numpy", left_out=["-k 'golden'"])
+    code, lines = _verdict(partial)
+    assert code == 0 and "not a certificate" in lines[1] and "-k 'golden'" in lines[2]
+    assert certificate.build([partial], [])["certified"] is False
+    code, lines = _verdict(_report("numpy", outcome="failed"))
     assert code == 1 and "FAILED" in lines[0]
-    code, lines = certificate.verdict([_report("numpy")], agreement_ok=False)
-    assert code == 1
+    code, lines = _verdict({"backend": "torch", "error": "needs torch"})
+    assert code == 1 and "FAILED" in lines[0] and "torch" in lines[0]
+    apart = {
+        "pair": "numpy vs torch",
+        "dtype": "float32",
+        "tensor": "basic/forward/h",
+        "ratio": 3.0,
+    }
+    code, lines = _verdict(_report("numpy"), _report("torch"), agreement=[apart])
+    assert code == 1 and "cross-backend agreement" in lines[0]
+    assert certificate.build([_report("numpy"), _report("torch")], [apart])["certified"] is False
+
+
+def test_the_verdict_is_the_reports_own():
+    """A report's "certified" is status() of what it holds: a left-out check makes it partial."""
+    whole = _report("numpy")
+    assert certificate.status(whole) == "certified"
+    assert certificate.status({**whole, "left_out": ["2 checks skipped"]}) == "partial"
+    assert certificate.status({**whole, "outcomes": {"passed": 3, "failed": 1}}) == "failed"
+    assert certificate.status({**whole, "tests": []}) == "partial"
+
+
+def test_the_verdicts_lines_fit_80_columns():
+    """A whole run's certificate of every built-in backend, and a partial run's, as printed."""
+    console = Console(width=80, record=True, color_system=None)
+    names = ("numpy", "torch", "jax", "tensorflow", "mlx")
+    whole = [{**_report(n), "framework_version": f"{n} 2.21.0.dev20260101"} for n in names]
+    partial = [{**whole[3], "left_out": ["-k 'golden or errata'", "1061 checks deselected"]}]
+    for reports in (whole, partial):
+        for line in _verdict(*reports)[1]:
+            console.print(line)
+    text = console.export_text()
+    assert text.count("certified: ") == 5 and "partial run: tensorflow" in text
+    assert max(len(line) for line in text.splitlines()) <= 80, text

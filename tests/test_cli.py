@@ -19,8 +19,9 @@ def test_a_selection_is_a_partial_run_not_a_certificate(tmp_path):
     )
     assert result.exit_code == 0, result.output  # everything that ran passed
     assert "golden vectors" in result.output and "certified:" not in result.output
-    assert "partial run" in result.output.strip().splitlines()[-1]
-    assert "-k 'golden or errata'" in result.output
+    *_, partial, passed, left_out = result.output.strip().splitlines()
+    assert partial.startswith("partial run: numpy") and "not a certificate" in passed
+    assert left_out.strip().startswith("left out: -k 'golden or errata'"), left_out
     data = json.loads(report.read_text())
     assert data["suite_version"] == SUITE_VERSION and data["certified"] is False
     assert data["backends"][0]["left_out"][0] == "-k 'golden or errata'"
@@ -39,7 +40,7 @@ def test_a_selection_is_a_partial_run_not_a_certificate(tmp_path):
 def test_conform_fails_a_wrong_backend_and_shows_how_to_reproduce(tmp_path):
     report = tmp_path / "report.json"
     wrong = "tests.wrong_backends:missing_transpose"
-    result = CliRunner().invoke(
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
         main,
         ["conform", "--backend", wrong, "--dtype", "float64", "--json", str(report),
          "--", "-k", "form_b and basic"],
@@ -53,7 +54,8 @@ def test_conform_fails_a_wrong_backend_and_shows_how_to_reproduce(tmp_path):
     assert "gradients -> Grads.U on case basic" in report
     assert "exceeds the bound" in report and "reproduce:" in report
     assert "Traceback" not in report and "conformance/" not in report and ".py:" not in report
-    assert len(report.strip().splitlines()) <= 20, report
+    lines = report.strip().splitlines()
+    assert len(lines) <= 24 and max(map(len, lines)) <= 80, report  # one 80 × 24 screen
     certificate = (tmp_path / "report.json").read_text()
     for local in (str(Path.home()), str(tmp_path), "site-packages", str(Path(__file__).parent)):
         assert local not in certificate, local  # ids and messages name no local path
@@ -82,19 +84,28 @@ def test_progress_is_printed_when_the_output_is_not_a_terminal():
     assert "numpy: 100% of the checks" in result.output, result.output
 
 
-def test_several_backends_add_the_cross_backend_matrix(tmp_path):
+def test_several_backends_one_failing_add_the_matrix_and_fit_80_columns(tmp_path):
+    """Two backends, one failing: the cross-backend matrix, and every line that `rnnspec conform`
+    prints in an 80-column terminal fits it: each backend's summary, the tables, the legend, the
+    failure with its snippet and the verdict (tests/test_certificate.py: the certificate's lines,
+    which only a whole run prints)."""
     report = tmp_path / "report.json"
     wrong = "tests.wrong_backends:missing_transpose"
-    result = CliRunner().invoke(
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
         main,
         ["conform", "--backend", "numpy", "--backend", wrong, "--dtype", "float64",
-         "--json", str(report), "--", "-k", "protocol"],
+         "--json", str(report), "--", "-k", "protocol or (form_b and basic)"],
     )  # fmt: skip
-    assert result.exit_code == 1, result.output  # the suite's subset passes, the matrix does not
+    assert result.exit_code == 1, result.output
     assert "cross-backend agreement" in result.output
     rows = json.loads(report.read_text())["cross_backend"]
     worst = {row["tensor"].split("/", 1)[1]: row["ratio"] for row in rows}  # without the case
     assert worst["gradients/Grads.W"] > 2 and worst["forward/Forward.h"] <= 2
+    lines = result.output.splitlines()
+    for words in ("1 failed, 5 passed", "FAIL 1", "reproduce:", "FAILED: "):
+        assert any(words in line for line in lines), (words, result.output)
+    wide = [line for line in lines if len(line) > 80]
+    assert not wide, "\n".join(wide)
 
 
 def test_what_a_backend_does_not_declare_is_not_applicable_with_its_reason(tmp_path):

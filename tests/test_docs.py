@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnspec.conformance.bad_inputs import bad_inputs
 from rnnspec.conformance.cases import CASES
-from rnnspec.conformance.test_errors import _bad_inputs
 from rnnspec.spec import SpecError, validate
 from rnnspec.spec.validation import validate_length
 from tests import doc_commands
@@ -30,7 +30,7 @@ def _message(*args, **kwargs) -> str:
 def _messages_given() -> set[str]:
     """What validate says to every bad input of the suite's catalogue, on the basic case."""
     given = set()
-    for bad, (edit, _) in _bad_inputs("float64").items():
+    for bad, (edit, _) in bad_inputs("float64").items():
         params, x, y, h0, t = edit(*CASES["basic"].arrays("float64"), 1)
         given.add(_message(params, x, y, h0, t if bad.startswith("t ") else None))
     params, x, y, h0 = CASES["basic"].arrays("float64")

@@ -16,7 +16,7 @@ import pytest
 
 from rnnspec import scoreboard
 from rnnspec.backends import BUILTIN
-from rnnspec.conformance.report import GROUPS
+from rnnspec.conformance.plugin import GROUPS
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED = ROOT / "docs" / "scoreboard"

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -20,7 +19,7 @@ from rich.table import Table
 
 from rnnspec import __version__, backends
 from rnnspec.bench.run import bench
-from rnnspec.conformance import SUITE_VERSION, certificate, cross
+from rnnspec.conformance import certificate, cross
 from rnnspec.flow import flow
 from rnnspec.spec import PROTOCOL_VERSION
 
@@ -63,7 +62,7 @@ def _run_suite(label: str, command: list[str]) -> str:
     with console.status(f"{label}: collecting ...") as status:
         for line in process.stdout or ():
             out.append(line)
-            percent = re.search(r"\[\s*(\d+)%\]\s*$", line)
+            percent = re.search(r"\[\s*(\d+)%\]\s*$", line)  # pytest -q's progress, for show
             if percent:
                 status.update(f"{label}: {percent[1]}% of the checks")
                 if not console.is_terminal and int(percent[1]) // 10 > shown:
@@ -73,18 +72,9 @@ def _run_suite(label: str, command: list[str]) -> str:
     return "".join(out)
 
 
-def _summary(output: str) -> str:
-    """pytest's closing line: '455 passed, 126 skipped in 14.60s'."""
-    found = re.findall(r"^=*\s*(\d+ (?:passed|failed|skipped|deselected).*?)\s*=*$", output, re.M)
-    return found[-1] if found else ""
-
-
-def _usage_error(output: str) -> str:
-    """pytest's one-line ERROR (a backend that cannot be loaded, a bad option), else the tail."""
-    for line in output.splitlines():
-        if line.startswith("ERROR: "):
-            return line.removeprefix("ERROR: ").removeprefix("rnnspec: ")
-    return output.strip()[-2000:]
+def _print_wrapped(text: str, **style) -> None:
+    for line in certificate.wrap(text, console.width):
+        console.print(line, markup=False, highlight=False, soft_wrap=True, **style)
 
 
 @main.command()
@@ -134,29 +124,31 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
             tracebacks = [] if verbose else ["--tb=no"]
             args = ["--report-json", str(report_path), *tracebacks, *pytest_args]
             output = _run_suite(spec_, suite_command(name, own_device or device, dtypes, args))
-            if verbose:
+            if verbose or not report_path.exists():  # no report: pytest's own words say why
                 console.print(output, markup=False, highlight=False)
-            if not report_path.exists():
-                reason = _usage_error(output)
-                console.print(f"[bold red]{escape(spec_)}[/]: {escape(reason)}", soft_wrap=True)
-                reports.append({"backend": name, "error": reason})
-                continue
-            report = json.loads(report_path.read_text())
-            report["summary"] = _summary(output)
-            for dtype in report["dtypes"]:
-                with np.load(report_path.with_suffix(f".{dtype}.npz")) as dump:
-                    if "error" not in dump:
-                        dumps[dtype][f"{report['backend']} on {report['device']}"] = dict(dump)
+            report = (
+                json.loads(report_path.read_text())
+                if report_path.exists()
+                else certificate.error_report(name, "pytest wrote no report (its output is above)")
+            )
             reports.append(report)
-            summary = f"{certificate.identity(report)}: {report['summary']}"
-            console.print(escape(summary), soft_wrap=True)
+            if "error" in report:  # one line, unwrapped: it may end in a command to paste
+                console.print(
+                    f"[bold red]{escape(spec_)}[/]: {escape(report['error'])}", soft_wrap=True
+                )
+                continue
+            for dtype in report["dtypes"]:
+                dump = cross.load(report_path, dtype)
+                if dump is not None:
+                    dumps[dtype][f"{report['backend']} on {report['device']}"] = dump
+            _print_wrapped(f"{certificate.identity(report)}:\n  {report['summary']}")
 
     if any("tests" in report for report in reports):
         for table in certificate.tables(reports):
             console.print(table)
-        console.print(certificate.LEGEND, style="dim")
+        _print_wrapped(certificate.LEGEND, style="dim")
         for line in certificate.not_applicable(reports):
-            console.print(f"n/a: {escape(line)}", style="dim")
+            _print_wrapped(f"n/a: {line}", style="dim")
     agreement = [
         row for dtype, by in dumps.items() if len(by) > 1 for row in cross.matrix(by, dtype)
     ]
@@ -167,31 +159,18 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
     ]
     for backend, test in failures[:show_failures]:
         console.rule(style="red")
-        text = certificate.failure(backend, test)
-        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        for line in certificate.failure(backend, test, console.width):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     if len(failures) > show_failures:
         console.print(f"... and {len(failures) - show_failures} more failures (--show-failures)")
 
-    agreement_ok = all(row["ratio"] <= cross.PAIR_LIMIT for row in agreement)
-    exit_code, lines = certificate.verdict(reports, agreement_ok)
+    document = certificate.build(reports, agreement)
     if json_path:
-        Path(json_path).write_text(
-            json.dumps(
-                {
-                    "rnnspec_version": __version__,
-                    "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "suite_version": SUITE_VERSION,
-                    "protocol_version": PROTOCOL_VERSION,
-                    "certified": exit_code == 0 and all(r.get("certified") for r in reports),
-                    "backends": reports,
-                    "cross_backend": list(cross.worst_by_pair(agreement).values()),
-                },
-                indent=1,
-            )
-        )
+        Path(json_path).write_text(json.dumps(document, indent=1))
         console.print(f"wrote {escape(json_path)}")
+    exit_code, lines = certificate.verdict(document)
     for line in lines:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, highlight=False)
     sys.exit(exit_code)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from rnnspec.backends import BUILTIN
 from rnnspec.conformance.certificate import ratio_text, summarise
-from rnnspec.conformance.report import GROUPS
+from rnnspec.conformance.plugin import GROUPS
 
 TITLE = "rnnspec conformance scoreboard"
 DTYPE_ORDER = ("float32", "float64")
