@@ -40,6 +40,9 @@ class Case:
     preactivation_range: tuple[float, float] | None = None  # b spread over it: saturates tanh
     conditioning: str = "well"  # or "saturated", "chaotic": see finite_only
     padding: str | None = None  # a mask (SPEC.md §9): one of MASK_PATTERNS; None: no mask
+    sequence_lengths: tuple[int, ...] = ()  # right, left padding: each sequence's; () cycles
+    masked_steps: tuple[int, ...] = ()  # steps t (1-based) masked in every sequence, on top
+    masked_sequences: tuple[int, ...] = ()  # sequences n masked at every step, on top
 
     def arrays(self, dtype: str = "float64") -> Inputs:
         """NumPy inputs in ``dtype``; targets are int64 class indices or soft weights in ``dtype``."""
@@ -88,16 +91,25 @@ class Case:
         )
 
     def lengths(self) -> np.ndarray:
-        """For right and left padding: each sequence's length, cycling T, T − 2, 1 and (for
-        "empty") 0."""
+        """For right and left padding: each sequence's length, ``sequence_lengths`` where given,
+        else cycling T, T − 2, 1 and (for "empty") 0."""
+        if self.sequence_lengths:
+            return np.asarray(self.sequence_lengths)
         pattern = (self.T, max(self.T - 2, 1), 1) + ((0,) if self.padding == "empty" else ())
         return np.resize(np.asarray(pattern), self.B)
 
     def mask(self) -> np.ndarray | None:
-        """The (T, B) boolean NumPy mask of ``padding``, or None."""
-        T, B = self.T, self.B
+        """The (T, B) boolean NumPy mask of ``padding``, with ``masked_steps`` and
+        ``masked_sequences`` masked too, or None."""
         if self.padding is None:
             return None
+        mask = self._pattern()
+        mask[[t - 1 for t in self.masked_steps]] = False
+        mask[:, list(self.masked_sequences)] = False
+        return mask
+
+    def _pattern(self) -> np.ndarray:
+        T, B = self.T, self.B
         if self.padding in ("right", "empty", "left"):
             side = "left" if self.padding == "left" else "right"
             return lengths_to_mask(self.lengths(), T, padding=side)
@@ -107,6 +119,8 @@ class Case:
             mask[0], mask[-1] = True, True
             mask[: T // 2, -1] = False
             return mask
+        if self.padding == "holes":  # each step kept or not at random, the first and last too
+            return np.random.default_rng(self.seed + 1000).random((T, B)) < 0.5
         return np.full((T, B), self.padding == "ones")
 
     def native_mask(self, backend):
@@ -175,8 +189,8 @@ CASES = _cases(
 # fmt: on
 
 #: Mask patterns (SPEC.md §9): right and left padding, a sequence with no step ("empty"), gaps
-#: in the middle, every step, no step.
-MASK_PATTERNS = ("right", "left", "empty", "gaps", "ones", "zeros")
+#: in the middle, steps missing anywhere ("holes"), every step, no step.
+MASK_PATTERNS = ("right", "left", "empty", "gaps", "holes", "ones", "zeros")
 #: What masked steps hold in the masked cases: values a check would reject at an unmasked step
 #: (class −100 as torch users write it, a negative soft target) or that would saturate tanh.
 PADDED_INPUT, PADDED_CLASS, PADDED_SOFT_TARGET = 1000.0, -100, -1.0
@@ -222,9 +236,15 @@ def random_case(integer, uniform, boolean) -> tuple[Case, int]:
         h0=boolean(),
         spectral_radius=uniform(0.1, 1.2),
     )
-    if _max_preactivation(case) >= SATURATION:  # drawn into §6.3's saturation: judged as such
-        case = dataclasses.replace(case, conditioning="saturated")
-    return case, integer(1, T)
+    return judged(case), integer(1, T)
+
+
+def judged(case: Case) -> Case:
+    """A drawn case as the checks judge it: a "saturated" one where its tanh reaches SATURATION
+    (drawn into SPEC.md §6.3's saturation), else as it is."""
+    if _max_preactivation(case) >= SATURATION:
+        return dataclasses.replace(case, conditioning="saturated")
+    return case
 
 
 #: |a| from which 1 − tanh(a)² in float32 is off by more than the bound allows (relative error
@@ -233,6 +253,10 @@ SATURATION = 5.0
 
 
 def _max_preactivation(case: Case) -> float:
-    """max |a(t)| over the case's forward pass, in float64 (a = artanh h)."""
+    """max |a(t)| over the case's forward pass at its unmasked steps, in float64 (a = artanh h);
+    a masked step computes no a(t), it carries h over."""
     params, x, _, h0 = case.arrays("float64")
-    return float(np.abs(np.arctanh(reference.forward(params, x, h0).h)).max())
+    mask = case.mask()
+    h = reference.forward(params, x, h0, mask=mask).h
+    computed = h if mask is None else h[mask]
+    return float(np.abs(np.arctanh(computed)).max(initial=0.0))

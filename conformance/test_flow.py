@@ -6,14 +6,18 @@ the backend declares no ``capabilities.gradient_flow``.
 Well-conditioned short cases only: the saturated and chaotic cases amplify rounding in every
 tensor that passes through D_t (§6.3), and these are all such tensors; and a selection of them
 that covers soft targets, h0 omitted, T = 1, B = 1, H = 1 and a diagonal W, since a compiling
-framework compiles each method once per shape."""
+framework compiles each method once per shape; and drawn ones of a few shapes, on every
+truncation depth (conformance/drawn.py)."""
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rnnspec.conformance.assertions import assert_close, assert_matches_reference
-from rnnspec.conformance.calls import flatten
+from rnnspec.conformance.calls import flatten, invoke
 from rnnspec.conformance.cases import CASES, SHORT
+from rnnspec.conformance.drawn import FLOW_SHAPES, H0, few, flow_cases, shape_id
 from rnnspec.conformance.oracle import expected
 from rnnspec.spec import Grads, SpecError
 from rnnspec.spec.reference import target_weights
@@ -139,6 +143,25 @@ def test_one_window_is_gradients(backend, dtype, name, call):
             assert_close(got[0], ref, check, f"{tensor}[0]", oracle, f"{pick}[0]", kappa)
 
 
+@few(3)
+@given(data=st.data())
+@H0
+@pytest.mark.parametrize("shape", FLOW_SHAPES, ids=shape_id)
+def test_drawn_flow_matches_reference(backend, dtype, shape, h0, data, call):
+    """Drawn cases (h0 given or omitted) on shapes with all dimensions equal among them: every
+    depth k = 1 … T + 1, a drawn TBPTT (k1, k2) pair, the lag and the Jacobian norms."""
+    case, pair = data.draw(flow_cases(shape, h0))
+    params, x, y, h0 = case.native(backend, dtype)
+    for method, lengths in [
+        ("lag_norms", None),
+        ("jacobian_norms", None),
+        *(("truncated_gradients", (k,)) for k in range(1, case.T + 2)),
+        ("tbptt_gradients", pair),
+    ]:
+        result = invoke(backend, method, params, x, y, h0, t=lengths)
+        assert_matches_reference(result, call(method, case, dtype, lengths))
+
+
 def _window_problem(backend, case, dtype, native, tau, first_loss, first_step):
     """`gradients`'s input for one window: steps first_step … τ, targets zeroed before
     first_loss, h0 = h(first_step − 1) from the backend's own forward pass."""
@@ -183,8 +206,7 @@ def test_tbptt_window_is_gradients_on_the_window(backend, dtype, name, k1, k2, c
 def test_jacobian_norms(backend, dtype, name, call):
     """(10.7) against the reference's explicit product D_T W D_{T−1} W ⋯, and the regime (10.8)."""
     case = CASES[name]
-    params, x, _, h0 = case.native(backend, dtype)
-    result = backend.jacobian_norms(params, x, h0=h0)
+    result = invoke(backend, "jacobian_norms", *case.native(backend, dtype))
     assert_matches_reference(result, call("jacobian_norms", case, dtype))
     sigma = float(np.linalg.norm(case.arrays("float64").params.W, 2))
     assert result.regime == regime(sigma), (result.regime, sigma)

@@ -2,13 +2,17 @@
 
 Against spec.reference for every mask pattern (right and left padding, a sequence with no step,
 gaps, all steps, none), with absurd values at the masked steps (class −100, negative soft targets,
-inputs of 1000) that must not be read; the metamorphic properties that define a mask (a padded
-batch is each sequence run alone); golden vectors with masks; and bad masks. A backend that does
-not declare ``capabilities.masks`` fails every one of these checks: masks are part of protocol 2.1.
+inputs of 1000) that must not be read, on the named masked cases and on drawn ones (shapes, mask
+patterns, h0 given or omitted: conformance/drawn.py); the metamorphic properties that define a
+mask (a padded batch is each sequence run alone); golden vectors with masks; and bad masks. A
+backend that does not declare ``capabilities.masks`` fails every one of these checks: masks are
+part of protocol 2.1.
 """
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rnnspec.conformance import golden
 from rnnspec.conformance.assertions import (
@@ -18,6 +22,14 @@ from rnnspec.conformance.assertions import (
 )
 from rnnspec.conformance.calls import flatten, invoke
 from rnnspec.conformance.cases import MASKED_CASES
+from rnnspec.conformance.drawn import (
+    DRAWN_PADDINGS,
+    H0,
+    MASKED_SHAPES,
+    few,
+    masked_cases,
+    shape_id,
+)
 from rnnspec.conformance.oracle import expected
 from rnnspec.conformance.plugin import declared
 from rnnspec.spec import Params, SpecError, validate
@@ -48,6 +60,24 @@ def test_masked_step_gradients_match_reference(backend, dtype, name, call, masks
     for t in range(1, case.T + 1):
         result = backend.step_gradients(params, x, y, t, h0=h0, mask=mask)
         assert_matches_reference(result, call("step_gradients", case, dtype, t))
+
+
+@few(2)
+@given(data=st.data())
+@pytest.mark.parametrize("shape", MASKED_SHAPES, ids=shape_id)
+@pytest.mark.parametrize("padding", DRAWN_PADDINGS)
+@H0
+def test_drawn_masked_calls_match_reference(backend, dtype, shape, padding, h0, data, call, masks):
+    """Drawn masks of each pattern (padding of drawn lengths, holes with whole steps and a whole
+    sequence masked, every step), h0 given or omitted, on shapes with T = B and T = 64: every
+    method that takes a mask, and step_gradients at a drawn t."""
+    case, t = data.draw(masked_cases(shape, padding, h0))
+    params, x, y, h0, mask = _native(backend, case, dtype)
+    for method in declared(backend, WITH_MASK):
+        result = invoke(backend, method, params, x, y, h0, mask=mask)
+        assert_matches_reference(result, call(method, case, dtype))
+    result = backend.step_gradients(params, x, y, t, h0=h0, mask=mask)
+    assert_matches_reference(result, call("step_gradients", case, dtype, t))
 
 
 def _float64(backend, result) -> list[np.ndarray]:

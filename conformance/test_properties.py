@@ -2,21 +2,14 @@
 compared with spec.reference by the tolerance policy, on a fixed, derandomised example budget."""
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from rnnspec.conformance.assertions import assert_matches_reference
 from rnnspec.conformance.cases import Case, random_case
+from rnnspec.conformance.drawn import BUDGET
 
 pytestmark = pytest.mark.rnnspec_group("properties")
-
-BUDGET = settings(
-    max_examples=25,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
 
 
 @st.composite
