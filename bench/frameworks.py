@@ -30,9 +30,7 @@ CLEAR_REFS = "/proc/self/clear_refs"  # Linux only
 
 def usable_cores() -> int:
     """CPUs this process may run on: its affinity mask where the OS has one (Linux)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_average() -> tuple[float, float, float] | None:
@@ -77,10 +75,8 @@ class Framework:
         masked = {} if mask is None else {"mask": mask}
         impls = {f"{b.name} closed form": lambda: b.gradients(params, x, y, h0, **masked)}
         if b.capabilities.autodiff:
-            autodiff = cast(AutodiffBackend, b)  # what capabilities.autodiff promises
-            impls[f"{b.name} autodiff"] = lambda: autodiff.autodiff_gradients(
-                params, x, y, h0, **masked
-            )
+            ad = cast(AutodiffBackend, b)  # what capabilities.autodiff promises
+            impls[f"{b.name} autodiff"] = lambda: ad.autodiff_gradients(params, x, y, h0, **masked)
         return impls
 
     def flow_implementations(self, params, x, y, h0) -> dict[str, Call]:
@@ -116,9 +112,7 @@ class Framework:
         return _status_bytes("VmHWM") - base, "peak RSS growth (VmHWM after clear_refs)"
 
     def threads(self) -> dict[str, Any]:
-        info: dict[str, Any] = {k: os.environ[k] for k in THREAD_ENV if k in os.environ}
-        info["cpus"] = usable_cores()
-        return info
+        return {**{k: os.environ[k] for k in THREAD_ENV if k in os.environ}, "cpus": usable_cores()}
 
 
 class NumpyFramework(Framework):
@@ -179,11 +173,8 @@ class TorchFramework(Framework):
     def threads(self) -> dict[str, Any]:
         import torch
 
-        return {
-            **super().threads(),
-            "torch.get_num_threads": torch.get_num_threads(),
-            "torch.get_num_interop_threads": torch.get_num_interop_threads(),
-        }
+        return {**super().threads(), "torch.get_num_threads": torch.get_num_threads(),
+                "torch.get_num_interop_threads": torch.get_num_interop_threads()}  # fmt: skip
 
 
 class JaxFramework(Framework):
@@ -229,11 +220,9 @@ class TensorflowFramework(Framework):
         import tensorflow as tf
 
         threading = tf.config.threading
-        return {
-            **super().threads(),
-            "intra_op": threading.get_intra_op_parallelism_threads() or "default",
-            "inter_op": threading.get_inter_op_parallelism_threads() or "default",
-        }
+        return {**super().threads(),
+                "intra_op": threading.get_intra_op_parallelism_threads() or "default",
+                "inter_op": threading.get_inter_op_parallelism_threads() or "default"}  # fmt: skip
 
 
 class MlxFramework(Framework):
@@ -304,14 +293,8 @@ def _nn_rnn(params, x, y, h0) -> Call:
     kw = {"device": x.device, "dtype": x.dtype}
     rnn = torch.nn.RNN(D, H, nonlinearity="tanh", **kw)
     linear = torch.nn.Linear(H, K, **kw)
-    weights: list[Any] = [
-        rnn.weight_ih_l0,
-        rnn.weight_hh_l0,
-        rnn.bias_ih_l0,
-        linear.weight,
-        linear.bias,
-    ]
-    bias_hh: Any = rnn.bias_hh_l0
+    weight_ih, weight_hh, bias_ih, bias_hh = rnn.parameters()
+    weights = [weight_ih, weight_hh, bias_ih, linear.weight, linear.bias]
     with torch.no_grad():
         for dest, src in zip(weights, params):
             dest.copy_(src)
