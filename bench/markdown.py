@@ -27,6 +27,9 @@ _BEGIN = re.compile(
 _END = re.compile(r"[ \t]*" + re.escape(END))
 
 
+NO_MEMORY = "Not measured in this run (`--no-memory`, or that workload not timed)."
+
+
 class MarkersMissingError(ValueError):
     """The document lacks the BEGIN and END comments, or has them more than once or out of order."""
 
@@ -62,7 +65,7 @@ def render(data: dict) -> str:
     for dtype in sorted({r["dtype"] for r in rows if "error_ratio" in r}):
         results = report.results_table(rows, [dtype])
         lines += [f"### {results.title}", "", *table(results), ""]
-    lines += [f"### {memory.title}", "", *(table(memory) if memory.rows else [report.NO_MEMORY])]
+    lines += [f"### {memory.title}", "", *(table(memory) if memory.rows else [NO_MEMORY])]
     summary, every = report.target_summary(checks), report.target_table(checks)
     lines += ["", f"## {summary.title}", "", *table(summary), ""]
     untimed = report.untimed_targets(goals, data.get("workloads", {}))

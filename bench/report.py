@@ -237,10 +237,6 @@ def results_table(rows: list[dict], dtypes: Iterable[str]) -> Table:
     return Table(f"{', '.join(dtypes)}, ms per call", headers, "lwrrrrrrrr", cells, grouped=True)
 
 
-#: what memory_table says where it has no rows
-NO_MEMORY = "Not measured in this run (`--no-memory`, or that workload not timed)."
-
-
 def memory_table(data: dict) -> Table:
     w = {**WORKLOADS[MEMORY_WORKLOAD]._asdict(),
          **data.get("workloads", {}).get(MEMORY_WORKLOAD, {})}  # fmt: skip
@@ -404,11 +400,6 @@ def _worst_error(rows: list[dict]) -> str:
 # --- targets --------------------------------------------------------------------------------------
 
 
-def _kind(check: dict) -> tuple:
-    return (check["quantity"], check["limit"], check["at_least"], check["of"],
-            tuple(check["backends"]))  # fmt: skip
-
-
 def describe(kind: tuple, workloads: list[str]) -> str:
     """One kind of target in words: who, what, on which workloads."""
     quantity, limit, at_least, of, backends = kind
@@ -438,8 +429,9 @@ def target_summary(checks: list[dict]) -> Table:
     """Per kind of target: how many were met, and the misses with their measured values, worst
     first; where none missed, the closest."""
     kinds: dict[tuple, list[dict]] = {}
-    for check in checks:
-        kinds.setdefault(_kind(check), []).append(check)
+    for c in checks:
+        kinds.setdefault((c["quantity"], c["limit"], c["at_least"], c["of"], tuple(c["backends"])),
+                         []).append(c)  # fmt: skip
     cells = []
     for kind, group in kinds.items():
         worst_first = sorted(group, key=lambda c: c["measured"], reverse=not kind[2])

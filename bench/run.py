@@ -38,18 +38,13 @@ def machine() -> dict[str, Any]:
     try:  # Linux names the model; platform.processor() often gives only the architecture
         with open("/proc/cpuinfo") as info:
             cpu = next(
-                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+                line.partition(":")[2].strip() for line in info if line.startswith("model name")
             )
     except (OSError, StopIteration):
         pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": usable_cores(),
-        "python": platform.python_version(),
-        "system": f"{platform.system()} {platform.release()}",
-        "load_average_before": load_average(),
-    }
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable_cores(),
+            "python": platform.python_version(), "system": f"{platform.system()} {platform.release()}",
+            "load_average_before": load_average()}  # fmt: skip
 
 
 def worker_args(measurement: dict[str, Any]) -> list[str]:
@@ -124,13 +119,12 @@ def rich_table(t: Table, columns: Iterable[int] | None = None, title: str = "") 
     for n, row in enumerate(t.rows):
         if t.grouped and n and row[0] != t.rows[n - 1][0]:
             out.add_section()
-        out.add_row(*(_styled(row[i]) for i in picked))
+        out.add_row(*(STYLES.get(type(row[i]), "{}").format(escape(row[i])) for i in picked))
     return out
 
 
-def _styled(cell: str) -> str:
-    style = "bold red" if isinstance(cell, Bad) else "bold" if isinstance(cell, Strong) else ""
-    return f"[{style}]{escape(cell)}[/]" if style else escape(cell)
+#: how the model's cells that stand out look in the terminal
+STYLES = {Strong: "[bold]{}[/]", Bad: "[bold red]{}[/]"}
 
 
 def show(data: dict) -> Group:
