@@ -1,9 +1,12 @@
 """Test sessions: `nox` runs the default list; `nox -s NAME` one session.
 
 Each backend session installs the project with that backend's extra alone and runs the conformance
-suite against it in float32 and float64. Every session installs CPU builds (cpu_builds): versions
-pinned by constraints/cpu.txt, and torch from PyTorch's CPU-only wheel index, since on Linux the
-package index's torch is a CUDA build of several GB.
+suite against it in float32 and float64. Environments are made by uv (`pip install "nox[uv]"`):
+one shared package cache, hard-linked into every environment, so nine environments cost about the
+disk of one with every framework. Every session installs CPU builds (cpu_builds): versions pinned by
+constraints/cpu.txt, torch's CPU build (`+cpu`) from PyTorch's CPU-only wheel index, since on Linux
+the package index's torch is a CUDA build of several GB. The default sessions run two at a time
+(`nox.options.parallel`; `nox -j 1` runs them one by one), each one's output printed when it ends.
 """
 
 import json
@@ -11,6 +14,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 import sys
 from functools import cache
 from pathlib import Path
@@ -18,13 +22,17 @@ from urllib.parse import urlparse
 
 import nox
 
-nox.options.default_venv_backend = "venv"
+nox.needs_version = ">=2026.10.20"  # parallel sessions
+nox.options.default_venv_backend = "uv"
+nox.options.parallel = 2
+nox.options.allow_parallel = True
+# the longest first, so that the two lanes end together
 nox.options.sessions = [
-    "lint", "numpy", "torch", "jax", "tensorflow", "mlx", "cross", "distributed", "examples",
+    "jax", "numpy", "tensorflow", "torch", "mlx", "cross", "distributed", "examples", "lint",
 ]  # fmt: skip
 
 #: Where torch's CPU build comes from: PyTorch's CPU wheel index, or RNNSPEC_TORCH_INDEX (empty:
-#: the package index alone, e.g. where pip is already configured with a CPU build).
+#: the package index and pip's configured wheel folders alone).
 TORCH_INDEX = os.environ.get("RNNSPEC_TORCH_INDEX", "https://download.pytorch.org/whl/cpu")
 
 
@@ -37,16 +45,33 @@ def _reachable(url: str) -> bool:
     return True
 
 
+def pip_find_links() -> list[str]:
+    """The wheel folders pip is configured with (pip.conf, PIP_FIND_LINKS), which uv does not read:
+    where a machine keeps its CPU build of torch when PyTorch's index is out of reach."""
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True
+    ).stdout
+    found = re.findall(r"^\S*\.find-links='(.*)'$", listed, flags=re.M)
+    found.append(os.environ.get("PIP_FIND_LINKS", ""))
+    return list(dict.fromkeys(link for entry in found for link in entry.split()))
+
+
 @cache
 def cpu_builds() -> tuple[str, ...]:
-    """pip options for CPU builds: the pins, and PyTorch's CPU index where it can be reached (a
-    machine with no way there, such as this project's, provides its CPU build through pip's own
-    configuration, and is told so once)."""
-    options = ("-c", "constraints/cpu.txt")
+    """uv pip options for CPU builds: the pins (torch's `+cpu` build on Linux), and PyTorch's CPU
+    index where it can be reached; where it cannot, pip's configured wheel folders (a machine with
+    no way there, such as this project's, keeps its CPU build there), and it says so once. With
+    neither, the install fails at once on the `+cpu` pin instead of fetching a CUDA build."""
+    options: tuple[str, ...] = ("-c", "constraints/cpu.txt")
     if TORCH_INDEX and _reachable(TORCH_INDEX):
-        return (*options, "--extra-index-url", TORCH_INDEX)
+        # best match across both indexes, as pip does: uv's default takes every package that the
+        # first index has (numpy included) from it
+        return (*options, "--extra-index-url", TORCH_INDEX, "--index-strategy", "unsafe-best-match")
+    links = pip_find_links()
+    for link in links:
+        options += ("--find-links", link)
     if TORCH_INDEX:
-        print(f"nox: {TORCH_INDEX} is out of reach: torch comes from pip's configured indexes")
+        print(f"nox: {TORCH_INDEX} is out of reach: torch from pip's wheel folders {links}")
     return options
 
 
@@ -77,7 +102,8 @@ def lint(session):
 @nox.session
 def numpy(session):
     """The NumPy backend, and the suite's own tests (wrong backends rejected, helpers, CLI)."""
-    session.install(*cpu_builds(), "-e", ".[numpy,test]")
+    # pip too: tests/test_packaging.py builds the wheel with pip, as a user does
+    session.install(*cpu_builds(), "-e", ".[numpy,test]", "pip")
     conform(session, "numpy")
     session.run("pytest", "tests", *session.posargs)
 
@@ -190,7 +216,7 @@ def bench(session):
     session.log(f"copied {plot} to docs/bench-cpu.png")
 
 
-@nox.session
+@nox.session(venv_backend="venv")  # the reader's pip, configured as below, not uv
 def docs(session):
     """Every shell command shown in README.md, docs/ and the examples' READMEs, in order, as a
     reader runs them: a fresh environment, a copy of the checkout (tests/doc_commands.py lists
@@ -208,10 +234,10 @@ def docs(session):
     ignored = (".git", ".nox", "*.egg-info", "build", "__pycache__", "bench-results")
     shutil.copytree(Path.cwd(), copy, ignore=shutil.ignore_patterns(*ignored))
     session.chdir(copy)
-    constraints = cpu_builds()  # what pip would pick on this machine for a CPU build, via pip's env
-    env = {"PIP_CONSTRAINT": str(copy / constraints[1]), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if "--extra-index-url" in constraints:
-        env["PIP_EXTRA_INDEX_URL"] = constraints[-1]
+    # the reader's pip, told what the sessions tell uv (pip reads its own wheel folders itself)
+    env = {"PIP_CONSTRAINT": str(copy / "constraints/cpu.txt"), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if "--extra-index-url" in cpu_builds():
+        env["PIP_EXTRA_INDEX_URL"] = TORCH_INDEX
     ran = set()
     for command in commands(copy):
         if command.shown in RUN_ELSEWHERE or command.run in ran:

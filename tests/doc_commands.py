@@ -26,12 +26,12 @@ PLACEHOLDERS = {
 
 #: commands that are not run by the docs session, and where they run instead
 RUN_ELSEWHERE = {
-    "python3 -m pip install nox && python3 -m nox": "CI itself: .ci/run",
-    "python3 -m pip install nox && python3 -m nox -s mutation": "the nox session mutation itself",
+    'python3 -m pip install "nox[uv]" && python3 -m nox': "CI itself: .ci/run",
+    'python3 -m pip install "nox[uv]" && python3 -m nox -s mutation': "the nox session mutation itself",
     "torchrun --standalone --nproc-per-node 2 sum_of_shards.py": (
         "the nox session distributed: tests/test_distributed.py runs docs/distributed.md's programs"
     ),
-    "python3 -m pip install nox && python3 -m nox -s scoreboard": "the nox session scoreboard itself",
+    'python3 -m pip install "nox[uv]" && python3 -m nox -s scoreboard': "the nox session scoreboard itself",
 }
 
 #: commands that need a GPU: on a machine without one (or without the framework yet) they must
