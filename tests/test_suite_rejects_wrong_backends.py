@@ -3,6 +3,8 @@ the tensor and reproduces. The control (same code, no mistake) passes the same c
 
 import pytest
 
+from rnnspec.conformance.drawn import FLOW_SHAPES, MASKED_SHAPES, shape_id
+
 # The wrong backends compute form A step by step, O(T²): the T = 1000 case is left out for time.
 NOT_LONG = "not long"
 
@@ -125,3 +127,38 @@ def test_suite_fails_a_backend_without_masks(run_suite):
     assert done.returncode == 1, done.stdout[-2000:]
     assert "passed" not in done.stdout.splitlines()[-1], done.stdout[-2000:]
     assert "declares capabilities.masks = False" in done.stdout
+
+
+#: group selection (-k) -> the drawn check of that group, and its shapes
+DRAWN = {
+    "masks": ("test_drawn_masked_calls_match_reference", MASKED_SHAPES),
+    "test_flow": ("test_drawn_flow_matches_reference", FLOW_SHAPES),
+}
+#: backend wrong only where the named cases never look -> (its group, whether the mistake shows on
+#: a (T, B, D, H, K) shape, h0 given or not)
+SHAPE_MISTAKES = {
+    "masked_omitted_h0": ("masks", lambda shape, h0: not h0),
+    "mask_in_one_byte": ("masks", lambda shape, h0: shape[0] > 8),
+    "square_mask_batch_major": ("masks", lambda shape, h0: shape[0] == shape[1]),
+    "depth_below_T_is_full": ("test_flow", lambda shape, h0: shape[0] >= 2),
+}
+
+
+@pytest.mark.parametrize("name", SHAPE_MISTAKES)
+def test_suite_rejects_a_mistake_on_other_shapes(run_suite, name):
+    """Masked calls with h0 omitted, masks longer than 8 steps, a square mask (T = B), depth
+    k = T − 1: the group's drawn check rejects each, where it shows only; every other check of
+    the group, on the named cases, passes it."""
+    group, shows = SHAPE_MISTAKES[name]
+    check, shapes = DRAWN[group]
+    done = run_suite(f"tests.wrong_backends:{name}", "-k", group, dtypes=("float64",))
+    assert done.returncode == 1, done.stdout[-2000:]
+    failed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("FAILED")]
+
+    def where_it_shows(nodeid: str) -> bool:
+        params = nodeid.partition("[")[2][:-1] + "-"
+        shape = next(shape for shape in shapes if f"{shape_id(shape)}-" in params)
+        return f"::{check}[" in nodeid and shows(shape, "-h0_omitted-" not in f"-{params}")
+
+    assert failed, done.stdout[-3000:]
+    assert all(where_it_shows(nodeid) for nodeid in failed), (failed, done.stdout[-3000:])

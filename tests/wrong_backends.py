@@ -281,7 +281,7 @@ class _NoMasks(NumpyBackend):
     capabilities = Capabilities(autodiff=False, devices=("cpu",), gradient_flow=True)
 
 
-def _flow_variant(cls, label):
+def _named(cls, label):
     def factory(device=None):
         backend = cls(device)
         backend.name = f"tests.wrong_backends:{label}"
@@ -290,10 +290,62 @@ def _flow_variant(cls, label):
     return factory
 
 
-commuted_lag_product = _flow_variant(_CommutedLagProduct, "commuted_lag_product")
-stale_state_gradients = _flow_variant(_StaleStateGradients, "stale_state_gradients")
-no_gradient_flow = _flow_variant(_NoGradientFlow, "no_gradient_flow")
+commuted_lag_product = _named(_CommutedLagProduct, "commuted_lag_product")
+stale_state_gradients = _named(_StaleStateGradients, "stale_state_gradients")
+no_gradient_flow = _named(_NoGradientFlow, "no_gradient_flow")
 
 
 def no_masks(device=None):
     return _NoMasks(device)
+
+
+# --- wrong on some shapes only: the drawn mask and flow checks reject them ---------------------
+
+
+class _MaskedOmittedH0(NumpyBackend):
+    """A masked call without h0 returns ∇h0 = 0, as if the omitted h0 were a constant; with h0
+    given, or without a mask, it is right."""
+
+    def gradients(self, params, x, y, h0=None, mask=None):
+        loss, grads = super().gradients(params, x, y, h0, mask)
+        if mask is None or h0 is not None:
+            return loss, grads
+        return loss, grads._replace(h0=np.zeros_like(grads.h0))
+
+
+class _MaskInOneByte(NumpyBackend):
+    """Keeps each sequence's mask in one byte (the first of np.packbits): the steps past the 8th
+    read as masked in the recurrence, which carries the state over them."""
+
+    def _masked(self, mask):
+        kept = super()._masked(mask)
+        if kept:
+            first_byte = np.packbits(mask, axis=0)[:1]
+            kept["mask"] = np.unpackbits(first_byte, axis=0, count=len(mask)).astype(bool)
+        return kept
+
+
+class _SquareMaskBatchMajor(NumpyBackend):
+    """Guesses the mask's layout from its shape, batch-major (B, T) where it can be: a square mask
+    (T = B) is read the wrong way round."""
+
+    def _masked(self, mask):
+        kept = super()._masked(mask)
+        if kept and mask.shape[0] == mask.shape[1]:
+            kept["mask"] = np.ascontiguousarray(mask.T)
+        return kept
+
+
+class _DepthBelowTIsFull(NumpyBackend):
+    """Takes k = T − 1 for the full gradient (lags run 0 … T − 1, so k = T − 1 leaves the last one
+    out): an off-by-one in "k ≥ T is the full gradient"."""
+
+    def truncated_gradients(self, params, x, y, k, h0=None):
+        T = np.shape(x)[0]
+        return super().truncated_gradients(params, x, y, T if k == T - 1 else k, h0)
+
+
+masked_omitted_h0 = _named(_MaskedOmittedH0, "masked_omitted_h0")
+mask_in_one_byte = _named(_MaskInOneByte, "mask_in_one_byte")
+square_mask_batch_major = _named(_SquareMaskBatchMajor, "square_mask_batch_major")
+depth_below_T_is_full = _named(_DepthBelowTIsFull, "depth_below_T_is_full")
