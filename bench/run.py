@@ -124,7 +124,7 @@ def rich_table(t: Table, columns: Iterable[int] | None = None, title: str = "") 
 
 
 #: how the model's cells that stand out look in the terminal
-STYLES = {Strong: "[bold]{}[/]", Bad: "[bold red]{}[/]"}
+STYLES: dict[type, str] = {Strong: "[bold]{}[/]", Bad: "[bold red]{}[/]"}
 
 
 def show(data: dict) -> Group:
