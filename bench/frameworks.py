@@ -228,26 +228,6 @@ class TensorflowFramework(Framework):
 class MlxFramework(Framework):
     name = "mlx"
 
-    def implementations(self, params, x, y, h0, mask=None) -> dict[str, Call]:
-        """Also the built-in closed form with its kernel ``mx.compile``d, which backends/mlx.py
-        leaves uncompiled: this row is what that choice rests on (unmasked workloads only)."""
-        impls = super().implementations(params, x, y, h0, mask)
-        from rnnspec.backends import mlx as mlx_backend
-
-        b = self.backend
-        if mask is None and isinstance(b, mlx_backend.MlxBackend):
-            import mlx.core as mx
-
-            compiled = mx.compile(mlx_backend._gradients)
-            weights = b._one_hot(y, params.V.shape[0], str(x.dtype).rpartition(".")[2])
-
-            def call():
-                with mx.stream(b._device):
-                    return mlx_backend._evaluated(compiled(params, x, weights, h0))
-
-            impls[f"{b.name} mx.compile closed form"] = call
-        return impls
-
     def sync(self, arrays: Iterable) -> None:
         """MLX is lazy: mx.eval computes what is not computed yet."""
         import mlx.core as mx

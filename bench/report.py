@@ -14,7 +14,16 @@ from typing import Any, NamedTuple
 
 from rnnspec.bench.frameworks import PEAK_SIZE, REFERENCE
 from rnnspec.bench.worker import DTYPES, MEASUREMENT_OPTIONS, WARMUP_CALLS, summary
-from rnnspec.bench.workloads import MEMORY_WORKLOAD, TARGETS, WORKLOADS, Target, targets_for
+from rnnspec.bench.workloads import (
+    MASKED_OF,
+    MEMORY_WORKLOAD,
+    TARGETS,
+    WORKLOADS,
+    Target,
+    flops,
+    targets_for,
+)
+from rnnspec.conformance.cases import Case
 
 # --- derived numbers ------------------------------------------------------------------------------
 
@@ -39,19 +48,17 @@ def derive(data: dict) -> list[dict]:
             key = (row["workload"], row["dtype"], row["impl"])
             merged = rows.setdefault(key, {"backend": worker["backend"]})
             if "times_ms" in row:
-                row = {
-                    **row,
-                    "times_ms": merged.get("times_ms", []) + row["times_ms"],
-                    "round_medians_ms": [*merged.get("round_medians_ms", []), row["median_ms"]],
-                    "first_call_s": max(merged.get("first_call_s", 0.0), row["first_call_s"]),
-                    "error_ratio": max(merged.get("error_ratio", 0.0), row["error_ratio"]),
-                }
+                was = merged.get
+                row = {**row, "times_ms": was("times_ms", []) + row["times_ms"],
+                       "round_medians_ms": [*was("round_medians_ms", []), row["median_ms"]],
+                       "first_call_s": max(was("first_call_s", 0.0), row["first_call_s"]),
+                       "error_ratio": max(was("error_ratio", 0.0), row["error_ratio"])}  # fmt: skip
             merged.update(row)
     for row in rows.values():
         if "times_ms" in row:
             row.update(summary(row["times_ms"]))
             if not row.get("flow"):  # flops() counts the full gradient's products
-                row["gflops"] = WORKLOADS[row["workload"]].flops() / row["median_ms"] / 1e6
+                row["gflops"] = flops(WORKLOADS[row["workload"]]) / row["median_ms"] / 1e6
         peak = statistics.median(peaks[(row["backend"], row["dtype"])] or [0.0])
         if "gflops" in row and peak:
             row["peak_gflops"] = peak
@@ -59,38 +66,37 @@ def derive(data: dict) -> list[dict]:
         if row.get("memory_growth_T_over_half_T", 0) > 0:  # 1 if linear in T, 2 if quadratic
             row["memory_exponent"] = math.log2(row["memory_growth_T_over_half_T"])
     for row in rows.values():
-        if is_closed_form(row) and "median_ms" in row:
-            _compare(row, rows.values())
-        if row.get("flow") and "median_ms" in row:  # SPEC.md §10's cost against the full gradient
-            closed = rows.get((row["workload"], row["dtype"], f"{row['backend']} closed form"))
-            if closed and "median_ms" in closed:
-                row["vs_closed_form"] = _ratio(row, closed)
+        if "median_ms" in row:
+            _compare(row, rows)
     return list(rows.values())
 
 
-def _compare(closed: dict, rows: Iterable[dict]) -> None:
-    """Add closed's ratios to the fastest autodiff and to torch.nn.RNN on its workload and dtype:
-    to its own backend's autodiffs where it has any, else to every other backend's."""
-    key = (closed["workload"], closed["dtype"])
-    others = [
-        r
-        for r in rows
-        if (r["workload"], r["dtype"]) == key and not is_closed_form(r) and not r.get("flow")
-    ]
-    own = [r for r in others if r["backend"] == closed["backend"]]
-    autodiffs = [r for r in own or others if "median_ms" in r]
-    if autodiffs:
-        fastest = min(autodiffs, key=lambda r: r["median_ms"])
-        closed["vs_autodiff"] = _ratio(closed, fastest)
-        closed["fastest_autodiff"] = fastest["impl"]
-    for r in others:
-        if r["impl"] == REFERENCE and "median_ms" in r:
-            closed["vs_nn_rnn"] = _ratio(closed, r)
-    unmasked = WORKLOADS[closed["workload"]].masked_of
-    for r in rows:
-        if (r["workload"], r["dtype"], r["impl"]) == (unmasked, closed["dtype"], closed["impl"]):
-            if "median_ms" in r:
-                closed["vs_unmasked"] = _ratio(closed, r)
+def _compare(row: dict, rows: dict[tuple, dict]) -> None:
+    """Add a timed row's ratios to the timed rows it is judged against: a flow row's to its
+    backend's closed form (SPEC.md §10's cost against the full gradient); a closed form's to the
+    fastest autodiff on its workload and dtype (its own backend's where it has any, else every
+    other backend's), to torch.nn.RNN and to itself on the workload it masks."""
+    workload, dtype, backend = row["workload"], row["dtype"], row["backend"]
+    if row.get("flow"):
+        against = {"vs_closed_form": rows.get((workload, dtype, f"{backend} closed form"))}
+    elif is_closed_form(row):
+        autodiffs = [r for (w, d, _), r in rows.items() if (w, d) == (workload, dtype)
+                     and not is_closed_form(r) and not r.get("flow")]  # fmt: skip
+        own = [r for r in autodiffs if r["backend"] == backend]
+        timed = [r for r in own or autodiffs if "median_ms" in r]
+        fastest = min(timed, key=lambda r: r["median_ms"], default=None)
+        if fastest:
+            row["fastest_autodiff"] = fastest["impl"]
+        against = {
+            "vs_autodiff": fastest,
+            "vs_nn_rnn": rows.get((workload, dtype, REFERENCE)),
+            "vs_unmasked": rows.get((MASKED_OF.get(workload), dtype, row["impl"])),
+        }
+    else:
+        return
+    for key, other in against.items():
+        if other and "median_ms" in other:
+            row[key] = _ratio(row, other)
 
 
 def _ratio(row: dict, other: dict) -> float:
@@ -101,14 +107,20 @@ def _ratio(row: dict, other: dict) -> float:
     return row["median_ms"] / other["median_ms"]
 
 
-#: how each target quantity reads; {subject} is the implementation, {op} ≤ or ≥
+#: how each target quantity reads, of one row (targets) or of a kind of target (target_summary):
+#: {subject} is who is judged, {op} ≤ or ≥
 WORDING = {
     "vs_autodiff": "{subject} {op} {limit:g}× {fastest_autodiff}",
     "vs_nn_rnn": "{subject} {op} {limit:g}× " + REFERENCE,
-    "fraction_of_peak": "{subject} {op} {limit:.0%} of matmul peak",
-    "memory_exponent": "{subject} memory O(T): log2(peak(T) / peak(T/2)) {op} {limit:g}",
+    "fraction_of_peak": "{subject} {op} {limit:.0%} of its framework's matmul peak",
+    "memory_exponent": "{subject}'s memory O(T): log2(peak(T) / peak(T/2)) {op} {limit:g}",
     "vs_unmasked": "{subject} {op} {limit:g}× itself unmasked",
 }
+#: the fastest autodiff of a kind of target, in words
+ANY_AUTODIFF = (
+    "its framework's fastest autodiff (a backend without autodiff: any other framework's)"
+)
+OP = {False: "≤", True: "≥"}  # by Target.at_least
 
 
 def targets(rows: list[dict], goals: tuple[Target, ...] = TARGETS) -> list[dict]:
@@ -127,11 +139,11 @@ def targets(rows: list[dict], goals: tuple[Target, ...] = TARGETS) -> list[dict]
         fastest = goal.of == "the fastest closed form"
         if fastest and bound:
             bound = [min(bound, key=lambda r: r["median_ms"])]
-        op = "≥" if goal.at_least else "≤"
         for r in bound:
-            measured = r[goal.quantity]
-            subject = f"fastest backend ({r['impl']})" if fastest else r["impl"]
-            text = WORDING[goal.quantity].format(**r, subject=subject, op=op, limit=goal.limit)
+            measured, subject = r[goal.quantity], r["impl"]
+            subject = f"fastest backend ({subject})" if fastest else subject
+            text = WORDING[goal.quantity].format(**r, subject=subject, op=OP[goal.at_least],
+                                                 limit=goal.limit)  # fmt: skip
             met = measured >= goal.limit if goal.at_least else measured <= goal.limit
             out.append({**goal._asdict(), "target": text, "impl": r["impl"], "measured": measured,
                         "met": met})  # fmt: skip
@@ -181,16 +193,19 @@ def _workload_order(name: str) -> int:
     return list(WORKLOADS).index(name) if name in WORKLOADS else len(WORKLOADS)
 
 
+def _workload(data: dict, name: str) -> Case:
+    """The workload as the run recorded it, else as bench/workloads.py defines it."""
+    return Case(**data["workloads"][name]) if name in data["workloads"] else WORKLOADS[name]
+
+
 def workload_table(data: dict) -> Table:
     """Every workload of bench/workloads.py, its sizes and GFLOP per call, and whether this run
-    timed it (its sizes as the run recorded them)."""
-    timed = data.get("workloads", {})
-    cells = []
-    for name, w in WORKLOADS.items():
-        sizes = {**w._asdict(), **timed.get(name, {})}
-        flops = w._replace(**{k: sizes[k] for k in "TBDHK"}).flops()
-        timed_here = "yes" if name in timed else "no"
-        cells.append([name, *(str(sizes[k]) for k in "TBDHK"), f"{flops / 1e9:.3g}", timed_here])
+    timed it."""
+    cells = [
+        [w.name, *(str(getattr(w, k)) for k in "TBDHK"), f"{flops(w) / 1e9:.3g}",
+         "yes" if w.name in data["workloads"] else "no"]
+        for w in (_workload(data, name) for name in WORKLOADS)
+    ]  # fmt: skip
     headers = ("workload", "T", "B", "D", "H", "K", "GFLOP per call", "timed in this run")
     return Table("Workloads", headers, "lrrrrrrl", cells)
 
@@ -238,24 +253,17 @@ def results_table(rows: list[dict], dtypes: Iterable[str]) -> Table:
 
 
 def memory_table(data: dict) -> Table:
-    w = {**WORKLOADS[MEMORY_WORKLOAD]._asdict(),
-         **data.get("workloads", {}).get(MEMORY_WORKLOAD, {})}  # fmt: skip
-    title = f"peak memory, {MEMORY_WORKLOAD} workload (T = {w['T']}, B = {w['B']}, H = {w['H']})"
+    w = _workload(data, MEMORY_WORKLOAD)
+    title = f"peak memory, {MEMORY_WORKLOAD} workload (T = {w.T}, B = {w.B}, H = {w.H})"
     mine = sorted((r for r in data["rows"] if "memory_bytes" in r),
                   key=lambda r: (r["dtype"], r["memory_bytes"]))  # fmt: skip
     cells = [
-        [
-            r["dtype"],
-            r["impl"],
-            _mib(r["memory_bytes"]),
-            _mib(r["memory_half_T_bytes"]),
-            f"{r['memory_growth_T_over_half_T']:.2f}",
-            _cell(r, "memory_per_activation", "{:.1f}".format),
-            r.get("memory_method", ""),
-        ]
+        [r["dtype"], r["impl"], _mib(r["memory_bytes"]), _mib(r["memory_half_T_bytes"]),
+         f"{r['memory_growth_T_over_half_T']:.2f}", f"{r['memory_per_activation']:.1f}",
+         r["memory_method"]]
         for r in mine
-    ]
-    headers = ("dtype", "implementation", f"peak MiB at\nT = {w['T']}", f"at T =\n{w['T'] // 2}",
+    ]  # fmt: skip
+    headers = ("dtype", "implementation", f"peak MiB at\nT = {w.T}", f"at T =\n{w.T // 2}",
                "ratio", "÷ one T·B·H\narray", "measured with")  # fmt: skip
     return Table(title, headers, "lwrrrrw", cells)
 
@@ -264,76 +272,60 @@ def memory_table(data: dict) -> Table:
 
 
 def _settings(data: dict) -> str:
-    options = data.get("options", {})
-    workloads = ", ".join(data.get("workloads", {})) or "none"
-    dtypes = ", ".join(options.get("dtypes") or ()) or "float32, float64"
-    peaks = [p for w in data["workers"] for p in w.get("peak", {}).values()]
-    repeats = {p["repeats"] for p in peaks if "repeats" in p}
+    o, seconds = data["options"], data["seconds"]
+    repeats = {p["repeats"] for w in data["workers"] for p in w.get("peak", {}).values()}
     of = f"median of {repeats.pop()} " if len(repeats) == 1 else "median of "
-    rounds = options.get("rounds", 1)
-    parts = [f"{rounds} round{'s' * (rounds != 1)} per backend (`--rounds`)"]
-    if "repeats" in options and "max_seconds" in options:
-        parts.append(
-            f"{WARMUP_CALLS} warm-up calls, then at most {options['repeats']} timed calls per "
-            f"implementation (`--repeats`) and {options['max_seconds']:g} s per workload and dtype "
-            "(`--max-seconds`)"
-        )
-    seed = f"; seed {options['seed']}" if "seed" in options else ""
-    parts += [f"workloads {workloads}; dtypes {dtypes}{seed}",
-              f"peak matmul: {of}{PEAK_SIZE} × {PEAK_SIZE} products"]  # fmt: skip
-    if options.get("env_pairs"):
-        parts.append("worker environment " + ", ".join(f"`{e}`" for e in options["env_pairs"]))
-    if options.get("device"):
-        parts.append(f"device {options['device']}")
-    seconds = data.get("seconds")
-    if seconds is not None:
-        took = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
-        return "- Settings: " + "; ".join(parts) + f". The run took {took}."
-    return "- Settings: " + "; ".join(parts) + "."
+    parts = [
+        f"{o['rounds']} round{'s' * (o['rounds'] != 1)} per backend (`--rounds`)",
+        f"{WARMUP_CALLS} warm-up calls, then at most {o['repeats']} timed calls per implementation "
+        f"(`--repeats`) and {o['max_seconds']:g} s per workload and dtype (`--max-seconds`)",
+        f"workloads {', '.join(data['workloads']) or 'none'}; "
+        f"dtypes {', '.join(o['dtypes'] or DTYPES)}; seed {o['seed']}",
+        f"peak matmul: {of}{PEAK_SIZE} × {PEAK_SIZE} products",
+    ]
+    env = ", ".join(f"`{pair}`" for pair in o["env_pairs"])
+    optional = {f"worker environment {env}": env, f"device {o['device']}": o["device"]}
+    parts += [text for text, given in optional.items() if given]
+    took = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
+    return "- Settings: " + "; ".join(parts) + f". The run took {took}."
 
 
 def _partial(data: dict) -> str | None:
     """What a run left out that a full one (``nox -s bench``) does, in words; None if nothing."""
-    options = data.get("options", {})
-    (repeats,) = [o.default for o in MEASUREMENT_OPTIONS if o.name == "repeats"]
-    missing = [w for w in WORKLOADS if w not in data.get("workloads", {})]
-    dtypes = options.get("dtypes") or DTYPES
-    short = [
-        *([f"workloads {', '.join(missing)} not timed"] if missing else []),
-        *([f"only {', '.join(dtypes)}"] if set(dtypes) != set(DTYPES) else []),
-        *([f"at most {options['repeats']} timed calls, not {repeats}"]
-          if options.get("repeats", repeats) < repeats else []),
-        *(["no memory measured"] if not options.get("memory", True) else []),
-        *([f"backends {', '.join(options['names'])} only"] if options.get("names") else []),
-    ]  # fmt: skip
+    o = data["options"]
+    (repeats,) = [option.default for option in MEASUREMENT_OPTIONS if option.name == "repeats"]
+    missing = [w for w in WORKLOADS if w not in data["workloads"]]
+    dtypes = o["dtypes"] or DTYPES
+    short = [text for left_out, text in (
+        (missing, f"workloads {', '.join(missing)} not timed"),
+        (set(dtypes) != set(DTYPES), f"only {', '.join(dtypes)}"),
+        (o["repeats"] < repeats, f"at most {o['repeats']} timed calls, not {repeats}"),
+        (not o["memory"], "no memory measured"),
+        (o["names"], f"backends {', '.join(o['names'])} only"),
+    ) if left_out]  # fmt: skip
     if not short:
         return None
-    if targets_for(options.get("device")) is not TARGETS:
+    if targets_for(o["device"]) is not TARGETS:
         return f"- A GPU run ({'; '.join(short)}), as `scripts/gpu-bench.sh` makes one."
     return f"- **Not a full run** ({'; '.join(short)}): `nox -s bench` rewrites this page from one."
 
 
 def _threads(threads: dict[str, Any]) -> str:
-    def one(value: Any) -> str:
-        return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
-
-    return "; ".join(f"{key} {one(value)}" for key, value in threads.items())
+    return "; ".join(f"{key} {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                     for key, v in threads.items())  # fmt: skip
 
 
 def setup(data: dict, page: bool = True) -> list[str]:
     """The machine, the settings, each framework with its threads, the peaks, the spread, the worst
     error: a Markdown list, one line per item; on a ``page``, what the run left out."""
     m = data["machine"]
-    load = (m.get("load_average_before"), m.get("load_average_after"))
-    load_text = " and ".join(
-        f"{when} the run {', '.join(f'{x:.2f}' for x in value)}"
-        for when, value in zip(("before", "after"), load)
-        if value
-    )
-    system = f", {m['system']}" if m.get("system") else ""
+    loads = [(when, m[f"load_average_{when}"]) for when in ("before", "after")]
+    load = " and ".join(f"{when} the run " + ", ".join(f"{x:.2f}" for x in value)
+                        for when, value in loads if value)  # fmt: skip
     lines = [
-        f"- Machine: `{m['cpu']}`, {m['usable_cores']} usable cores of {m['cores']}{system}, "
-        f"Python {m['python']}" + (f"; load average (1, 5, 15 min) {load_text}." if load else "."),
+        f"- Machine: `{m['cpu']}`, {m['usable_cores']} usable cores of {m['cores']}, "
+        f"{m['system']}, Python {m['python']}"
+        + (f"; load average (1, 5, 15 min) {load}." if load else "."),
         *(line for line in [_partial(data)] if page and line),
         _settings(data),
         "- Frameworks and threads, as the workers reported them:",
@@ -354,15 +346,11 @@ def setup(data: dict, page: bool = True) -> list[str]:
         if "peak_gflops" in r:
             peaks[r["backend"]][r["dtype"]] = r["peak_gflops"]
     dtypes = sorted({d for by_dtype in peaks.values() for d in by_dtype})
+    each = ", ".join(f"{backend} " + " / ".join(_gflops(by[d]) if d in by else "–" for d in dtypes)
+                     for backend, by in peaks.items())  # fmt: skip
     if peaks:
-        each = ", ".join(
-            f"{backend} " + " / ".join(_gflops(by[d]) if d in by else "–" for d in dtypes)
-            for backend, by in peaks.items()
-        )
-        lines.append(
-            f"- Peak {PEAK_SIZE}² matmul, GFLOP/s (median over rounds), {' / '.join(dtypes)}: "
-            f"{each}."
-        )
+        lines.append(f"- Peak {PEAK_SIZE}² matmul, GFLOP/s (median over rounds), "
+                     f"{' / '.join(dtypes)}: {each}.")  # fmt: skip
     return [*lines, _spread(data["rows"]), _worst_error(data["rows"])]
 
 
@@ -389,34 +377,23 @@ def _worst_error(rows: list[dict]) -> str:
     if not checked:
         return "- No result was checked against the reference."
     r = max(checked, key=lambda r: r["error_ratio"])
-    tensor = f", tensor {r['worst_tensor']}" if "worst_tensor" in r else ""
     return (
         f"- Worst error / bound of any result: {r['error_ratio']:.2g} ({r['impl']}, "
-        f"{r['workload']} {r['dtype']}{tensor}); above {r.get('check_limit', 1):g} a result is "
-        "not timed."
+        f"{r['workload']} {r['dtype']}, tensor {r['worst_tensor']}); above {r['check_limit']:g} a "
+        "result is not timed."
     )
 
 
 # --- targets --------------------------------------------------------------------------------------
 
 
-def describe(kind: tuple, workloads: list[str]) -> str:
-    """One kind of target in words: who, what, on which workloads."""
-    quantity, limit, at_least, of, backends = kind
-    op = "≥" if at_least else "≤"
-    who = of
-    if backends:
-        names = " and ".join(backends)
-        who = f"{names} closed forms" if of == "each closed form" else f"{of} of {names}"
-    what = {
-        "vs_autodiff": f"{op} {limit:g}× its framework's fastest autodiff (a backend without "
-        "autodiff: any other framework's)",
-        "vs_nn_rnn": f"{op} {limit:g}× {REFERENCE}",
-        "fraction_of_peak": f"{op} {limit:.0%} of its framework's matmul peak",
-        "memory_exponent": f": memory O(T): log2(peak(T) / peak(T/2)) {op} {limit:g}",
-        "vs_unmasked": f"{op} {limit:g}× itself unmasked",
-    }[quantity]
-    return f"{who}{'' if what.startswith(':') else ' '}{what}, on {', '.join(workloads)}"
+def describe(check: dict) -> str:
+    """The kind of target a check is of, in words (WORDING): who is judged, and against what."""
+    who, names = check["of"], " and ".join(check["backends"])
+    if names:
+        who = f"{names} closed forms" if who == "each closed form" else f"{who} of {names}"
+    wording, op = WORDING[check["quantity"]], OP[check["at_least"]]
+    return wording.format(**check, subject=who, op=op, fastest_autodiff=ANY_AUTODIFF)
 
 
 def _miss(check: dict) -> str:
@@ -428,28 +405,18 @@ def _miss(check: dict) -> str:
 def target_summary(checks: list[dict]) -> Table:
     """Per kind of target: how many were met, and the misses with their measured values, worst
     first; where none missed, the closest."""
-    kinds: dict[tuple, list[dict]] = {}
+    kinds: dict[str, list[dict]] = defaultdict(list)
     for c in checks:
-        kinds.setdefault((c["quantity"], c["limit"], c["at_least"], c["of"], tuple(c["backends"])),
-                         []).append(c)  # fmt: skip
+        kinds[describe(c)].append(c)
     cells = []
     for kind, group in kinds.items():
-        worst_first = sorted(group, key=lambda c: c["measured"], reverse=not kind[2])
+        worst_first = sorted(group, key=lambda c: c["measured"], reverse=not group[0]["at_least"])
         missed = [c for c in worst_first if not c["met"]]
         misses = "; ".join(map(_miss, missed)) or f"none (closest: {_miss(worst_first[0])})"
-        workloads = sorted({c["workload"] for c in group}, key=_workload_order)
+        workloads = ", ".join(sorted({c["workload"] for c in group}, key=_workload_order))
         met = sum(c["met"] for c in group)
-        cells.append([describe(kind, workloads), f"{met} of {len(group)}", misses])
+        cells.append([f"{kind}, on {workloads}", f"{met} of {len(group)}", misses])
     return Table("Targets (float32)", ("target", "met", "misses, worst first"), "wrw", cells)
-
-
-def untimed_targets(goals: tuple[Target, ...], timed_workloads: Iterable[str]) -> str | None:
-    """The goals on workloads the run did not time, in words; None if there are none."""
-    untimed = sorted({g.workload for g in goals} - set(timed_workloads), key=_workload_order)
-    if not untimed:
-        return None
-    names = " and ".join([", ".join(untimed[:-1]), untimed[-1]] if untimed[:-1] else untimed)
-    return f"Not measured in this run: the targets on {names} (not timed)."
 
 
 def target_table(checks: list[dict]) -> Table:

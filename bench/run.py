@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,7 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
     data: dict[str, Any] = {
         "options": click.get_current_context().params,
         "machine": machine(),
-        "workloads": {name: WORKLOADS[name]._asdict() for name in workloads},
+        "workloads": {name: asdict(WORKLOADS[name]) for name in workloads},
         "workers": [],
     }
     env = dict(pair.split("=", 1) for pair in env_pairs)

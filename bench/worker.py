@@ -17,8 +17,8 @@ import hashlib
 import json
 import os
 import statistics
-import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,9 @@ import numpy as np
 
 from rnnspec import backends
 from rnnspec.bench.frameworks import PEAK_SIZE, Call, Framework, framework_of, outputs
-from rnnspec.bench.workloads import (
-    FLOW_CALLS,
-    FLOW_WORKLOAD,
-    MEMORY_WORKLOAD,
-    WORKLOADS,
-    Workload,
-    as_case,
-)
+from rnnspec.bench.workloads import FLOW_CALLS, FLOW_WORKLOAD, MEMORY_WORKLOAD, WORKLOADS
 from rnnspec.conformance import cases
+from rnnspec.conformance.cases import Case
 from rnnspec.spec import Grads, reference, tolerance
 
 #: A result is timed only if every tensor's ‖g − r‖/‖r‖ ≤ CHECK_FACTOR · tolerance.bound(dtype, T):
@@ -70,28 +64,24 @@ MEASUREMENT_OPTIONS = (
 # --- what each call must return, once per workload, cached on disk ------------------------------
 
 
-def _expected(w: Workload, seed: int, cache: Path, flow: str | None = None) -> list[np.ndarray]:
-    """[L, ∇U, ∇W, ∇b, ∇V, ∇c, ∇h0, ∇x] in float64, kept in ``cache`` under the sources they
-    depend on: by spec.reference (pure Python: seconds), or for the gradient-flow call
+def _expected(w: Case, cache: Path, flow: str | None = None) -> list[np.ndarray]:
+    """[L, ∇U, ∇W, ∇b, ∇V, ∇c, ∇h0, ∇x] in float64, kept in ``cache`` under the case and the
+    sources they depend on: by spec.reference (pure Python: seconds), or for the gradient-flow call
     FLOW_CALLS[flow] by the NumPy backend. The literal reference (spec.reference_flow, O(T³)) is
     out of reach at these sizes; the conformance suite certifies the NumPy backend against it."""
     from rnnspec.backends import base
     from rnnspec.backends import numpy as numpy_backend
 
     computed_by = (reference,) if flow is None else (numpy_backend, base)
-    inputs_by = (cases, sys.modules[as_case.__module__])
-    sources = b"".join(
-        Path(m.__file__).read_bytes() for m in (*computed_by, *inputs_by) if m.__file__
-    )
-    key = hashlib.sha256(repr((tuple(w), seed, flow)).encode() + sources).hexdigest()[:16]
+    sources = b"".join(Path(m.__file__).read_bytes() for m in (*computed_by, cases) if m.__file__)
+    key = hashlib.sha256(repr((w, flow)).encode() + sources).hexdigest()[:16]
     path = cache / f"{'flow' if flow else 'reference'}-{w.name}-{key}.npz"
     if path.exists():
         with np.load(path) as stored:
             return [stored[name] for name in TENSORS]
-    case = as_case(w, seed)
-    params, x, y, h0 = case.arrays("float64")
+    params, x, y, h0 = w.arrays("float64")
     if flow is None:
-        result = reference.gradients(params, x, y, h0, mask=case.mask())
+        result = reference.gradients(params, x, y, h0, mask=w.mask())
     else:
         result = FLOW_CALLS[flow](backends.load("numpy"), params, x, y, h0)
     values = [np.asarray(a) for a in outputs(result)]
@@ -110,10 +100,9 @@ def _check(result, to_numpy, want: list[np.ndarray], dtype: str, T: int) -> dict
     return {"error_ratio": ratios[worst], "worst_tensor": TENSORS[worst], "ratios": ratios}
 
 
-def native(fw: Framework, w: Workload, dtype: str, seed: int) -> tuple:
+def native(fw: Framework, w: Case, dtype: str) -> tuple:
     """The workload's inputs as the backend's arrays, with its mask (None when unmasked)."""
-    case = as_case(w, seed)
-    return (*case.native(fw.backend, dtype), case.native_mask(fw.backend))
+    return (*w.native(fw.backend, dtype), w.native_mask(fw.backend))
 
 
 # --- timing -------------------------------------------------------------------------------------
@@ -146,12 +135,12 @@ def peak_gflops(fw: Framework, dtype: str, repeats: int = 7) -> dict:
 
 
 def time_workload(
-    fw: Framework, w: Workload, dtype: str, seed: int, cache: Path, repeats: int, max_seconds: float
+    fw: Framework, w: Case, dtype: str, cache: Path, repeats: int, max_seconds: float
 ) -> list[dict]:
-    want = _expected(w, seed, cache)
+    want = _expected(w, cache)
     rows: dict[str, dict[str, Any]] = {}
     live: dict[str, Call] = {}
-    params, x, y, h0, mask = native(fw, w, dtype, seed)
+    params, x, y, h0, mask = native(fw, w, dtype)
     # the gradient-flow methods take no mask (SPEC.md §10), and their workload has none
     flow = fw.flow_implementations(params, x, y, h0) if w.name == FLOW_WORKLOAD else {}
     for name, call in {**fw.implementations(params, x, y, h0, mask), **flow}.items():
@@ -160,7 +149,7 @@ def time_workload(
                                "first_call_s": first, "check_limit": CHECK_FACTOR}  # fmt: skip
         if name in flow:  # checked against its own float64 result, not against ∇L
             row["flow"] = True
-            expected = _expected(w, seed, cache, name.removeprefix(f"{fw.backend.name} "))
+            expected = _expected(w, cache, name.removeprefix(f"{fw.backend.name} "))
         else:
             expected = want
         rows[name] = {**row, **_check(result, fw.backend.to_numpy, expected, dtype, w.T)}
@@ -188,27 +177,23 @@ def time_workload(
 # --- memory -------------------------------------------------------------------------------------
 
 
-def memory(fw: Framework, dtype: str, seed: int) -> list[dict]:
-    """Each implementation's peak at T and at T/2 on the memory workload; [] where not measurable."""
-    w = WORKLOADS[MEMORY_WORKLOAD]
+def memory(fw: Framework, w: Case, dtype: str) -> list[dict]:
+    """Each implementation's peak at T and at T/2 on workload ``w``; [] where not measurable."""
     rows: dict[str, dict] = {}
-    for T in (w.T, w.T // 2):
-        for name, call in fw.implementations(*native(fw, w.prefix(T), dtype, seed)).items():
+    for T, key in ((w.T, "memory_bytes"), (w.T // 2, "memory_half_T_bytes")):
+        for name, call in fw.implementations(*native(fw, replace(w, T=T), dtype)).items():
             for _ in range(WARMUP_CALLS):  # compile first: compilers' own memory is not the call's
                 _timed(call, fw)
             gc.collect()
-            measured = fw.peak_memory(call)
-            if measured is None:
+            if (measured := fw.peak_memory(call)) is None:
                 return []
             row = rows.setdefault(name, {"workload": w.name, "dtype": dtype, "impl": name})
-            row["memory_bytes" if T == w.T else "memory_half_T_bytes"] = measured[0]
-            row["memory_method"] = measured[1]
+            row[key], row["memory_method"] = measured
+    activations = w.T * w.B * w.H * np.dtype(dtype).itemsize
     for row in rows.values():
-        activations = w.T * w.B * w.H * np.dtype(dtype).itemsize
-        row["memory_per_activation"] = row["memory_bytes"] / activations
-        row["memory_growth_T_over_half_T"] = row["memory_bytes"] / max(
-            1, row["memory_half_T_bytes"]
-        )
+        growth = row["memory_bytes"] / max(1, row["memory_half_T_bytes"])
+        row.update(memory_per_activation=row["memory_bytes"] / activations,
+                   memory_growth_T_over_half_T=growth)  # fmt: skip
     return list(rows.values())
 
 
@@ -235,25 +220,20 @@ def main(
         json.dump({"backend": backend_name, "error": str(problem), "results": []}, json_file)
         raise click.ClickException(str(problem)) from None
     fw = framework_of(backend)
-    out: dict[str, Any] = {
-        "backend": backend.name,
-        "framework": fw.name,
-        "version": backend.framework_version,
-        "device": backend.device,
-        "precision": None if fw.on_cpu else backend.enforce_full_precision(),
-        "threads": fw.threads(),
-        "results": [],
-    }
+    out: dict[str, Any] = {"backend": backend.name, "framework": fw.name,
+                           "version": backend.framework_version, "device": backend.device,
+                           "precision": None if fw.on_cpu else backend.enforce_full_precision(),
+                           "threads": fw.threads(), "results": []}  # fmt: skip
     dtypes = [d for d in dtypes or DTYPES if d in backend.capabilities.dtypes]
     if measure == "memory":
         for dtype in dtypes:
-            out["results"] += memory(fw, dtype, seed)
+            out["results"] += memory(fw, replace(WORKLOADS[MEMORY_WORKLOAD], seed=seed), dtype)
     else:
         out["peak"] = {dtype: peak_gflops(fw, dtype) for dtype in dtypes}
         for name in workloads or WORKLOADS:
+            w = replace(WORKLOADS[name], seed=seed)
             for dtype in dtypes:
-                w = WORKLOADS[name]
-                out["results"] += time_workload(fw, w, dtype, seed, cache, repeats, max_seconds)
+                out["results"] += time_workload(fw, w, dtype, cache, repeats, max_seconds)
     json.dump(out, json_file, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
 
 

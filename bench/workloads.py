@@ -1,43 +1,32 @@
-"""The benchmark's workloads, their FLOP counts and their inputs, and the targets set on them."""
+"""The benchmark's workloads, conformance cases, their FLOP counts and the targets set on them."""
 
 from typing import Literal, NamedTuple
 
-from rnnspec.conformance.cases import Case, Inputs
+from rnnspec.conformance.cases import Case
 
-
-class Workload(NamedTuple):
-    name: str
-    T: int
-    B: int
-    D: int
-    H: int
-    K: int
-    #: the workload this one is a masked copy of, right-padded (SPEC.md §9; as_case)
-    masked_of: str | None = None
-
-    def forward_flops(self) -> int:
-        """2·T·B·(H·D + H·H + K·H): the three matrix products of the forward pass."""
-        return 2 * self.T * self.B * (self.H * self.D + self.H * self.H + self.K * self.H)
-
-    def flops(self) -> int:
-        """Loss and every gradient: the backward pass does twice the forward's products."""
-        return 3 * self.forward_flops()
-
-    def prefix(self, T: int) -> "Workload":
-        return self._replace(T=T)
-
-
+#: timed on each case's own inputs (Case.arrays, Case.mask): W of spectral radius 0.9, a
+#: contractive recurrence with tanh unsaturated, as in real training; every value rounded through
+#: float32, so that both dtypes see the very same numbers and one float64 reference checks both;
+#: the masked workload right-padded, its sequences' lengths cycling T, T − 2 and 1 (SPEC.md §9)
 WORKLOADS = {
     w.name: w
     for w in (
-        Workload("small", T=50, B=32, D=32, H=64, K=32),
-        Workload("medium", T=100, B=64, D=128, H=256, K=128),
-        Workload("long", T=1000, B=16, D=64, H=128, K=64),
-        Workload("wide", T=20, B=128, D=512, H=1024, K=512),
-        Workload("masked", T=100, B=64, D=128, H=256, K=128, masked_of="medium"),
+        Case("small", T=50, B=32, D=32, H=64, K=32),
+        Case("medium", T=100, B=64, D=128, H=256, K=128),
+        Case("long", T=1000, B=16, D=64, H=128, K=64),
+        Case("wide", T=20, B=128, D=512, H=1024, K=512),
+        Case("masked", T=100, B=64, D=128, H=256, K=128, padding="right"),
     )
 }
+#: a masked workload -> the one it is a masked copy of
+MASKED_OF = {"masked": "medium"}
 QUICK = ("small", "medium")
+
+
+def flops(w: Case) -> int:
+    """Loss and every gradient: three times the forward's products, 2·T·B·(H·D + H·H + K·H)."""
+    return 6 * w.T * w.B * (w.H * w.D + w.H * w.H + w.K * w.H)
+
 
 #: where the gradient-flow methods of SPEC.md §10 are timed, beside the full gradient
 FLOW_WORKLOAD = "long"
@@ -73,14 +62,12 @@ NUMPY_AND_TORCH = ("numpy", "torch")
 #: log2(peak(T) / peak(T/2)), 1 where memory is linear in T and 2 where it is quadratic;
 #: vs_unmasked: a masked workload's time over the same implementation's on the workload it masks.
 TARGETS = (
-    Target("small", "vs_autodiff", 0.8),
-    Target("medium", "vs_autodiff", 0.8),
-    Target("long", "vs_autodiff", 0.8),
+    *(Target(w, "vs_autodiff", 0.8) for w in ("small", "medium", "long")),
     Target("wide", "vs_autodiff", 1.0),  # large products dominate both: parity is the goal
-    Target("small", "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH),
-    Target("medium", "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH),
-    Target("long", "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH),
-    Target("wide", "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH),
+    *(
+        Target(w, "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH)
+        for w in ("small", "medium", "long", "wide")
+    ),
     Target("medium", "fraction_of_peak", 0.6, at_least=True, of="the fastest closed form"),
     Target("wide", "fraction_of_peak", 0.8, at_least=True, of="the fastest closed form"),
     Target(MEMORY_WORKLOAD, "memory_exponent", 1.25, of="each implementation"),
@@ -105,18 +92,3 @@ def targets_for(device: str | None) -> tuple[Target, ...]:
     """The goals of a run whose backends were loaded on ``device`` (None: each one's default, the
     CPU): the CPU's, or on any other device the GPU's."""
     return TARGETS if device is None or device.lower().startswith("cpu") else GPU_TARGETS
-
-
-def as_case(w: Workload, seed: int = 0) -> Case:
-    """The workload as a conformance case, whose inputs (``Case.arrays``, ``Case.mask``) it is
-    timed on: W of spectral radius 0.9, a contractive recurrence with tanh unsaturated, as in real
-    training; every value rounded through float32, so that both dtypes see the very same numbers
-    and one float64 reference checks both; a masked workload right-padded, its sequences' lengths
-    cycling T, T − 2 and 1."""
-    padding = "right" if w.masked_of else None
-    return Case(w.name, w.T, w.B, w.D, w.H, w.K, seed=seed, padding=padding)
-
-
-def inputs(w: Workload, dtype: str, seed: int = 0) -> Inputs:
-    """(params, x, y, h0) as NumPy arrays; y holds int64 class indices."""
-    return as_case(w, seed).arrays(dtype)

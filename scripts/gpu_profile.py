@@ -13,20 +13,21 @@ stages it); installs nothing. Usage: python3 scripts/gpu_profile.py [--repeats N
 import argparse
 import statistics
 import time
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
 
 from rnnspec import backends
 from rnnspec.bench.frameworks import _nn_rnn, framework_of
-from rnnspec.bench.workloads import WORKLOADS, inputs
+from rnnspec.bench.workloads import WORKLOADS
 from rnnspec.spec import Params
 
 UNROLLS = (1, 16, 64)
 
 
 def native(backend, w, dtype="float32"):
-    params, x, y, h0 = inputs(w, dtype)
+    params, x, y, h0 = w.arrays(dtype)
     return Params(*map(backend.asarray, params)), *map(backend.asarray, (x, y, h0))
 
 
@@ -116,7 +117,7 @@ def jax_sweep(device: str, workloads: dict, repeats: int) -> None:
             print(f"{name:>8} {backend._unroll:>6} {part}: {ms(call):.3f} ms")
     print(f"\n{'T (long)':>8} {'closed form ms':>15}  (unroll {backend._unroll})")
     for T in (125, 250, 500, 1000):
-        args = native(backend, WORKLOADS["long"].prefix(T))
+        args = native(backend, replace(WORKLOADS["long"], T=T))
         print(f"{T:>8} {ms(partial(backend.gradients, *args)):>15.3f}")
 
 
