@@ -1,9 +1,7 @@
 """What a run's numbers mean, as one model rendered twice: the workers' rows joined and compared
 (:func:`derive`), the targets judged on them (:func:`targets`), then the setup lines and the tables
-that ``rnnspec bench`` prints (run.py, rich) and that docs/benchmarks.md quotes (markdown.py).
-
-A :class:`Table` holds text cells; :class:`Strong` and :class:`Bad` cells stand out, each renderer
-in its own way. Markdown is the setup lines' and the legend's form, which rich prints as well.
+(:class:`Table`) that ``rnnspec bench`` prints (run.py, rich) and docs/benchmarks.md quotes
+(markdown.py); each renderer marks :class:`Strong` and :class:`Bad` cells in its own way.
 """
 
 import math
@@ -12,17 +10,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from rnnspec.bench import workloads
 from rnnspec.bench.frameworks import PEAK_SIZE, REFERENCE
 from rnnspec.bench.worker import DTYPES, MEASUREMENT_OPTIONS, WARMUP_CALLS, summary
-from rnnspec.bench.workloads import (
-    MASKED_OF,
-    MEMORY_WORKLOAD,
-    TARGETS,
-    WORKLOADS,
-    Target,
-    flops,
-    targets_for,
-)
+from rnnspec.bench.workloads import MEMORY_WORKLOAD, TARGETS, WORKLOADS, Target, flops
 from rnnspec.conformance.cases import Case
 
 # --- derived numbers ------------------------------------------------------------------------------
@@ -46,14 +37,13 @@ def derive(data: dict) -> list[dict]:
             peaks[(worker["backend"], dtype)].append(peak["gflops"])
         for row in worker["results"]:
             key = (row["workload"], row["dtype"], row["impl"])
-            merged = rows.setdefault(key, {"backend": worker["backend"]})
+            was = rows.setdefault(key, {"backend": worker["backend"]}).get
             if "times_ms" in row:
-                was = merged.get
                 row = {**row, "times_ms": was("times_ms", []) + row["times_ms"],
                        "round_medians_ms": [*was("round_medians_ms", []), row["median_ms"]],
                        "first_call_s": max(was("first_call_s", 0.0), row["first_call_s"]),
                        "error_ratio": max(was("error_ratio", 0.0), row["error_ratio"])}  # fmt: skip
-            merged.update(row)
+            rows[key].update(row)
     for row in rows.values():
         if "times_ms" in row:
             row.update(summary(row["times_ms"]))
@@ -61,8 +51,7 @@ def derive(data: dict) -> list[dict]:
                 row["gflops"] = flops(WORKLOADS[row["workload"]]) / row["median_ms"] / 1e6
         peak = statistics.median(peaks[(row["backend"], row["dtype"])] or [0.0])
         if "gflops" in row and peak:
-            row["peak_gflops"] = peak
-            row["fraction_of_peak"] = row["gflops"] / peak
+            row.update(peak_gflops=peak, fraction_of_peak=row["gflops"] / peak)
         if row.get("memory_growth_T_over_half_T", 0) > 0:  # 1 if linear in T, 2 if quadratic
             row["memory_exponent"] = math.log2(row["memory_growth_T_over_half_T"])
     for row in rows.values():
@@ -87,11 +76,9 @@ def _compare(row: dict, rows: dict[tuple, dict]) -> None:
         fastest = min(timed, key=lambda r: r["median_ms"], default=None)
         if fastest:
             row["fastest_autodiff"] = fastest["impl"]
-        against = {
-            "vs_autodiff": fastest,
-            "vs_nn_rnn": rows.get((workload, dtype, REFERENCE)),
-            "vs_unmasked": rows.get((MASKED_OF.get(workload), dtype, row["impl"])),
-        }
+        unmasked = (workloads.MASKED_OF.get(workload), dtype, row["impl"])
+        against = {"vs_autodiff": fastest, "vs_nn_rnn": rows.get((workload, dtype, REFERENCE)),
+                   "vs_unmasked": rows.get(unmasked)}  # fmt: skip
     else:
         return
     for key, other in against.items():
@@ -107,7 +94,9 @@ def _ratio(row: dict, other: dict) -> float:
     return row["median_ms"] / other["median_ms"]
 
 
-#: how each target quantity reads, of one row (targets) or of a kind of target (target_summary):
+# --- targets --------------------------------------------------------------------------------------
+
+#: how each target quantity reads, of one row (targets) or of a kind of target (describe):
 #: {subject} is who is judged, {op} ≤ or ≥
 WORDING = {
     "vs_autodiff": "{subject} {op} {limit:g}× {fastest_autodiff}",
@@ -116,7 +105,6 @@ WORDING = {
     "memory_exponent": "{subject}'s memory O(T): log2(peak(T) / peak(T/2)) {op} {limit:g}",
     "vs_unmasked": "{subject} {op} {limit:g}× itself unmasked",
 }
-#: the fastest autodiff of a kind of target, in words
 ANY_AUTODIFF = (
     "its framework's fastest autodiff (a backend without autodiff: any other framework's)"
 )
@@ -128,29 +116,30 @@ def targets(rows: list[dict], goals: tuple[Target, ...] = TARGETS) -> list[dict]
     and the goal itself (its fields, and the implementation it was measured on)."""
     out = []
     for goal in goals:
-        bound = [
-            r
-            for r in rows
-            if (r["workload"], r["dtype"]) == (goal.workload, "float32")
-            and goal.quantity in r
-            and (goal.of == "each implementation" or is_closed_form(r))
-            and (not goal.backends or r["backend"] in goal.backends)
-        ]
+        bound = [r for r in rows if (r["workload"], r["dtype"]) == (goal.workload, "float32")
+                 and goal.quantity in r and (goal.of == "each implementation" or is_closed_form(r))
+                 and (not goal.backends or r["backend"] in goal.backends)]  # fmt: skip
         fastest = goal.of == "the fastest closed form"
-        if fastest and bound:
-            bound = [min(bound, key=lambda r: r["median_ms"])]
-        for r in bound:
-            measured, subject = r[goal.quantity], r["impl"]
-            subject = f"fastest backend ({subject})" if fastest else subject
-            text = WORDING[goal.quantity].format(**r, subject=subject, op=OP[goal.at_least],
-                                                 limit=goal.limit)  # fmt: skip
+        for r in [min(bound, key=lambda r: r["median_ms"])] if fastest and bound else bound:
+            measured, op = r[goal.quantity], OP[goal.at_least]
+            subject = f"fastest backend ({r['impl']})" if fastest else r["impl"]
+            text = WORDING[goal.quantity].format(**r, subject=subject, op=op, limit=goal.limit)
             met = measured >= goal.limit if goal.at_least else measured <= goal.limit
             out.append({**goal._asdict(), "target": text, "impl": r["impl"], "measured": measured,
                         "met": met})  # fmt: skip
     return out
 
 
-# --- the model ------------------------------------------------------------------------------------
+def describe(check: dict) -> str:
+    """The kind of target a check is of, in words (WORDING): who is judged, and against what."""
+    who, names = check["of"], " and ".join(check["backends"])
+    if names:
+        who = f"{names} closed forms" if who == "each closed form" else f"{who} of {names}"
+    wording, op = WORDING[check["quantity"]], OP[check["at_least"]]
+    return wording.format(**check, subject=who, op=op, fastest_autodiff=ANY_AUTODIFF)
+
+
+# --- the model and its tables ---------------------------------------------------------------------
 
 
 class Strong(str):
@@ -172,17 +161,20 @@ class Table(NamedTuple):
     grouped: bool = False
 
 
+def _short(x: float, at_least: float, above: str, below: str) -> str:
+    return format(x, above if x >= at_least else below)
+
+
 def _ms(x: float) -> str:
-    return f"{x:.2f}" if x >= 0.1 else f"{x:.3g}"
+    return _short(x, 0.1, ".2f", ".3g")
 
 
 def _mib(n: float) -> str:
-    x = n / 2**20
-    return f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+    return _short(n / 2**20, 1, ".1f", ".2g")
 
 
 def _gflops(x: float) -> str:
-    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+    return _short(x, 10, ".0f", ".2g")
 
 
 def _cell(row: dict, key: str, form: Callable[[Any], str]) -> str:
@@ -199,13 +191,10 @@ def _workload(data: dict, name: str) -> Case:
 
 
 def workload_table(data: dict) -> Table:
-    """Every workload of bench/workloads.py, its sizes and GFLOP per call, and whether this run
-    timed it."""
-    cells = [
-        [w.name, *(str(getattr(w, k)) for k in "TBDHK"), f"{flops(w) / 1e9:.3g}",
-         "yes" if w.name in data["workloads"] else "no"]
-        for w in (_workload(data, name) for name in WORKLOADS)
-    ]  # fmt: skip
+    """Every workload, its sizes and GFLOP per call, and whether this run timed it."""
+    cells = [[w.name, *(str(getattr(w, k)) for k in "TBDHK"), f"{flops(w) / 1e9:.3g}",
+              "yes" if w.name in data["workloads"] else "no"]
+             for w in (_workload(data, name) for name in WORKLOADS)]  # fmt: skip
     headers = ("workload", "T", "B", "D", "H", "K", "GFLOP per call", "timed in this run")
     return Table("Workloads", headers, "lrrrrrrl", cells)
 
@@ -245,7 +234,7 @@ def results_table(rows: list[dict], dtypes: Iterable[str]) -> Table:
             _cell(r, "gflops", _gflops),
             _cell(r, "fraction_of_peak", "{:.0%}".format),
             _cell(r, "first_call_s", "{:.3f}".format),
-            Bad(error) if r["error_ratio"] > r.get("check_limit", 1) else error,
+            Bad(error) if r["error_ratio"] > r["check_limit"] else error,
         ])  # fmt: skip
     headers = ("workload", "implementation", "ms/call\n(median)", "IQR", "÷ fastest\nautodiff",
                "÷ nn.RNN", "GFLOP/s", "% of\npeak", "first call\n(s)", "error /\nbound")  # fmt: skip
@@ -254,146 +243,15 @@ def results_table(rows: list[dict], dtypes: Iterable[str]) -> Table:
 
 def memory_table(data: dict) -> Table:
     w = _workload(data, MEMORY_WORKLOAD)
-    title = f"peak memory, {MEMORY_WORKLOAD} workload (T = {w.T}, B = {w.B}, H = {w.H})"
     mine = sorted((r for r in data["rows"] if "memory_bytes" in r),
                   key=lambda r: (r["dtype"], r["memory_bytes"]))  # fmt: skip
-    cells = [
-        [r["dtype"], r["impl"], _mib(r["memory_bytes"]), _mib(r["memory_half_T_bytes"]),
-         f"{r['memory_growth_T_over_half_T']:.2f}", f"{r['memory_per_activation']:.1f}",
-         r["memory_method"]]
-        for r in mine
-    ]  # fmt: skip
+    cells = [[r["dtype"], r["impl"], _mib(r["memory_bytes"]), _mib(r["memory_half_T_bytes"]),
+              f"{r['memory_growth_T_over_half_T']:.2f}", f"{r['memory_per_activation']:.1f}",
+              r["memory_method"]] for r in mine]  # fmt: skip
     headers = ("dtype", "implementation", f"peak MiB at\nT = {w.T}", f"at T =\n{w.T // 2}",
                "ratio", "÷ one T·B·H\narray", "measured with")  # fmt: skip
+    title = f"peak memory, {MEMORY_WORKLOAD} workload (T = {w.T}, B = {w.B}, H = {w.H})"
     return Table(title, headers, "lwrrrrw", cells)
-
-
-# --- the setup ------------------------------------------------------------------------------------
-
-
-def _settings(data: dict) -> str:
-    o, seconds = data["options"], data["seconds"]
-    repeats = {p["repeats"] for w in data["workers"] for p in w.get("peak", {}).values()}
-    of = f"median of {repeats.pop()} " if len(repeats) == 1 else "median of "
-    parts = [
-        f"{o['rounds']} round{'s' * (o['rounds'] != 1)} per backend (`--rounds`)",
-        f"{WARMUP_CALLS} warm-up calls, then at most {o['repeats']} timed calls per implementation "
-        f"(`--repeats`) and {o['max_seconds']:g} s per workload and dtype (`--max-seconds`)",
-        f"workloads {', '.join(data['workloads']) or 'none'}; "
-        f"dtypes {', '.join(o['dtypes'] or DTYPES)}; seed {o['seed']}",
-        f"peak matmul: {of}{PEAK_SIZE} × {PEAK_SIZE} products",
-    ]
-    env = ", ".join(f"`{pair}`" for pair in o["env_pairs"])
-    optional = {f"worker environment {env}": env, f"device {o['device']}": o["device"]}
-    parts += [text for text, given in optional.items() if given]
-    took = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
-    return "- Settings: " + "; ".join(parts) + f". The run took {took}."
-
-
-def _partial(data: dict) -> str | None:
-    """What a run left out that a full one (``nox -s bench``) does, in words; None if nothing."""
-    o = data["options"]
-    (repeats,) = [option.default for option in MEASUREMENT_OPTIONS if option.name == "repeats"]
-    missing = [w for w in WORKLOADS if w not in data["workloads"]]
-    dtypes = o["dtypes"] or DTYPES
-    short = [text for left_out, text in (
-        (missing, f"workloads {', '.join(missing)} not timed"),
-        (set(dtypes) != set(DTYPES), f"only {', '.join(dtypes)}"),
-        (o["repeats"] < repeats, f"at most {o['repeats']} timed calls, not {repeats}"),
-        (not o["memory"], "no memory measured"),
-        (o["names"], f"backends {', '.join(o['names'])} only"),
-    ) if left_out]  # fmt: skip
-    if not short:
-        return None
-    if targets_for(o["device"]) is not TARGETS:
-        return f"- A GPU run ({'; '.join(short)}), as `scripts/gpu-bench.sh` makes one."
-    return f"- **Not a full run** ({'; '.join(short)}): `nox -s bench` rewrites this page from one."
-
-
-def _threads(threads: dict[str, Any]) -> str:
-    return "; ".join(f"{key} {', '.join(map(str, v)) if isinstance(v, list) else v}"
-                     for key, v in threads.items())  # fmt: skip
-
-
-def setup(data: dict, page: bool = True) -> list[str]:
-    """The machine, the settings, each framework with its threads, the peaks, the spread, the worst
-    error: a Markdown list, one line per item; on a ``page``, what the run left out."""
-    m = data["machine"]
-    loads = [(when, m[f"load_average_{when}"]) for when in ("before", "after")]
-    load = " and ".join(f"{when} the run " + ", ".join(f"{x:.2f}" for x in value)
-                        for when, value in loads if value)  # fmt: skip
-    lines = [
-        f"- Machine: `{m['cpu']}`, {m['usable_cores']} usable cores of {m['cores']}, "
-        f"{m['system']}, Python {m['python']}"
-        + (f"; load average (1, 5, 15 min) {load}." if load else "."),
-        *(line for line in [_partial(data)] if page and line),
-        _settings(data),
-        "- Frameworks and threads, as the workers reported them:",
-    ]
-    shown = set()
-    for worker in data["workers"]:
-        if "error" in worker:
-            why = (worker["error"].strip().splitlines() or ["no message"])[-1]
-            lines.append(f"  - {worker['backend']}: **failed**: {why}")
-        elif worker["backend"] not in shown:
-            shown.add(worker["backend"])
-            lines.append(
-                f"  - {worker['backend']}: {worker['version']} on {worker['device']}, timed as "
-                f"{worker['framework']}: {_threads(worker['threads'])}"
-            )
-    peaks: dict[str, dict[str, float]] = defaultdict(dict)
-    for r in data["rows"]:
-        if "peak_gflops" in r:
-            peaks[r["backend"]][r["dtype"]] = r["peak_gflops"]
-    dtypes = sorted({d for by_dtype in peaks.values() for d in by_dtype})
-    each = ", ".join(f"{backend} " + " / ".join(_gflops(by[d]) if d in by else "–" for d in dtypes)
-                     for backend, by in peaks.items())  # fmt: skip
-    if peaks:
-        lines.append(f"- Peak {PEAK_SIZE}² matmul, GFLOP/s (median over rounds), "
-                     f"{' / '.join(dtypes)}: {each}.")  # fmt: skip
-    return [*lines, _spread(data["rows"]), _worst_error(data["rows"])]
-
-
-def _spread(rows: list[dict]) -> str:
-    """How far one implementation's median moved between the rounds' processes."""
-    spread = [
-        (max(r["round_medians_ms"]) / min(r["round_medians_ms"]), r)
-        for r in rows
-        if len(r.get("round_medians_ms", ())) > 1 and min(r["round_medians_ms"]) > 0
-    ]
-    if not spread:
-        return "- One round per backend: how much processes differ was not measured in this run."
-    ratio, r = max(spread, key=lambda s: s[0])
-    medians = r["round_medians_ms"]
-    return (
-        f"- Between processes one implementation's median moved by up to {ratio:.2f}× "
-        f"({r['impl']}, {r['workload']} {r['dtype']}: {_ms(min(medians))} ms in one round, "
-        f"{_ms(max(medians))} ms in another)."
-    )
-
-
-def _worst_error(rows: list[dict]) -> str:
-    checked = [r for r in rows if "error_ratio" in r]
-    if not checked:
-        return "- No result was checked against the reference."
-    r = max(checked, key=lambda r: r["error_ratio"])
-    return (
-        f"- Worst error / bound of any result: {r['error_ratio']:.2g} ({r['impl']}, "
-        f"{r['workload']} {r['dtype']}, tensor {r['worst_tensor']}); above {r['check_limit']:g} a "
-        "result is not timed."
-    )
-
-
-# --- targets --------------------------------------------------------------------------------------
-
-
-def describe(check: dict) -> str:
-    """The kind of target a check is of, in words (WORDING): who is judged, and against what."""
-    who, names = check["of"], " and ".join(check["backends"])
-    if names:
-        who = f"{names} closed forms" if who == "each closed form" else f"{who} of {names}"
-    wording, op = WORDING[check["quantity"]], OP[check["at_least"]]
-    return wording.format(**check, subject=who, op=op, fastest_autodiff=ANY_AUTODIFF)
 
 
 def _miss(check: dict) -> str:
@@ -413,16 +271,117 @@ def target_summary(checks: list[dict]) -> Table:
         worst_first = sorted(group, key=lambda c: c["measured"], reverse=not group[0]["at_least"])
         missed = [c for c in worst_first if not c["met"]]
         misses = "; ".join(map(_miss, missed)) or f"none (closest: {_miss(worst_first[0])})"
-        workloads = ", ".join(sorted({c["workload"] for c in group}, key=_workload_order))
-        met = sum(c["met"] for c in group)
-        cells.append([f"{kind}, on {workloads}", f"{met} of {len(group)}", misses])
+        on = ", ".join(sorted({c["workload"] for c in group}, key=_workload_order))
+        cells.append([f"{kind}, on {on}", f"{len(group) - len(missed)} of {len(group)}", misses])
     return Table("Targets (float32)", ("target", "met", "misses, worst first"), "wrw", cells)
 
 
 def target_table(checks: list[dict]) -> Table:
-    cells = [
-        [c["workload"], c["target"], f"{c['measured']:.2f}", "yes" if c["met"] else Bad("no")]
-        for c in checks
+    cells = [[c["workload"], c["target"], f"{c['measured']:.2f}", "yes" if c["met"] else Bad("no")]
+             for c in checks]  # fmt: skip
+    headers = ("workload", "target", "measured", "met")
+    return Table("Every target with its measured value", headers, "lwrl", cells)
+
+
+# --- the setup ------------------------------------------------------------------------------------
+
+
+def setup(data: dict, page: bool = True) -> list[str]:
+    """The machine, the settings, each framework with its threads, the peaks, the spread, the worst
+    error: a Markdown list, one line per item; on a ``page``, what the run left out."""
+    m = data["machine"]
+    loads = [(when, m[f"load_average_{when}"]) for when in ("before", "after")]
+    load = " and ".join(f"{when} the run " + ", ".join(f"{x:.2f}" for x in value)
+                        for when, value in loads if value)  # fmt: skip
+    lines = [
+        f"- Machine: `{m['cpu']}`, {m['usable_cores']} usable cores of {m['cores']}, "
+        f"{m['system']}, Python {m['python']}"
+        + (f"; load average (1, 5, 15 min) {load}." if load else "."),
+        *(line for line in [_partial(data)] if page and line),
+        _settings(data),
+        "- Frameworks and threads, as the workers reported them:",
     ]
-    return Table("Every target with its measured value", ("workload", "target", "measured", "met"),
-                 "lwrl", cells)  # fmt: skip
+    shown = set()
+    for w in data["workers"]:
+        if "error" in w:
+            why = (w["error"].strip().splitlines() or ["no message"])[-1]
+            lines.append(f"  - {w['backend']}: **failed**: {why}")
+        elif w["backend"] not in shown:
+            shown.add(w["backend"])
+            threads = "; ".join(f"{key} {', '.join(map(str, v)) if isinstance(v, list) else v}"
+                                for key, v in w["threads"].items())  # fmt: skip
+            lines.append(f"  - {w['backend']}: {w['version']} on {w['device']}, timed as "
+                         f"{w['framework']}: {threads}")  # fmt: skip
+    peaks: dict[str, dict[str, float]] = defaultdict(dict)
+    for r in data["rows"]:
+        if "peak_gflops" in r:
+            peaks[r["backend"]][r["dtype"]] = r["peak_gflops"]
+    dtypes = sorted({d for by_dtype in peaks.values() for d in by_dtype})
+    each = ", ".join(f"{backend} " + " / ".join(_gflops(by[d]) if d in by else "–" for d in dtypes)
+                     for backend, by in peaks.items())  # fmt: skip
+    if peaks:
+        lines.append(f"- Peak {PEAK_SIZE}² matmul, GFLOP/s (median over rounds), "
+                     f"{' / '.join(dtypes)}: {each}.")  # fmt: skip
+    return [*lines, _spread(data["rows"]), _worst_error(data["rows"])]
+
+
+def _settings(data: dict) -> str:
+    o, seconds = data["options"], data["seconds"]
+    repeats = {p["repeats"] for w in data["workers"] for p in w.get("peak", {}).values()}
+    of = f"median of {repeats.pop()} " if len(repeats) == 1 else "median of "
+    env = ", ".join(f"`{pair}`" for pair in o["env_pairs"])
+    parts = [
+        f"{o['rounds']} round{'s' * (o['rounds'] != 1)} per backend (`--rounds`)",
+        f"{WARMUP_CALLS} warm-up calls, then at most {o['repeats']} timed calls per implementation "
+        f"(`--repeats`) and {o['max_seconds']:g} s per workload and dtype (`--max-seconds`)",
+        f"workloads {', '.join(data['workloads']) or 'none'}; "
+        f"dtypes {', '.join(o['dtypes'] or DTYPES)}; seed {o['seed']}",
+        f"peak matmul: {of}{PEAK_SIZE} × {PEAK_SIZE} products",
+        *([f"worker environment {env}"] if env else []),
+        *([f"device {o['device']}"] if o["device"] else []),
+    ]
+    took = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
+    return "- Settings: " + "; ".join(parts) + f". The run took {took}."
+
+
+def _partial(data: dict) -> str | None:
+    """What a run left out that a full one (``nox -s bench``) does, in words; None if nothing."""
+    o = data["options"]
+    (repeats,) = [option.default for option in MEASUREMENT_OPTIONS if option.name == "repeats"]
+    missing = [w for w in WORKLOADS if w not in data["workloads"]]
+    dtypes = o["dtypes"] or DTYPES
+    short = [text for left_out, text in (
+        (missing, f"workloads {', '.join(missing)} not timed"),
+        (set(dtypes) != set(DTYPES), f"only {', '.join(dtypes)}"),
+        (o["repeats"] < repeats, f"at most {o['repeats']} timed calls, not {repeats}"),
+        (not o["memory"], "no memory measured"),
+        (o["names"], f"backends {', '.join(o['names'])} only"),
+    ) if left_out]  # fmt: skip
+    if not short:
+        return None
+    if workloads.targets_for(o["device"]) is not TARGETS:
+        return f"- A GPU run ({'; '.join(short)}), as `scripts/gpu-bench.sh` makes one."
+    return f"- **Not a full run** ({'; '.join(short)}): `nox -s bench` rewrites this page from one."
+
+
+def _spread(rows: list[dict]) -> str:
+    """How far one implementation's median moved between the rounds' processes."""
+    spread = [(max(ms) / min(ms), r) for r in rows
+              if len(ms := r.get("round_medians_ms", ())) > 1 and min(ms) > 0]  # fmt: skip
+    if not spread:
+        return "- One round per backend: how much processes differ was not measured in this run."
+    ratio, r = max(spread, key=lambda s: s[0])
+    fastest, slowest = (_ms(f(r["round_medians_ms"])) for f in (min, max))
+    return (f"- Between processes one implementation's median moved by up to {ratio:.2f}× "
+            f"({r['impl']}, {r['workload']} {r['dtype']}: {fastest} ms in one round, "
+            f"{slowest} ms in another).")  # fmt: skip
+
+
+def _worst_error(rows: list[dict]) -> str:
+    checked = [r for r in rows if "error_ratio" in r]
+    if not checked:
+        return "- No result was checked against the reference."
+    r = max(checked, key=lambda r: r["error_ratio"])
+    return (f"- Worst error / bound of any result: {r['error_ratio']:.2g} ({r['impl']}, "
+            f"{r['workload']} {r['dtype']}, tensor {r['worst_tensor']}); above "
+            f"{r['check_limit']:g} a result is not timed.")  # fmt: skip
