@@ -43,16 +43,12 @@ def load_average() -> tuple[float, float, float] | None:
 
 def _status_bytes(key: str) -> int:
     with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {key} in /proc/self/status")
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith(key + ":"))
 
 
 def outputs(result: tuple[Any, Grads]) -> tuple:
     """The arrays of one call's (loss, Grads)."""
-    loss, grads = result
-    return (loss, *grads)
+    return (result[0], *result[1])
 
 
 class Framework:
@@ -83,12 +79,9 @@ class Framework:
         """Name -> one call of each gradient-flow method timed (workloads.FLOW_CALLS), where the
         backend declares capabilities.gradient_flow."""
         b = self.backend
-        if not getattr(b.capabilities, "gradient_flow", False):
-            return {}
-        return {
-            f"{b.name} {label}": functools.partial(call, b, params, x, y, h0)
-            for label, call in FLOW_CALLS.items()
-        }
+        flows = FLOW_CALLS if getattr(b.capabilities, "gradient_flow", False) else {}
+        return {f"{b.name} {label}": functools.partial(call, b, params, x, y, h0)
+                for label, call in flows.items()}  # fmt: skip
 
     def sync(self, arrays: Iterable) -> None:
         """Return once every array is computed (asynchronous frameworks return before)."""
@@ -102,14 +95,16 @@ class Framework:
 
     def peak_memory(self, call: Call) -> tuple[int, str] | None:
         """Bytes allocated above what was live before one call, at the call's peak, and how they
-        were measured; None where this framework's memory cannot be measured here."""
+        were measured; None where this framework's memory cannot be measured here. The fallback's
+        peak counts its sync too: the NumPy copy of one output at a time."""
         if not self.on_cpu or not os.path.exists(CLEAR_REFS):
             return None
         with open(CLEAR_REFS, "w") as clear:
             clear.write("5")  # resets VmHWM, the resident-set high-water mark, to the current VmRSS
         base = _status_bytes("VmRSS")
         self.sync(outputs(call()))
-        return _status_bytes("VmHWM") - base, "peak RSS growth (VmHWM after clear_refs)"
+        how = "peak RSS growth (VmHWM after clear_refs), an output's NumPy copy included"
+        return _status_bytes("VmHWM") - base, how
 
     def threads(self) -> dict[str, Any]:
         return {**{k: os.environ[k] for k in THREAD_ENV if k in os.environ}, "cpus": usable_cores()}
@@ -244,15 +239,12 @@ class MlxFramework(Framework):
         return mx.get_peak_memory() - base, "mlx.core.get_peak_memory"
 
 
-#: the top-level module of a framework's array type -> what the benchmark knows of it
+#: the top-level module of a framework's array type (jax.Array's concrete type lives in jaxlib) ->
+#: what the benchmark knows of it
 FRAMEWORKS: dict[str, type[Framework]] = {
-    "numpy": NumpyFramework,
-    "torch": TorchFramework,
-    "jax": JaxFramework,
-    "jaxlib": JaxFramework,  # jax.Array's concrete type lives in jaxlib
-    "tensorflow": TensorflowFramework,
-    "mlx": MlxFramework,
-}
+    "numpy": NumpyFramework, "torch": TorchFramework, "jax": JaxFramework, "jaxlib": JaxFramework,
+    "tensorflow": TensorflowFramework, "mlx": MlxFramework,
+}  # fmt: skip
 
 
 def framework_of(backend: Backend) -> Framework:

@@ -1,13 +1,11 @@
-"""The numbers docs/benchmarks.md quotes from a run, rendered from that run's JSON.
+"""The numbers docs/benchmarks.md quotes, rendered from a run's JSON:
 
     python -m rnnspec.bench.markdown RESULTS.json DOC.md
 
-RESULTS.json is what ``rnnspec bench --json`` writes. From the rows derived there (``data["rows"]``,
-``data["targets"]``, ``data["machine"]``, ``data["workers"]``) this renders report.py's setup lines
-and tables (the workloads, one table per dtype, the peak memory, the targets' summary and every
-target) into DOC.md between the two marker comments BEGIN and END, replacing what was there and
-leaving every byte outside them as it was. A DOC.md without the markers is refused (exit 1): the
-script never guesses where the tables go. ``nox -s bench`` runs it on a full run's JSON.
+RESULTS.json is what ``rnnspec bench --json`` writes. report.py's setup lines and tables (the
+workloads, one table per dtype, the peak memory, the targets' summary and every target) replace
+what DOC.md holds between the marker comments BEGIN and END; every byte outside them is kept. A
+DOC.md without the markers is refused (exit 1): the script never guesses where the tables go.
 """
 
 import json
@@ -48,22 +46,23 @@ def table(t: Table) -> list[str]:
     return [f"| {' | '.join(cells)} |" for cells in (headers, rule, *rows)]
 
 
+def _section(t: Table, heading: str = "###") -> list[str]:
+    return [f"{heading} {t.title}", "", *table(t), ""]
+
+
 def render(data: dict) -> str:
     """Everything between the markers, from one run's JSON (as a dict)."""
     for key in ("machine", "workers", "rows", "targets"):
         if key not in data:
             raise ValueError(f"no {key!r} in the results: not a file `rnnspec bench --json` wrote")
-    rows, checks = data["rows"], data["targets"]
-    workloads, memory = report.workload_table(data), report.memory_table(data)
-    lines = [*report.setup(data), "", f"### {workloads.title}", "", *table(workloads), ""]
-    lines += [report.LEGEND, ""]
+    rows, checks, memory = data["rows"], data["targets"], report.memory_table(data)
+    lines = [*report.setup(data), "", *_section(report.workload_table(data)), report.LEGEND, ""]
     for dtype in sorted({r["dtype"] for r in rows if "error_ratio" in r}):
-        results = report.results_table(rows, [dtype])
-        lines += [f"### {results.title}", "", *table(results), ""]
-    lines += [f"### {memory.title}", "", *(table(memory) if memory.rows else [NO_MEMORY])]
-    summary, every = report.target_summary(checks), report.target_table(checks)
-    lines += ["", f"## {summary.title}", "", *table(summary), "", f"{every.title}:", ""]
-    return "\n".join([*lines, *table(every)]) + "\n"
+        lines += _section(report.results_table(rows, [dtype]))
+    lines += _section(memory) if memory.rows else [f"### {memory.title}", "", NO_MEMORY, ""]
+    every = report.target_table(checks)
+    lines += [*_section(report.target_summary(checks), "##"), f"{every.title}:", "", *table(every)]
+    return "\n".join(lines) + "\n"
 
 
 def splice(doc: str, generated: str, source: str) -> str:

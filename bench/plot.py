@@ -31,17 +31,14 @@ def plot(data: dict, path: str | Path) -> None:
     for ax, dtype in zip(axes[0], dtypes):
         for i, impl in enumerate(impls):
             ms = {r["workload"]: r for r in rows if r["dtype"] == dtype and r["impl"] == impl}
-            xs = [
-                j + (i - (len(impls) - 1) / 2) * width for j, w in enumerate(workloads) if w in ms
-            ]
-            medians = [ms[w]["median_ms"] for w in workloads if w in ms]
-            errors = [
-                [ms[w]["median_ms"] - ms[w]["q1_ms"] for w in workloads if w in ms],
-                [ms[w]["q3_ms"] - ms[w]["median_ms"] for w in workloads if w in ms],
-            ]
+            bars = [(j + (i - (len(impls) - 1) / 2) * width, ms[w])
+                    for j, w in enumerate(workloads) if w in ms]  # fmt: skip
+            medians = [r["median_ms"] for _, r in bars]
+            errors = [[r["median_ms"] - r["q1_ms"] for _, r in bars],
+                      [r["q3_ms"] - r["median_ms"] for _, r in bars]]  # fmt: skip
             hatch = "" if "closed form" in impl else "xx" if "nn.RNN" in impl else "//"
-            color = colors[backend_of[impl]]  # one color per backend
-            ax.bar(xs, medians, width, yerr=errors, label=impl, hatch=hatch, color=color)
+            ax.bar([x for x, _ in bars], medians, width, yerr=errors, label=impl, hatch=hatch,
+                   color=colors[backend_of[impl]])  # fmt: skip
         ax.set_yscale("log")
         ax.set_xticks(range(len(workloads)), workloads)
         ax.set_title(f"loss + all gradients, {dtype}", fontsize=10)

@@ -1,5 +1,6 @@
 """``rnnspec bench``: one worker process per backend, then the table, the targets and the JSON."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -23,8 +24,9 @@ from rich.table import Table as RichTable
 from rnnspec import backends
 from rnnspec.bench import report
 from rnnspec.bench.frameworks import load_average, usable_cores
+from rnnspec.bench.plot import plot
 from rnnspec.bench.report import Bad, Strong, Table
-from rnnspec.bench.worker import MEASUREMENT_OPTIONS
+from rnnspec.bench.worker import CHECK_FACTOR, MEASUREMENT_OPTIONS
 from rnnspec.bench.workloads import MEMORY_WORKLOAD, QUICK, WORKLOADS, targets_for
 
 console = Console()
@@ -92,11 +94,9 @@ def load_problem(name: str) -> str | None:
     if name in backends.available():
         return None
     if ":" in name and name not in backends.BUILTIN:
-        try:
+        with contextlib.suppress(ImportError, ValueError):
             if importlib.util.find_spec(name.partition(":")[0]) is not None:
                 return None  # the factory may still be missing: the worker will say
-        except (ImportError, ValueError):
-            pass
     try:  # fails before importing any framework in each case left
         backends.load(name)
     except backends.BackendError as problem:
@@ -178,41 +178,32 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
         sys.exit(1)
     workloads = list(measurement["workloads"]) or list(QUICK if quick else WORKLOADS)
     args = worker_args({**measurement, "workloads": workloads})
-    data: dict[str, Any] = {
-        "options": click.get_current_context().params,
-        "machine": machine(),
-        "workloads": {name: asdict(WORKLOADS[name]) for name in workloads},
-        "workers": [],
-    }
+    data: dict[str, Any] = {"options": click.get_current_context().params, "machine": machine()}
+    data["workloads"] = {name: asdict(WORKLOADS[name]) for name in workloads}
     env = dict(pair.split("=", 1) for pair in env_pairs)
-    for round_ in range(1, rounds + 1):
-        for name in names:
-            with console.status(f"round {round_}/{rounds}: timing {name} ..."):
-                data["workers"].append(run_worker(name, args, env))
+    jobs = [(f"round {n}/{rounds}: timing {name}", name, args, env)
+            for n in range(1, rounds + 1) for name in names]  # fmt: skip
     if memory and MEMORY_WORKLOAD in workloads:
-        for name in names:
-            with console.status(f"measuring {name}'s memory ..."):
-                worker = run_worker(name, [*args, "--measure", "memory"], {**env, **MEMORY_ENV})
-                data["workers"].append(worker)
+        jobs += [(f"measuring {name}'s memory", name, [*args, "--measure", "memory"],
+                  {**env, **MEMORY_ENV}) for name in names]  # fmt: skip
+    data["workers"] = []
+    for doing, *job in jobs:
+        with console.status(f"{doing} ..."):
+            data["workers"].append(run_worker(*job))
     data["machine"]["load_average_after"] = load_average()
     data["seconds"] = time.monotonic() - started
     data["rows"] = report.derive(data)
     data["targets"] = report.targets(data["rows"], targets_for(data["options"]["device"]))
     console.print(show(data))
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(data, indent=1, default=str))
-        console.print(f"wrote {json_path}")
-    if plot_path:
-        from rnnspec.bench.plot import plot
-
-        Path(plot_path).parent.mkdir(parents=True, exist_ok=True)
-        plot(data, plot_path)
-        console.print(f"wrote {plot_path}")
+    writers = ((json_path, lambda path: path.write_text(json.dumps(data, indent=1, default=str))),
+               (plot_path, lambda path: plot(data, path)))  # fmt: skip
+    for path, write in writers:
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            write(Path(path))
+            console.print(f"wrote {path}")
     failed = [w["backend"] for w in data["workers"] if "error" in w]
-    inaccurate = [
-        r["impl"] for r in data["rows"] if r.get("error_ratio", 0) > r.get("check_limit", 1)
-    ]
+    inaccurate = [r["impl"] for r in data["rows"] if r.get("error_ratio", 0) > CHECK_FACTOR]
     if failed or inaccurate:
         console.print(f"[bold red]failed: {failed}; inaccurate, not timed: {inaccurate}")
         sys.exit(1)
