@@ -7,7 +7,6 @@ chosen by the top-level module of the arrays the backend's ``asarray`` returns (
 so that any backend on torch tensors, say, built-in or not, is synchronised as torch is.
 """
 
-import functools
 import itertools
 import os
 import tracemalloc
@@ -16,7 +15,6 @@ from typing import Any, cast
 
 import numpy as np
 
-from rnnspec.bench.workloads import FLOW_CALLS
 from rnnspec.spec import AutodiffBackend, Backend, Grads
 
 Call = Callable[[], Any]
@@ -75,23 +73,10 @@ class Framework:
             impls[f"{b.name} autodiff"] = lambda: ad.autodiff_gradients(params, x, y, h0, **masked)
         return impls
 
-    def flow_implementations(self, params, x, y, h0) -> dict[str, Call]:
-        """Name -> one call of each gradient-flow method timed (workloads.FLOW_CALLS), where the
-        backend declares capabilities.gradient_flow."""
-        b = self.backend
-        flows = FLOW_CALLS if getattr(b.capabilities, "gradient_flow", False) else {}
-        return {f"{b.name} {label}": functools.partial(call, b, params, x, y, h0)
-                for label, call in flows.items()}  # fmt: skip
-
     def sync(self, arrays: Iterable) -> None:
         """Return once every array is computed (asynchronous frameworks return before)."""
         for array in arrays:
             self.backend.to_numpy(array)
-
-    def matmul(self, dtype: str) -> Call:
-        """A PEAK_SIZE² matrix product in this framework, synchronised."""
-        a = self.backend.asarray(np.random.default_rng(0).standard_normal((PEAK_SIZE,) * 2), dtype)
-        return lambda: self.sync([a @ a])
 
     def peak_memory(self, call: Call) -> tuple[int, str] | None:
         """Bytes allocated above what was live before one call, at the call's peak, and how they

@@ -85,8 +85,7 @@ def main(argv: list[str]) -> int:
         return 2
     results, doc = map(Path, argv)
     try:
-        data = json.loads(results.read_text())
-        generated = render(data)
+        generated = render(json.loads(results.read_text()))
     except (OSError, ValueError) as problem:  # a JSONDecodeError is a ValueError
         print(f"error: {results}: {problem}", file=sys.stderr)
         return 1

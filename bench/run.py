@@ -37,14 +37,9 @@ MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "TF_CPU_ALLOCATOR_USE_BFC": "tr
 
 
 def machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:  # Linux names the model; platform.processor() often gives only the architecture
-        with open("/proc/cpuinfo") as info:
-            cpu = next(
-                line.partition(":")[2].strip() for line in info if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
+    cpu = platform.processor()  # often only the architecture: Linux names the model
+    with contextlib.suppress(OSError, StopIteration), open("/proc/cpuinfo") as info:
+        cpu = next(line.partition(":")[2].strip() for line in info if line.startswith("model name"))
     return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable_cores(),
             "python": platform.python_version(), "system": f"{platform.system()} {platform.release()}",
             "load_average_before": load_average()}  # fmt: skip
@@ -65,12 +60,9 @@ def run_worker(name: str, args: list[str], env: dict[str, str]) -> dict:
     """One worker process's results (its JSON goes through a file: backends may print)."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "worker.json"
-        done = subprocess.run(
-            [sys.executable, "-m", "rnnspec.bench.worker", name, *args, "--json", str(path)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
-        )
+        command = [sys.executable, "-m", "rnnspec.bench.worker", name, *args, "--json", str(path)]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+        done = subprocess.run(command, capture_output=True, text=True, env=env)
         report = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
     if done.returncode == 0 and report:
         return report

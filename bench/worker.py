@@ -19,6 +19,7 @@ import os
 import statistics
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +101,6 @@ def _check(result, to_numpy, want: list[np.ndarray], dtype: str, T: int) -> dict
     return {"error_ratio": ratios[worst], "worst_tensor": TENSORS[worst], "ratios": ratios}
 
 
-def native(fw: Framework, w: Case, dtype: str) -> tuple:
-    """The workload's inputs as the backend's arrays, with its mask (None when unmasked)."""
-    return (*w.native(fw.backend, dtype), w.native_mask(fw.backend))
-
-
-# --- timing -------------------------------------------------------------------------------------
-
-
 def _timed(call: Call, fw: Framework) -> tuple[float, Any]:
     start = time.perf_counter()
     result = call()
@@ -123,12 +116,9 @@ def summary(ms: list[float]) -> dict:
 
 
 def peak_gflops(fw: Framework, dtype: str, repeats: int = 7) -> dict:
-    product = fw.matmul(dtype)
-    times = []
-    for _ in range(WARMUP_CALLS + repeats):
-        start = time.perf_counter()
-        product()
-        times.append(time.perf_counter() - start)
+    """A PEAK_SIZE² matrix product's GFLOP/s in this framework and dtype."""
+    a = fw.backend.asarray(np.random.default_rng(0).standard_normal((PEAK_SIZE,) * 2), dtype)
+    times = [_timed(lambda: (a @ a, ()), fw)[0] for _ in range(WARMUP_CALLS + repeats)]
     median = statistics.median(times[WARMUP_CALLS:])
     gflops = 2 * PEAK_SIZE**3 / median / 1e9
     return {"size": PEAK_SIZE, "repeats": repeats, "median_ms": 1e3 * median, "gflops": gflops}
@@ -137,34 +127,31 @@ def peak_gflops(fw: Framework, dtype: str, repeats: int = 7) -> dict:
 def time_workload(
     fw: Framework, w: Case, dtype: str, cache: Path, repeats: int, max_seconds: float
 ) -> list[dict]:
-    want = _expected(w, cache)
-    rows: dict[str, dict[str, Any]] = {}
-    live: dict[str, Call] = {}
-    params, x, y, h0, mask = native(fw, w, dtype)
-    # the gradient-flow methods take no mask (SPEC.md §10), and their workload has none
-    flow = fw.flow_implementations(params, x, y, h0) if w.name == FLOW_WORKLOAD else {}
-    for name, call in {**fw.implementations(params, x, y, h0, mask), **flow}.items():
+    b, want, rows = fw.backend, _expected(w, cache), {}
+    params, x, y, h0 = w.native(b, dtype)
+    calls = fw.implementations(params, x, y, h0, w.native_mask(b))
+    # the gradient-flow methods (SPEC.md §10), where declared: they take no mask, and their workload
+    # has none; each is checked against its own float64 result, not against ∇L
+    flowing = w.name == FLOW_WORKLOAD and getattr(b.capabilities, "gradient_flow", False)
+    flow = {f"{b.name} {label}": label for label in FLOW_CALLS if flowing}
+    calls |= {name: partial(FLOW_CALLS[label], b, params, x, y, h0) for name, label in flow.items()}
+    for name, call in calls.items():
         first, result = _timed(call, fw)
-        row: dict[str, Any] = {"workload": w.name, "dtype": dtype, "impl": name,
-                               "first_call_s": first, "check_limit": CHECK_FACTOR}  # fmt: skip
-        if name in flow:  # checked against its own float64 result, not against ∇L
-            row["flow"] = True
-            expected = _expected(w, cache, name.removeprefix(f"{fw.backend.name} "))
-        else:
-            expected = want
-        rows[name] = {**row, **_check(result, fw.backend.to_numpy, expected, dtype, w.T)}
-        if rows[name]["error_ratio"] <= CHECK_FACTOR:  # accuracy first: a wrong result is not timed
-            live[name] = call
+        expected = _expected(w, cache, flow[name]) if name in flow else want
+        rows[name] = {"workload": w.name, "dtype": dtype, "impl": name, "first_call_s": first,
+                      "check_limit": CHECK_FACTOR, "flow": name in flow,
+                      **_check(result, fw.backend.to_numpy, expected, dtype, w.T)}  # fmt: skip
         for _ in range(WARMUP_CALLS):
             _timed(call, fw)
-    times: dict[str, list[float]] = {name: [] for name in live}
+    # accuracy first: a wrong result is not timed
+    times: dict[str, list] = {n: [] for n in calls if rows[n]["error_ratio"] <= CHECK_FACTOR}
     gc.collect()
     gc.disable()  # as timeit does: a collection would land on whichever call is running
     started = time.perf_counter()
     try:
         for round_ in range(repeats):
-            for name, call in live.items():
-                times[name].append(_timed(call, fw)[0])
+            for name, seconds in times.items():
+                seconds.append(_timed(calls[name], fw)[0])
             if round_ >= 4 and time.perf_counter() - started > max_seconds:
                 break
     finally:
@@ -174,14 +161,13 @@ def time_workload(
     return list(rows.values())
 
 
-# --- memory -------------------------------------------------------------------------------------
-
-
 def memory(fw: Framework, w: Case, dtype: str) -> list[dict]:
     """Each implementation's peak at T and at T/2 on workload ``w``; [] where not measurable."""
     rows: dict[str, dict] = {}
     for T, key in ((w.T, "memory_bytes"), (w.T // 2, "memory_half_T_bytes")):
-        for name, call in fw.implementations(*native(fw, replace(w, T=T), dtype)).items():
+        case = replace(w, T=T)
+        impls = fw.implementations(*case.native(fw.backend, dtype), case.native_mask(fw.backend))
+        for name, call in impls.items():
             for _ in range(WARMUP_CALLS):  # compile first: compilers' own memory is not the call's
                 _timed(call, fw)
             gc.collect()
@@ -195,9 +181,6 @@ def memory(fw: Framework, w: Case, dtype: str) -> list[dict]:
         row.update(memory_per_activation=row["memory_bytes"] / activations,
                    memory_growth_T_over_half_T=growth)  # fmt: skip
     return list(rows.values())
-
-
-# --- entry point --------------------------------------------------------------------------------
 
 
 @click.command(params=[
