@@ -1,12 +1,12 @@
 """What timing needs to know about the framework under a backend: what to time, how to wait for a
 result, how to measure one call's peak memory, and which thread settings it runs with.
 
-:class:`Framework` holds the fallbacks, which work for any backend through its protocol alone; one
-subclass per framework the benchmark knows overrides what that framework does better. The class is
-chosen by the top-level module of the arrays the backend's ``asarray`` returns (:func:`framework_of`),
-so that any backend on torch tensors, say, built-in or not, is synchronised as torch is.
+:class:`Framework` holds the fallbacks, which need the backend protocol alone; a subclass per known
+framework overrides what it does better, chosen by the top-level module of the arrays ``asarray``
+returns (:func:`framework_of`): any backend on torch tensors, built-in or not, syncs as torch does.
 """
 
+import contextlib
 import itertools
 import os
 import tracemalloc
@@ -33,10 +33,9 @@ def usable_cores() -> int:
 
 def load_average() -> tuple[float, float, float] | None:
     """The 1, 5 and 15 minute load averages, or None where the OS keeps none (Windows)."""
-    try:
+    with contextlib.suppress(AttributeError, OSError):
         return os.getloadavg()
-    except (AttributeError, OSError):
-        return None
+    return None
 
 
 def _status_bytes(key: str) -> int:
@@ -248,8 +247,7 @@ def _nn_rnn(params, x, y, h0) -> Call:
     T, B, D = x.shape
     H, K = params.W.shape[0], params.V.shape[0]
     kw = {"device": x.device, "dtype": x.dtype}
-    rnn = torch.nn.RNN(D, H, nonlinearity="tanh", **kw)
-    linear = torch.nn.Linear(H, K, **kw)
+    rnn, linear = torch.nn.RNN(D, H, nonlinearity="tanh", **kw), torch.nn.Linear(H, K, **kw)
     weight_ih, weight_hh, bias_ih, bias_hh = rnn.parameters()
     weights = [weight_ih, weight_hh, bias_ih, linear.weight, linear.bias]
     with torch.no_grad():

@@ -24,24 +24,16 @@ _BEGIN = re.compile(
 _END = re.compile(r"[ \t]*" + re.escape(END))
 
 
+#: what Markdown reads as markup in a table cell: emphasis, a column break, HTML
+MARKUP = re.compile(r"([\\`*_|<>\[\]])")
 NO_MEMORY = "Not measured in this run (`--no-memory`, or that workload not timed)."
 
 
-class MarkersMissingError(ValueError):
-    """The document lacks the BEGIN and END comments, or has them more than once or out of order."""
-
-
-def _escape(text: str) -> str:
-    """Plain text in a Markdown table cell: no emphasis, no column break, no HTML."""
-    return re.sub(r"([\\`*_|<>\[\]])", r"\\\1", text)
-
-
 def table(t: Table) -> list[str]:
-    """A GitHub table, strong and bad cells bold."""
+    """A GitHub table, strong and bad cells bold, every cell plain text (MARKUP escaped)."""
     rule = ["---:" if a == "r" else "---" for a in t.align]
-    rows = [
-        [f"**{_escape(c)}**" if isinstance(c, Strong) else _escape(c) for c in r] for r in t.rows
-    ]
+    rows = [[("**{}**" if isinstance(c, Strong) else "{}").format(MARKUP.sub(r"\\\1", c))
+             for c in r] for r in t.rows]  # fmt: skip
     headers = [h.replace("\n", " ") for h in t.headers]
     return [f"| {' | '.join(cells)} |" for cells in (headers, rule, *rows)]
 
@@ -52,7 +44,7 @@ def _section(t: Table, heading: str = "###") -> list[str]:
 
 def render(data: dict) -> str:
     """Everything between the markers, from one run's JSON (as a dict)."""
-    for key in ("machine", "workers", "rows", "targets"):
+    for key in ("options", "machine", "workloads", "workers", "seconds", "rows", "targets"):
         if key not in data:
             raise ValueError(f"no {key!r} in the results: not a file `rnnspec bench --json` wrote")
     rows, checks, memory = data["rows"], data["targets"], report.memory_table(data)
@@ -67,16 +59,19 @@ def render(data: dict) -> str:
 
 def splice(doc: str, generated: str, source: str) -> str:
     """``doc`` with what lies between its markers replaced by ``generated``; the BEGIN marker names
-    ``source``. Raises MarkersMissingError unless each marker is there exactly once, BEGIN first."""
+    ``source``. Raises ValueError unless each marker is there exactly once, BEGIN first."""
     begins, ends = list(_BEGIN.finditer(doc)), list(_END.finditer(doc))
     if len(begins) != 1 or len(ends) != 1 or ends[0].start() < begins[0].end():
-        raise MarkersMissingError(
+        raise ValueError(
             f"needs one {BEGIN.format(source='RESULTS.json')!r} line and, after it, one {END!r} "
             f"line, where the generated part goes (found {len(begins)} and {len(ends)})"
         )
-    begin, end = begins[0], ends[0]
-    marker = BEGIN.format(source=source)
-    return f"{doc[: begin.start()]}{marker}\n\n{generated}\n{END}{doc[end.end() :]}"
+    marker, before, after = (
+        BEGIN.format(source=source),
+        doc[: begins[0].start()],
+        doc[ends[0].end() :],
+    )
+    return f"{before}{marker}\n\n{generated}\n{END}{after}"
 
 
 def main(argv: list[str]) -> int:
@@ -84,15 +79,13 @@ def main(argv: list[str]) -> int:
         print("usage: python -m rnnspec.bench.markdown RESULTS.json DOC.md", file=sys.stderr)
         return 2
     results, doc = map(Path, argv)
-    try:
+    reading = results
+    try:  # a JSONDecodeError is a ValueError, and so is splice's refusal of a doc without markers
         generated = render(json.loads(results.read_text()))
-    except (OSError, ValueError) as problem:  # a JSONDecodeError is a ValueError
-        print(f"error: {results}: {problem}", file=sys.stderr)
-        return 1
-    try:
+        reading = doc
         new = splice(doc.read_bytes().decode(), generated, results.as_posix())
-    except (OSError, ValueError) as problem:  # MarkersMissingError is a ValueError
-        print(f"error: {doc}: {problem}; nothing written", file=sys.stderr)
+    except (OSError, ValueError) as problem:
+        print(f"error: {reading}: {problem}; nothing written", file=sys.stderr)
         return 1
     doc.write_bytes(new.encode())
     print(f"wrote {doc}: the run in {results}")

@@ -39,10 +39,9 @@ def plot(data: dict, path: str | Path) -> None:
             hatch = "" if "closed form" in impl else "xx" if "nn.RNN" in impl else "//"
             ax.bar([x for x, _ in bars], medians, width, yerr=errors, label=impl, hatch=hatch,
                    color=colors[backend_of[impl]])  # fmt: skip
-        ax.set_yscale("log")
+        ax.set(yscale="log", ylabel="ms per call (median, IQR)")
         ax.set_xticks(range(len(workloads)), workloads)
         ax.set_title(f"loss + all gradients, {dtype}", fontsize=10)
-        ax.set_ylabel("ms per call (median, IQR)")
         ax.grid(axis="y", which="both", alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()

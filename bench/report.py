@@ -162,19 +162,13 @@ class Table(NamedTuple):
 
 
 def _short(x: float, at_least: float, above: str, below: str) -> str:
+    """x in few characters: formatted ``above`` from ``at_least`` up, ``below`` under it."""
     return format(x, above if x >= at_least else below)
 
 
-def _ms(x: float) -> str:
-    return _short(x, 0.1, ".2f", ".3g")
-
-
-def _mib(n: float) -> str:
-    return _short(n / 2**20, 1, ".1f", ".2g")
-
-
-def _gflops(x: float) -> str:
-    return _short(x, 10, ".0f", ".2g")
+_ms = lambda x: _short(x, 0.1, ".2f", ".3g")
+_gflops = lambda x: _short(x, 10, ".0f", ".2g")
+_mib = lambda n: _short(n / 2**20, 1, ".1f", ".2g")
 
 
 def _cell(row: dict, key: str, form: Callable[[Any], str]) -> str:
@@ -312,17 +306,15 @@ def setup(data: dict, page: bool = True) -> list[str]:
                                 for key, v in w["threads"].items())  # fmt: skip
             lines.append(f"  - {w['backend']}: {w['version']} on {w['device']}, timed as "
                          f"{w['framework']}: {threads}")  # fmt: skip
-    peaks: dict[str, dict[str, float]] = defaultdict(dict)
-    for r in data["rows"]:
-        if "peak_gflops" in r:
-            peaks[r["backend"]][r["dtype"]] = r["peak_gflops"]
-    dtypes = sorted({d for by_dtype in peaks.values() for d in by_dtype})
-    each = ", ".join(f"{backend} " + " / ".join(_gflops(by[d]) if d in by else "–" for d in dtypes)
-                     for backend, by in peaks.items())  # fmt: skip
+    rows = data["rows"]
+    peaks = {(r["backend"], r["dtype"]): r["peak_gflops"] for r in rows if "peak_gflops" in r}
+    dtypes = sorted({d for _, d in peaks})
+    each = [f"{b} " + " / ".join(_gflops(peaks[b, d]) if (b, d) in peaks else "–" for d in dtypes)
+            for b in dict.fromkeys(b for b, _ in peaks)]  # fmt: skip
     if peaks:
         lines.append(f"- Peak {PEAK_SIZE}² matmul, GFLOP/s (median over rounds), "
-                     f"{' / '.join(dtypes)}: {each}.")  # fmt: skip
-    return [*lines, _spread(data["rows"]), _worst_error(data["rows"])]
+                     f"{' / '.join(dtypes)}: {', '.join(each)}.")  # fmt: skip
+    return [*lines, _spread(rows), _worst_error(rows)]
 
 
 def _settings(data: dict) -> str:

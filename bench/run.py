@@ -47,13 +47,10 @@ def machine() -> dict[str, Any]:
 
 def worker_args(measurement: dict[str, Any]) -> list[str]:
     """The shared options' values as the worker's command-line options."""
-    args = []
-    for option in MEASUREMENT_OPTIONS:
-        value = measurement[option.name]
-        for one in value if option.multiple else [value]:
-            if one is not None:  # an option left unset (--device) is left to the worker's default
-                args += [option.opts[0], str(one)]
-    return args
+    values = [(o, v) for o in MEASUREMENT_OPTIONS
+              for v in (measurement[o.name] if o.multiple else [measurement[o.name]])]  # fmt: skip
+    # an option left unset (--device) is left to the worker's default
+    return [arg for o, v in values if v is not None for arg in (o.opts[0], str(v))]
 
 
 def run_worker(name: str, args: list[str], env: dict[str, str]) -> dict:
@@ -94,9 +91,6 @@ def load_problem(name: str) -> str | None:
     except backends.BackendError as problem:
         return str(problem)
     return None
-
-
-# --- output: report.py's model, in rich ---------------------------------------------------------
 
 
 def rich_table(t: Table, columns: Iterable[int] | None = None, title: str = "") -> RichTable:

@@ -51,8 +51,7 @@ MEASUREMENT_OPTIONS = (
                  "Default: both."),
     click.Option(["--workload", "workloads"], multiple=True, type=click.Choice(list(WORKLOADS)),
                  help="Workload to time (repeatable). Default: all."),
-    click.Option(["--repeats"], default=30, show_default=True,
-                 help="Timed calls per implementation."),
+    click.Option(["--repeats"], default=30, show_default=True, help="Timed calls per implementation."),
     click.Option(["--max-seconds"], default=10.0, show_default=True,
                  help="Stop timing a workload and dtype after this many seconds (at least 5 calls)."),
     click.Option(["--device"], default=None, help="Device for every backend, e.g. cuda."),
@@ -87,18 +86,10 @@ def _expected(w: Case, cache: Path, flow: str | None = None) -> list[np.ndarray]
         result = FLOW_CALLS[flow](backends.load("numpy"), params, x, y, h0)
     values = [np.asarray(a) for a in outputs(result)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.npz")  # workers may write the same file at once
-    named: dict[str, Any] = dict(zip(TENSORS, values))
-    np.savez(partial, **named)
-    partial.replace(path)
+    written = path.with_suffix(f".{os.getpid()}.npz")  # workers may write the same file at once
+    np.savez(written, **dict(zip(TENSORS, values)))
+    written.replace(path)
     return values
-
-
-def _check(result, to_numpy, want: list[np.ndarray], dtype: str, T: int) -> dict:
-    got = [to_numpy(a) for a in outputs(result)]
-    ratios = [tolerance.relative_error(g, r) / tolerance.bound(dtype, T) for g, r in zip(got, want)]
-    worst = max(range(len(ratios)), key=lambda i: ratios[i])
-    return {"error_ratio": ratios[worst], "worst_tensor": TENSORS[worst], "ratios": ratios}
 
 
 def _timed(call: Call, fw: Framework) -> tuple[float, Any]:
@@ -138,9 +129,12 @@ def time_workload(
     for name, call in calls.items():
         first, result = _timed(call, fw)
         expected = _expected(w, cache, flow[name]) if name in flow else want
+        ratios = [tolerance.relative_error(b.to_numpy(g), r) / tolerance.bound(dtype, w.T)
+                  for g, r in zip(outputs(result), expected)]  # fmt: skip
+        worst = max(range(len(ratios)), key=ratios.__getitem__)
         rows[name] = {"workload": w.name, "dtype": dtype, "impl": name, "first_call_s": first,
-                      "check_limit": CHECK_FACTOR, "flow": name in flow,
-                      **_check(result, fw.backend.to_numpy, expected, dtype, w.T)}  # fmt: skip
+                      "check_limit": CHECK_FACTOR, "flow": name in flow, "ratios": ratios,
+                      "error_ratio": ratios[worst], "worst_tensor": TENSORS[worst]}  # fmt: skip
         for _ in range(WARMUP_CALLS):
             _timed(call, fw)
     # accuracy first: a wrong result is not timed

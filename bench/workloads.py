@@ -20,6 +20,7 @@ WORKLOADS = {
 }
 #: a masked workload -> the one it is a masked copy of
 MASKED_OF = {"masked": "medium"}
+UNMASKED = tuple(w for w in WORKLOADS if w not in MASKED_OF)
 QUICK = ("small", "medium")
 
 
@@ -40,6 +41,9 @@ FLOW_CALLS = {
 MEMORY_WORKLOAD = "long"
 
 
+Of = Literal["each closed form", "the fastest closed form", "each implementation"]
+
+
 class Target(NamedTuple):
     """A float32 goal on one workload: ``quantity``, a column of report.derive's rows, at most
     ``limit`` (at least, where ``at_least``), for ``of`` the rows: "each closed form", "the fastest
@@ -49,13 +53,10 @@ class Target(NamedTuple):
     quantity: str
     limit: float
     at_least: bool = False
-    of: Literal["each closed form", "the fastest closed form", "each implementation"] = (
-        "each closed form"
-    )
+    of: Of = "each closed form"
     backends: tuple[str, ...] = ()
 
 
-NUMPY_AND_TORCH = ("numpy", "torch")
 #: the issue's targets, for the CPU. vs_autodiff: over the fastest autodiff of the closed form's
 #: framework (of every other one for a backend without autodiff); vs_nn_rnn: over torch.nn.RNN with
 #: autograd; fraction_of_peak: of the framework's 2048² matmul GFLOP/s; memory_exponent:
@@ -64,10 +65,7 @@ NUMPY_AND_TORCH = ("numpy", "torch")
 TARGETS = (
     *(Target(w, "vs_autodiff", 0.8) for w in ("small", "medium", "long")),
     Target("wide", "vs_autodiff", 1.0),  # large products dominate both: parity is the goal
-    *(
-        Target(w, "vs_nn_rnn", 1.0, backends=NUMPY_AND_TORCH)
-        for w in ("small", "medium", "long", "wide")
-    ),
+    *(Target(w, "vs_nn_rnn", 1.0, backends=("numpy", "torch")) for w in UNMASKED),
     Target("medium", "fraction_of_peak", 0.6, at_least=True, of="the fastest closed form"),
     Target("wide", "fraction_of_peak", 0.8, at_least=True, of="the fastest closed form"),
     Target(MEMORY_WORKLOAD, "memory_exponent", 1.25, of="each implementation"),
@@ -77,15 +75,11 @@ TARGETS = (
 
 #: the targets on a GPU (CUDA, float32, TF32 off), every workload: torch's closed form at or under
 #: torch.nn.RNN on cuDNN with autograd; JAX's at or under its own autodiff and within 2× of cuDNN.
-GPU_TARGETS = tuple(
-    goal
-    for w in WORKLOADS
-    for goal in (
-        Target(w, "vs_nn_rnn", 1.0, backends=("torch",)),
-        Target(w, "vs_autodiff", 1.0, backends=("jax",)),
-        Target(w, "vs_nn_rnn", 2.0, backends=("jax",)),
-    )
-)
+GPU_TARGETS = tuple(goal for w in WORKLOADS for goal in (
+    Target(w, "vs_nn_rnn", 1.0, backends=("torch",)),
+    Target(w, "vs_autodiff", 1.0, backends=("jax",)),
+    Target(w, "vs_nn_rnn", 2.0, backends=("jax",)),
+))  # fmt: skip
 
 
 def targets_for(device: str | None) -> tuple[Target, ...]:
