@@ -238,10 +238,8 @@ def framework_of(backend: Backend) -> Framework:
 
 
 def _nn_rnn(params, x, y, h0) -> Call:
-    """nn.RNN(tanh) + nn.Linear + cross_entropy(reduction="sum"), differentiated by autograd.
-
-    torch has two biases; bias_hh is held at zero (and gets no gradient), so b = bias_ih.
-    """
+    """nn.RNN(tanh) + nn.Linear + cross_entropy(reduction="sum"), differentiated by autograd. Of
+    torch's two biases bias_hh is held at zero (and gets no gradient), so b = bias_ih."""
     import torch
 
     T, B, D = x.shape

@@ -28,8 +28,7 @@ def derive(data: dict) -> list[dict]:
 
     With --rounds > 1 each row's calls are pooled over the rounds' processes. A ratio between two
     implementations of one backend is taken within each process, then the median over rounds:
-    the two were timed round-robin, so machine load that differs between processes cancels.
-    """
+    the two were timed round-robin, so machine load that differs between processes cancels."""
     rows: dict[tuple, dict] = {}
     peaks: dict[tuple, list[float]] = defaultdict(list)
     for worker in data["workers"]:

@@ -141,10 +141,8 @@ BENCH_OPTIONS = (
                  help="Environment for the workers (repeatable), e.g. OMP_NUM_THREADS=1."),
     click.Option(["--memory/--no-memory"], default=True, show_default=True,
                  help=f"Peak memory on {MEMORY_WORKLOAD}, when it is timed."),
-    click.Option(["--json", "json_path"], type=click.Path(dir_okay=False),
-                 help="Write every number here."),
-    click.Option(["--plot", "plot_path"], type=click.Path(dir_okay=False),
-                 help="Write the plot (PNG)."),
+    click.Option(["--json", "json_path"], type=click.Path(dir_okay=False), help="Write every number here."),
+    click.Option(["--plot", "plot_path"], type=click.Path(dir_okay=False), help="Write the plot (PNG)."),
 )  # fmt: skip
 
 
