@@ -6,9 +6,8 @@ runs its kernels under ``mx.stream`` of its device (which restores the default s
 MLX is lazy: every result is evaluated (``mx.eval``) before it is returned, so that the work, and
 any error, happen in the call. MLX computes float64 on the CPU only: on the GPU the backend declares
 float32 alone, and float64 input is a SpecError, never a downcast. The kernels are not
-``mx.compile``d: on the CPU the benchmark (``rnnspec bench --backend mlx``, its "mlx mx.compile
-closed form" row) times the compiled closed form within a few per cent of this one, the
-recurrence's matrix products dominating, while compiling costs up to seconds per new shape.
+``mx.compile``d: compiling them, and certifying what compiles, is left to the compiled-witnesses
+work.
 """
 
 import dataclasses
