@@ -208,7 +208,8 @@ def test_bench_times_a_builtin_backend(tmp_path):
 #: and the flow workload (the §10 methods too); the real ones take minutes of float64 reference
 SMALL_COPIES = {
     "masked": 'replace(WORKLOADS["masked"], T=12, B=4, D=3, H=5, K=4)',
-    FLOW_WORKLOAD: f'replace(WORKLOADS["small"], name="{FLOW_WORKLOAD}")',
+    # T above the truncation depth k = 20 of FLOW_CALLS, so that the truncation truncates
+    FLOW_WORKLOAD: f'replace(WORKLOADS["small"], name="{FLOW_WORKLOAD}", T=24, B=4, D=3, H=5, K=4)',
 }
 
 
