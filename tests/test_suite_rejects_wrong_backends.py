@@ -5,7 +5,8 @@ import pytest
 
 from rnnspec.conformance.drawn import FLOW_SHAPES, MASKED_SHAPES, shape_id
 
-# The wrong backends compute form A step by step, O(T²): the T = 1000 case is left out for time.
+# seed_commuted_product computes form A, O(T²) matrix powers: the T = 1000 case is left out for time
+# (for every backend here, so that each run checks the same cases).
 NOT_LONG = "not long"
 
 WRONG = {  # backend: the tensor the form B failure must name first

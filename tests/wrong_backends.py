@@ -1,8 +1,9 @@
 """Deliberately wrong backends: each makes one of the seed derivation's mistakes (SPEC.md §5), and
 the conformance suite must reject every one (tests/test_suite_rejects_wrong_backends.py).
 
-Each is the NumPy backend with its form B kernel replaced by a plain per-step loop that has one
-switch flipped, so that exactly one formula is wrong."""
+Each is the NumPy backend with its form B kernel replaced by a plain loop over the steps (form A's
+double loop for the commuted product, a mistake of form A) that has one switch flipped, so that
+exactly one formula is wrong."""
 
 from unittest import mock
 
@@ -30,22 +31,28 @@ class _WrongBackend(NumpyBackend):
         W_back = p.W.T if self.untransposed_W else p.W  # row form: δ @ W is Wᵀ δ
         grads = {f: 0.0 for f in Grads._fields}
         grads["x"] = np.zeros_like(x)
-        for t in range(1, T + 1):  # ∇L(t) by form A, one step at a time
-            g = e[t - 1] @ p.V
-            for k in range(t, 0, -1):
-                if self.commuted_product:
+
+        def add(k, delta):  # δ(k)'s terms of (3.3)–(3.5)
+            h_left = hs[k] if self.h_k_for_h_k_minus_1 else hs[k - 1]
+            grads["U"] = grads["U"] + delta.T @ x[k - 1]
+            grads["W"] = grads["W"] + delta.T @ h_left
+            grads["b"] = grads["b"] + delta.sum(0)
+            grads["x"][k - 1] += delta @ p.U
+            if k == 1:
+                grads["h0"] = grads["h0"] + delta @ W_back
+
+        if self.commuted_product:  # E2 is a mistake of form A: ∇L(t) one step at a time, O(T²)
+            for t in range(1, T + 1):
+                for k in range(t, 0, -1):
                     D_prod = np.prod(1 - hs[k : t + 1] ** 2, axis=0)
-                    delta = (e[t - 1] @ p.V) @ np.linalg.matrix_power(W_back, t - k) * D_prod
-                else:
-                    delta = g * (1 - hs[k] ** 2)
-                    g = delta @ W_back
-                h_left = hs[k] if self.h_k_for_h_k_minus_1 else hs[k - 1]
-                grads["U"] = grads["U"] + delta.T @ x[k - 1]
-                grads["W"] = grads["W"] + delta.T @ h_left
-                grads["b"] = grads["b"] + delta.sum(0)
-                grads["x"][k - 1] += delta @ p.U
-                if k == 1:
-                    grads["h0"] = grads["h0"] + delta @ W_back
+                    add(k, (e[t - 1] @ p.V) @ np.linalg.matrix_power(W_back, t - k) * D_prod)
+        else:  # form B, one sweep back: δ(k) = D_k (Vᵀ e(k) + Wᵀ δ(k+1))
+            carried = 0.0
+            for k in range(T, 0, -1):
+                delta = (e[k - 1] @ p.V + carried) * (1 - hs[k] ** 2)
+                carried = delta @ W_back
+                add(k, delta)
+        for t in range(1, T + 1):
             grads["V"] = grads["V"] + e[t - 1].T @ h[t - 1]
             grads["c"] = grads["c"] + e[t - 1].sum(0)
         loss = -np.vdot(y, log_yhat)
