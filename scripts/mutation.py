@@ -13,6 +13,15 @@ Instead each mutant is written into a staged namespace (scripts/stage.py: links 
 where the mutated file alone is a real file, and the suite runs against it in a fresh process with
 PYTHONPATH set to the stage (-x, one timeout per mutant). Nothing in the checkout is modified.
 
+Test selection (as mutmut's own runner does it): once per run, the whole suite runs on the unmutated
+files with scripts/mutation_plugin.py recording, for every test, the functions of the mutated files
+it executes and its duration (this run is also the baseline, which must pass). A mutant in function
+f then runs only the tests that executed f, fastest first, so that -x stops a killed mutant within
+seconds; a test that never calls f cannot see a change inside f. A mutant whose function no test
+executes survives without a run ("not covered"). A mutant whose function runs outside any test (at
+import or collection: the backend's loading), or that the tracer's names cannot be matched to, runs
+the whole suite. `--select whole-suite` runs every mutant against the whole suite, as before.
+
 A mutant is killed when the suite fails (or errors, or times out), and survives when it passes.
 Survivors judged equivalent are listed, with the reason, in scripts/mutation_equivalents.toml (file,
 function, the original line and the mutated line, stripped); they leave the denominator. The score
@@ -34,9 +43,11 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
+from mutation_plugin import GLOBAL, SELECTION_MISMATCH, top_level  # noqa: E402
 from stage import stage  # noqa: E402
 
 #: The files mutated, with the package their folder maps to (pyproject's package-dir).
@@ -45,9 +56,11 @@ TARGETS = {
     "reference": ("spec/reference.py", "spec"),
     "flow": ("spec/reference_flow.py", "spec"),
 }
-SUITE = ("-m", "pytest", "--pyargs", "rnnspec.conformance", "--backend", "numpy", "-x", "-q")
-SUITE += ("-p", "no:cacheprovider", "-p", "no:randomly")
+OPTIONS = ("--backend", "numpy", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly")
+SUITE = ("-m", "pytest", "--pyargs", "rnnspec.conformance", *OPTIONS)
 EQUIVALENT = ROOT / "scripts" / "mutation_equivalents.toml"
+PLUGIN = ROOT / "scripts" / "mutation_plugin.py"
+SELECTION = "each mutant against the tests that execute its function, fastest first"
 
 
 @dataclass
@@ -61,6 +74,9 @@ class Mutant:
     status: str = ""  # killed, survived, timeout, equivalent (a survivor listed in the TOML)
     seconds: float = 0.0
     reason: str = ""
+    scope: str = ""  # the function as the tracer names it: f, or Class.method
+    selection: str = ""  # covering tests, whole suite (outside tests or unmatched), not covered
+    tests: int = 0  # tests selected (0: the whole suite, or none when not covered)
 
     @property
     def name(self) -> str:
@@ -74,6 +90,15 @@ def mutants_of(path: str) -> list[tuple[Mutant, str]]:
 
     source = (ROOT / path).read_text()
     module, mutations, _, ignored_functions = create_mutations(path, source)
+    scopes = {}  # mutmut's top-level function nodes, named as the tracer names their code
+    for statement in module.body:
+        if isinstance(statement, cst.FunctionDef):
+            scopes[statement] = statement.name.value
+        elif isinstance(statement, cst.ClassDef) and isinstance(statement.body, cst.IndentedBlock):
+            for method in statement.body.body:
+                if isinstance(method, cst.FunctionDef):
+                    scopes[method] = f"{statement.name.value}.{method.name.value}"
+    compiled = compiled_functions(source, path)
     counts: dict[str, int] = {}
     out = []
     for mutation in mutations:
@@ -82,7 +107,8 @@ def mutants_of(path: str) -> list[tuple[Mutant, str]]:
             continue  # mutmut only mutates inside functions (its trampolines)
         name = func.name.value
         counts[name] = counts.get(name, 0) + 1
-        code = deep_replace(module, mutation.original_node, mutation.mutated_node).code
+        mutated_module = deep_replace(module, mutation.original_node, mutation.mutated_node)
+        code = cast(cst.Module, mutated_module).code
         if code == source:
             continue
         old, new = source.splitlines(), code.splitlines()
@@ -90,14 +116,29 @@ def mutants_of(path: str) -> list[tuple[Mutant, str]]:
         (_, i1, i2, j1, j2) = next(op for op in matcher.get_opcodes() if op[0] != "equal")
         original = " / ".join(s.strip() for s in old[i1:i2])
         mutated = " / ".join(s.strip() for s in new[j1:j2])
-        out.append((Mutant(path, name, counts[name], i1 + 1, original, mutated), code))
+        scope = scopes.get(func, "")
+        scope = scope if scope in compiled else ""  # a name the tracer cannot see: whole suite
+        out.append((Mutant(path, name, counts[name], i1 + 1, original, mutated, scope=scope), code))
     return out
+
+
+def compiled_functions(source: str, path: str) -> set[str]:
+    """The functions the tracer can name in this file: its code objects' qualified names."""
+    names, todo = set(), [compile(source, path, "exec")]
+    while todo:
+        code = todo.pop()
+        names.add(top_level(code.co_qualname))
+        todo += [c for c in code.co_consts if hasattr(c, "co_qualname")]
+    return names
 
 
 def make_stage(base: Path, package_folder: str) -> Path:
     """A staged namespace whose `package_folder` package is a real folder of links, so that one of
     its files can be replaced by a mutant."""
     stage(base)
+    (base / PLUGIN.name).symlink_to(PLUGIN)
+    if not package_folder:
+        return base
     link = base / "rnnspec" / package_folder
     link.unlink()
     link.mkdir()
@@ -107,17 +148,66 @@ def make_stage(base: Path, package_folder: str) -> Path:
     return base
 
 
-def run_suite(stage_dir: Path, cwd: Path, timeout: float) -> tuple[str, float]:
-    env = dict(os.environ, PYTHONPATH=str(stage_dir), PYTHONDONTWRITEBYTECODE="1")
+def run_suite(
+    stage_dir: Path, cwd: Path, timeout: float, tests: list[str] | None = None, **env_extra: str
+) -> tuple[str, float]:
+    """The suite, or only these tests (ids as scripts/mutation_plugin.py names them) in this
+    order, collected from their modules alone."""
+    env = dict(os.environ, PYTHONPATH=str(stage_dir), PYTHONDONTWRITEBYTECODE="1", **env_extra)
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    modules = ["rnnspec.conformance"]
+    if tests is not None:
+        (selection := cwd / "selection.txt").write_text("\n".join(tests) + "\n")
+        env["RNNSPEC_MUTATION_SELECT"] = str(selection)
+        modules = list(dict.fromkeys(t.split("::", 1)[0] for t in tests))
+    command = [sys.executable, "-m", "pytest", "--pyargs", *modules, *OPTIONS]
+    command += ["-p", "mutation_plugin"]
     start = time.perf_counter()
     try:
-        done = subprocess.run(
-            [sys.executable, *SUITE], cwd=cwd, env=env, timeout=timeout, capture_output=True
-        )
+        done = subprocess.run(command, cwd=cwd, env=env, timeout=timeout, capture_output=True)
     except subprocess.TimeoutExpired:
         return "timeout", time.perf_counter() - start
+    if done.returncode == SELECTION_MISMATCH:
+        raise RuntimeError(f"the selection does not match the collection: {done.stdout[-500:]!r}")
     return ("survived" if done.returncode == 0 else "killed"), time.perf_counter() - start
+
+
+def record_coverage(base: Path, cwd: Path, paths: list[str], timeout: float) -> dict:
+    """The unmutated suite, traced: {test id: (seconds, {file: {function}})} and the functions
+    run outside any test; None if the suite fails."""
+    out = cwd / "coverage.json"
+    files = os.pathsep.join(str((ROOT / p).resolve()) for p in paths)
+    status, seconds = run_suite(
+        base, cwd, timeout, RNNSPEC_MUTATION_RECORD=str(out), RNNSPEC_MUTATION_FILES=files
+    )
+    if status != "survived":
+        raise SystemExit(f"baseline: the suite fails ({status}) on the unmutated files")
+    raw = json.loads(out.read_text())
+    of_real = {str((ROOT / p).resolve()): p for p in paths}
+
+    def split(keys):
+        by_file: dict[str, set[str]] = {}
+        for key in keys:
+            real, function = key.rsplit("::", 1)
+            by_file.setdefault(of_real[real], set()).add(function)
+        return by_file
+
+    return {
+        "seconds": seconds,
+        "outside": split(raw[GLOBAL]),
+        "tests": {name: (t["seconds"], split(t["functions"])) for name, t in raw["tests"].items()},
+    }
+
+
+def select(mutant: Mutant, coverage: dict | None) -> list[str] | None:
+    """The tests to run against a mutant, fastest first; None: the whole suite."""
+    if coverage is None or not mutant.scope:
+        return None
+    if mutant.scope in coverage["outside"].get(mutant.file, ()):
+        return None
+    order = list(coverage["tests"])
+    covering = [n for n in order if mutant.scope in coverage["tests"][n][1].get(mutant.file, ())]
+    return sorted(covering, key=lambda n: coverage["tests"][n][0])  # stable: suite order on ties
 
 
 def equivalents() -> list[dict]:
@@ -173,6 +263,11 @@ def main() -> int:
         help="run every K-th mutant of each file only (a sample spread over the file); the others "
         "are reported as not run",
     )  # fmt: skip
+    parser.add_argument(
+        "--select", choices=("coverage", "whole-suite"), default="coverage",
+        help="run each mutant against the tests that execute its function, fastest first "
+        "(default), or against the whole suite",
+    )  # fmt: skip
     args = parser.parse_args()
     previous = load_results(args.rerun_survivors or args.resume)
     progress = Path(args.json + "l")
@@ -186,8 +281,16 @@ def main() -> int:
     entries = equivalents()
     results: dict[str, list[Mutant]] = {}
     digests: dict[str, str] = {}
+    keys = args.only or list(TARGETS)
+    coverage = None
     with tempfile.TemporaryDirectory(prefix="rnnspec-mutation-") as tmp:
-        for key in args.only or list(TARGETS):
+        if args.select == "coverage":
+            (cwd := Path(tmp) / "record-cwd").mkdir()
+            base = make_stage(Path(tmp) / "record", "")
+            coverage = record_coverage(base, cwd, [TARGETS[k][0] for k in keys], args.timeout * 10)
+            print(f"coverage: {len(coverage['tests'])} tests recorded, baseline "
+                  f"{coverage['seconds']:.1f} s", flush=True)  # fmt: skip
+        for key in keys:
             path, folder = TARGETS[key]
             digests[path] = sha256_of(path)  # the file as its mutants were made from it
             todo = mutants_of(path)
@@ -225,7 +328,7 @@ def main() -> int:
                 base = make_stage(Path(tmp) / f"{key}-{j}", folder)
                 (cwd := Path(tmp) / f"{key}-{j}-cwd").mkdir()
                 slots.append((base, cwd, base / "rnnspec" / folder / Path(path).name))
-            if any(mutant.status != "not run" for mutant, _ in todo):  # else no suite to run
+            if coverage is None and any(m.status != "not run" for m, _ in todo):  # a suite to run
                 status, seconds = run_suite(slots[0][0], slots[0][1], args.timeout * 3)
                 if status != "survived":
                     print(f"baseline: the suite fails on the unmutated {path}", file=sys.stderr)
@@ -242,19 +345,28 @@ def main() -> int:
                 if mutant.status == "not run" or late:
                     mutant.status = "not run"
                     return mutant
-                slot = free.pop()
-                base, cwd, target = slots[slot]
-                try:
-                    target.unlink(missing_ok=True)  # a link into the checkout: replace, never write
-                    target.write_text(code)
-                    mutant.status, mutant.seconds = run_suite(base, cwd, args.timeout)
-                finally:
-                    free.append(slot)
+                tests = select(mutant, coverage)
+                mutant.tests = len(tests or ())
+                mutant.selection = (
+                    "whole suite" if tests is None else "covering tests" if tests else "not covered"
+                )
+                if tests == []:  # no test executes its function: it survives without a run
+                    mutant.status, mutant.seconds = "survived", 0.0
+                else:
+                    slot = free.pop()
+                    base, cwd, target = slots[slot]
+                    try:
+                        target.unlink(missing_ok=True)  # a link into the checkout: never write
+                        target.write_text(code)
+                        mutant.status, mutant.seconds = run_suite(base, cwd, args.timeout, tests)
+                    finally:
+                        free.append(slot)
                 if mutant.status == "survived" and (entry := listed(mutant, entries)):
                     mutant.status, mutant.reason = "equivalent", entry["reason"]
                 with progress.open("a") as log:
                     log.write(json.dumps(asdict(mutant), ensure_ascii=False) + "\n")
-                print(f"  {mutant.status:10} {mutant.seconds:5.1f}s {mutant.name}: "
+                print(f"  {mutant.status:10} {mutant.seconds:5.1f}s {mutant.tests:4} tests "
+                      f"{mutant.name}: "
                       f"{mutant.original!r} -> {mutant.mutated!r}", flush=True)  # fmt: skip
                 return mutant
 
@@ -296,6 +408,22 @@ def main() -> int:
         "python": sys.version.split()[0],
         "command": " ".join(["python", "scripts/mutation.py", *sys.argv[1:]]),
         "suite": " ".join(["python", *SUITE]),
+        "selection": SELECTION if coverage else "each mutant against the whole suite",
+        "coverage": coverage
+        and {
+            "tests": len(coverage["tests"]),
+            "pairs": sum(len(fs) for _, by in coverage["tests"].values() for fs in by.values()),
+            "functions": len(
+                {
+                    (f, fn)
+                    for _, by in coverage["tests"].values()
+                    for f, fs in by.items()
+                    for fn in fs
+                }
+            ),
+            "outside_tests": sum(len(fs) for fs in coverage["outside"].values()),
+            "record_s": round(coverage["seconds"]),
+        },
         "timeout_s": args.timeout,
         "jobs": args.jobs,
         "mode": "rerun-survivors" if args.rerun_survivors else "resume" if args.resume else "full",
@@ -385,7 +513,20 @@ def write_doc(doc: Path, record: dict) -> None:
             if record.get("rerun_of")
             else []
         ),
-        "Each mutant: `" + record["suite"] + "`.",
+        "Each mutant: `"
+        + record["suite"]
+        + "`"
+        + (
+            ", restricted to "
+            + record["selection"].removeprefix("each mutant against ")
+            + f" (-p mutation_plugin). The coverage map: {c['tests']} tests, "
+            f"{c['functions']} functions of the files mutated, {c['pairs']} (test, function) "
+            f"pairs, recorded in {c['record_s']} s by the unmutated suite run traced; "
+            f"{c['outside_tests']} functions run outside any test, whose mutants run the whole "
+            "suite; a mutant whose function no test executes survives, not covered, unrun."
+            if (c := record.get("coverage"))
+            else "."
+        ),
         "",
         "The files mutated, as they were measured:",
         "",
@@ -416,7 +557,11 @@ def write_doc(doc: Path, record: dict) -> None:
         for m in rows:
             m = {k: v.replace("|", "\\|") if isinstance(v, str) else v for k, v in m.items()}
             why = m["reason"] or (
-                "not triaged" if wanted == "survived" else f"{m['seconds']:.0f} s"
+                f"{m['seconds']:.0f} s"
+                if wanted != "survived"
+                else "not covered: no test executes it"
+                if m.get("selection") == "not covered"
+                else "not triaged"
             )
             lines.append(f"| `{m['file']}:{m['line']}` | `{m['function']}__mutmut_{m['index']}` "
                          f"| `{m['original']}` → `{m['mutated']}` | {why} |")  # fmt: skip
