@@ -261,11 +261,12 @@ def docs(session):
 @nox.session
 def mutation(session):
     """Mutation testing of the conformance suite (docs/mutation.md): every mutant mutmut makes of
-    backends/numpy.py and spec/reference.py, the suite run against each with --backend numpy (-x,
-    a timeout per mutant); the score per file goes to build/mutation.json and docs/mutation.md.
-    Survivors judged equivalent are listed in scripts/mutation_equivalents.toml. Not in the default list:
-    about half an hour on two cores. Extra options go to scripts/mutation.py
-    (`nox -s mutation -- --only numpy`, `-- --jobs 4`)."""
+    backends/numpy.py, spec/reference.py and spec/reference_flow.py, each run against the suite's
+    tests that execute its function (recorded once by a traced unmutated run), fastest first, with
+    --backend numpy (-x, a timeout per mutant); the score per file goes to build/mutation.json and
+    docs/mutation.md. Survivors judged equivalent are listed in scripts/mutation_equivalents.toml.
+    Not in the default list: about an hour on two cores (an extrapolation from a sample). Extra
+    options go to scripts/mutation.py (`nox -s mutation -- --only numpy`, `-- --jobs 4`)."""
     session.install(*cpu_builds(), "-e", ".[numpy,test]", "mutmut==3.8.1")  # its internal API
     session.run(
         "python", "scripts/mutation.py", "--json", "build/mutation.json", "--doc", "docs/mutation.md",
