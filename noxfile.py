@@ -75,6 +75,12 @@ def cpu_builds() -> tuple[str, ...]:
     return options
 
 
+def share_reference(session):
+    """The reference's answers kept in nox's cache folder for every later process of every session
+    (conformance/oracle.py keys them by their sources): computing them is most of a NumPy run."""
+    session.env["RNNSPEC_REFERENCE_CACHE"] = str(Path(session.cache_dir) / "reference")
+
+
 def conform(session, backend):
     """The suite as a third party runs it: the installed plugin, the installed package's checks."""
     session.run("pytest", "--pyargs", "rnnspec.conformance", "--backend", backend, *session.posargs)
@@ -104,6 +110,7 @@ def numpy(session):
     """The NumPy backend, and the suite's own tests (wrong backends rejected, helpers, CLI)."""
     # pip too: tests/test_packaging.py builds the wheel with pip, as a user does
     session.install(*cpu_builds(), "-e", ".[numpy,test]", "pip")
+    share_reference(session)
     conform(session, "numpy")
     session.run("pytest", "tests", *session.posargs)
 
@@ -111,6 +118,7 @@ def numpy(session):
 @nox.session(name="torch")
 def torch_session(session):
     session.install(*cpu_builds(), "-e", ".[torch,test]")
+    share_reference(session)
     conform(session, "torch")
     bench_calls(session, "torch")
 
@@ -118,6 +126,7 @@ def torch_session(session):
 @nox.session(name="jax")
 def jax_session(session):
     session.install(*cpu_builds(), "-e", ".[jax,test]")
+    share_reference(session)
     conform(session, "jax")  # the suite enables x64 in its own process for float64
     session.run("pytest", "tests/test_jax_x64.py", *session.posargs)
     bench_calls(session, "jax")
@@ -126,6 +135,7 @@ def jax_session(session):
 @nox.session(name="tensorflow")
 def tensorflow_session(session):
     session.install(*cpu_builds(), "-e", ".[tensorflow-cpu,test]")
+    share_reference(session)
     conform(session, "tensorflow")
     bench_calls(session, "tensorflow")
 
@@ -135,6 +145,7 @@ def mlx_session(session):
     """MLX's CPU build (mlx[cpu]; on Linux the only one), the MLX state check's own test and the
     benchmark's MLX calls."""
     session.install(*cpu_builds(), "-e", ".[mlx,test]")
+    share_reference(session)
     conform(session, "mlx")
     session.run(
         "pytest", "tests/test_suite_rejects_stateful_backends.py", "-k", "mlx", *session.posargs
@@ -146,6 +157,7 @@ def mlx_session(session):
 def cross(session):
     """Every framework in one environment; every backend compared with every other."""
     session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx,test]")
+    share_reference(session)
     session.run("pytest", "tests/test_cross.py", "tests/test_devices.py", "-v", *session.posargs,
                 env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
 
@@ -156,6 +168,7 @@ def distributed(session):
     gloo ranks on 127.0.0.1, JAX on 4 host devices, TensorFlow on 2 logical CPUs, each certified
     equal to one device and the averaging variants rejected; about a minute on 2 CPU cores."""
     session.install(*cpu_builds(), "-e", ".[test,torch,jax,tensorflow-cpu]")
+    share_reference(session)
     session.run("pytest", "tests/test_distributed.py", *session.posargs,
                 env={"TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
 
@@ -170,6 +183,7 @@ def examples(session):
     rnnspec but rnnspec.spec."""
     session.install(*cpu_builds(), ".")
     session.install(*cpu_builds(), "./examples/array-api-backend")
+    share_reference(session)
     empty = (Path(session.create_tmp()) / "empty").resolve()  # the reports land here after chdir
     empty.mkdir(exist_ok=True)
     session.chdir(empty)
@@ -289,6 +303,7 @@ def layers(session):
     CPU cores, after the install."""
     session.install(*cpu_builds(), ".[torch,jax,tensorflow-cpu]", "keras==3.15.1", "flax==0.12.8")
     session.install(*cpu_builds(), "./examples/framework-layers")
+    share_reference(session)
     empty = (Path(session.create_tmp()) / "empty").resolve()  # reports land here after chdir
     empty.mkdir(exist_ok=True)
     session.chdir(empty)
@@ -324,6 +339,7 @@ def scoreboard_session(session):
         *cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx]", "keras==3.15.1", "flax==0.12.8"
     )
     session.install(*cpu_builds(), "./examples/array-api-backend", "./examples/framework-layers")
+    share_reference(session)
     certificates = Path(session.create_tmp()).resolve() / "certificates"
     shutil.rmtree(certificates, ignore_errors=True)
     certificates.mkdir()
