@@ -15,7 +15,7 @@ from urllib.request import url2pathname
 
 from rnnspec.spec import Backend, BackendError, protocol_problems
 
-__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BackendError", "available", "load"]
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "BackendError", "available", "import_target", "load"]
 
 ENTRY_POINT_GROUP = "rnnspec.backends"
 
@@ -29,7 +29,8 @@ BUILTIN = {
 }
 
 
-def _import_factory(target: str) -> Any:
+def import_target(target: str) -> Any:
+    """What ``module:attribute`` names, or a BackendError saying why it cannot be had."""
     module_name, _, attribute = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -63,11 +64,11 @@ def load(name: str, device: str | None = None) -> Backend:
             raise BackendError(
                 f"backend {name!r} needs {framework}, which is not installed: {install_hint(extra)}"
             )
-        factory = _import_factory(target)
+        factory = import_target(target)
     elif name in (registered := _registered()):
         factory = registered[name].load()
     elif ":" in name:
-        factory = _import_factory(name)
+        factory = import_target(name)
     else:
         known = sorted(set(BUILTIN) | set(_registered()))
         raise BackendError(

@@ -43,6 +43,7 @@ class Case:
     sequence_lengths: tuple[int, ...] = ()  # right, left padding: each sequence's; () cycles
     masked_steps: tuple[int, ...] = ()  # steps t (1-based) masked in every sequence, on top
     masked_sequences: tuple[int, ...] = ()  # sequences n masked at every step, on top
+    one_hot_inputs: bool = False  # each x(t) the one-hot vector of its largest entry: a word
 
     def arrays(self, dtype: str = "float64") -> Inputs:
         """NumPy inputs in ``dtype``; targets are int64 class indices or soft weights in ``dtype``."""
@@ -58,6 +59,8 @@ class Case:
         V = rng.standard_normal((K, H)) / np.sqrt(H)
         c = 0.1 * rng.standard_normal(K)
         x = rng.standard_normal((T, B, D))
+        if self.one_hot_inputs:  # for code that takes word indices into a vocabulary of D
+            x = np.eye(D)[np.argmax(x, axis=-1)]
         h0 = 0.5 * rng.standard_normal((B, H)) if self.h0 else None
         if self.preactivation_range is not None:
             U, W = 0.05 * U, 0.05 * W / max(self.spectral_radius, 1e-12)
@@ -81,8 +84,9 @@ class Case:
         return Inputs(params, _representable(x, dtype), y, h0)
 
     def native(self, backend, dtype: str) -> Inputs:
-        """The same inputs as the backend's own arrays on its device."""
-        params, x, y, h0 = self.arrays(dtype)
+        """The same inputs as the backend's own arrays on its device, as it takes them
+        (:func:`scoped`: the suite's Call holds the same case, and with it the oracle)."""
+        params, x, y, h0 = scoped(self, backend).arrays(dtype)
         return Inputs(
             Params(*(backend.asarray(a) for a in params)),
             backend.asarray(x),
@@ -154,6 +158,23 @@ class Case:
 
 #: The tensors whose computation multiplies by D_t = diag(1 − h(t)⊙h(t)).
 THROUGH_D = ("Grads.U", "Grads.W", "Grads.b", "Grads.h0", "Grads.x")
+
+
+def scoped(case: Case, backend) -> Case:
+    """The case as a backend of fewer capabilities takes it (a plain function, rnnspec.check):
+    h0 omitted where it takes none (capabilities.initial_state), class indices for soft targets
+    where it takes no soft targets (a named soft case is not applicable there: the plugin), every
+    x(t) one-hot where it takes word indices (capabilities.one_hot_inputs). Every other backend
+    takes the case as it is."""
+    capabilities = backend.capabilities
+    changes: dict[str, Any] = {}
+    if case.h0 and not getattr(capabilities, "initial_state", True):
+        changes["h0"] = False
+    if case.soft_targets and not getattr(capabilities, "soft_targets", True):
+        changes["soft_targets"] = False  # a drawn case, or a check's incidental use of them
+    if getattr(capabilities, "one_hot_inputs", False) and not case.one_hot_inputs:
+        changes["one_hot_inputs"] = True
+    return dataclasses.replace(case, **changes) if changes else case
 
 
 def _representable(array: np.ndarray, dtype: str) -> np.ndarray:

@@ -102,7 +102,9 @@ def backend_report(backend, selection: Selection, tests: list[dict], duration_s:
             "devices": list(capabilities.devices),
             "dtypes": list(capabilities.dtypes),
             "masks": capabilities.masks,
+            **{field: getattr(capabilities, field) for field in SCOPE_FIELDS},
         },
+        "scope": scope(capabilities),
         "outcomes": dict(Counter(test["outcome"] for test in tests)),
         "left_out": left_out(selection, capabilities.dtypes, tests),
         "duration_s": duration_s,
@@ -111,6 +113,41 @@ def backend_report(backend, selection: Selection, tests: list[dict], duration_s:
     report["certified"] = status(report) == "certified"
     report["summary"] = summary(report)
     return report
+
+
+#: the capabilities a plain function may lack (rnnspec.check), which scope its certificate
+SCOPE_FIELDS = ("forward", "step_gradients", "soft_targets", "initial_state", "one_hot_inputs")
+
+
+def scope(capabilities) -> dict[str, list[str]]:
+    """What a certificate covers, in words, where a backend lacks a capability of a plain
+    function's: ``{"for": [...], "not checked": [...]}``, both empty for a full backend."""
+    covered, unchecked = [], []
+    returned = tuple(getattr(capabilities, "gradients", ("h0", "x")))
+    if not capabilities.soft_targets:
+        covered.append("class-index targets")
+        unchecked.append("soft targets")
+    if not capabilities.initial_state:
+        covered.append("h(0) = 0")
+        unchecked.append("a given h(0)")
+    if capabilities.one_hot_inputs:
+        covered.append("word-index inputs")
+        unchecked.append("inputs x(t) as vectors")
+    if not capabilities.forward:
+        unchecked.append("the forward pass (h, o, ŷ)")
+    if not capabilities.step_gradients:
+        unchecked.append("per-step gradients (form A)")
+    unchecked += [f"∇{name}" for name in ("h0", "x") if name not in returned]
+    return {"for": covered, "not checked": unchecked}
+
+
+def scope_text(report: dict) -> str:
+    """ ", for class-index targets and h(0) = 0; not checked: soft targets, ∇x" or ""."""
+    words = report.get("scope") or {}
+    text = f", for {' and '.join(words['for'])}" if words.get("for") else ""
+    if words.get("not checked"):
+        text += f"; not checked: {', '.join(words['not checked'])}"
+    return text
 
 
 def error_report(name: str, message: str) -> dict:
@@ -294,4 +331,7 @@ def failure(backend: str, test: dict, width: int) -> list[str]:
 
 def identity(report: dict) -> str:
     dtypes = " + ".join(report.get("dtypes", [])) or "no dtype"
-    return f"{report['backend']} ({report['framework_version']}) on {report['device']}, {dtypes}"
+    return (
+        f"{report['backend']} ({report['framework_version']}) on {report['device']}, {dtypes}"
+        + scope_text(report)
+    )

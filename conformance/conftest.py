@@ -7,6 +7,7 @@ backend's loading live in rnnspec.conformance.plugin."""
 import pytest
 
 from rnnspec.conformance.assertions import Call
+from rnnspec.conformance.cases import scoped
 from rnnspec.conformance.plugin import dtypes, has, load_backend, record_ratio
 from rnnspec.conformance.report import JsonReport
 
@@ -36,6 +37,7 @@ def call(request, backend):
     def make(method: str, case, dtype: str, t: int | tuple[int, ...] | None = None) -> Call:
         loaded_as = (config.getoption("backend"), config.getoption("device"))
         log = lambda ratio: record_ratio(request.node, ratio)
+        case = scoped(case, backend)  # as Case.native gave the backend its inputs
         return Call(backend, method, case, dtype, t, log=log, loaded_as=loaded_as)
 
     return make

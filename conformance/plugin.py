@@ -39,6 +39,8 @@ GROUPS = (
     "flow",
 )
 BACKEND = pytest.StashKey[object]()
+#: how the backend was loaded, to load it again: (the call in words, the call)
+RELOAD = pytest.StashKey[tuple]()
 PRECISION = pytest.StashKey[str]()
 #: why the backend could not be loaded, for the report
 LOAD_ERROR = pytest.StashKey[str]()
@@ -47,7 +49,24 @@ NOT_APPLICABLE = pytest.StashKey[str]()
 #: the user property on a check's report that holds its worst error ÷ tolerance
 WORST_RATIO = "rnnspec_worst_ratio"
 #: method -> the capability that declares it; every other method is always declared
-NEEDS = {"autodiff_gradients": "autodiff", **dict.fromkeys(FLOW_METHODS, "gradient_flow")}
+NEEDS = {
+    "autodiff_gradients": "autodiff",
+    **dict.fromkeys(FLOW_METHODS, "gradient_flow"),
+    "forward": "forward",
+    "step_gradients": "step_gradients",
+}
+#: capability -> what a check needing it is, for the n/a reason: "soft targets: n/a — ..."
+NOT_DECLARED = {
+    "autodiff": "autodiff: n/a — {name} has none",
+    "gradient_flow": "gradient flow: n/a — {name} declares none",
+    "forward": "forward (h, o, ŷ): n/a — {name} returns the loss and gradients only",
+    "step_gradients": "form A (per step): n/a — {name} takes no per-step target weights",
+    "soft_targets": "soft targets: n/a — {name} takes class indices only",
+    "initial_state": "a given h(0): n/a — {name} starts from h(0) = 0",
+    "vector_inputs": "inputs x(t) as vectors: n/a — {name} takes word indices",
+    "h0_gradient": "∇h(0): n/a — {name} does not return it",
+    "x_gradient": "∇x: n/a — {name} does not return it",
+}
 
 
 def pytest_addoption(parser):
@@ -69,6 +88,16 @@ def pytest_addoption(parser):
     group.addoption(
         "--report-json", default=None, help="rnnspec: write the suite's results as JSON here"
     )
+    group.addoption(
+        "--function",
+        default=None,
+        help="rnnspec: check a plain BPTT function, module:name, instead of a backend",
+    )
+    group.addoption(
+        "--conventions",
+        default=None,
+        help="rnnspec: the function's rnnspec.Conventions, module:name (default: the model's own)",
+    )
 
 
 def pytest_configure(config):
@@ -77,6 +106,11 @@ def pytest_configure(config):
     )
     config.addinivalue_line(
         "markers", "rnnspec_requires(capability): an rnnspec check needing a declared capability"
+    )
+    config.addinivalue_line(
+        "markers",
+        "rnnspec_fixed_inputs: an rnnspec check of committed numbers, which no backend's "
+        "capabilities can reshape (a given h(0) stays given)",
     )
 
 
@@ -91,8 +125,21 @@ def checked_dtypes(config, backend) -> list[str]:
 
 
 def has(backend, capability: str) -> bool:
-    """Whether the backend declares a capability ("autodiff", "gradient_flow", "masks")."""
-    return bool(getattr(backend.capabilities, capability, False))
+    """Whether the backend declares a capability: a field of its Capabilities ("autodiff",
+    "masks", "soft_targets", ...), or "h0_gradient", "x_gradient": ∇h(0), ∇x returned."""
+    capabilities = backend.capabilities
+    if capability == "vector_inputs":
+        return not getattr(capabilities, "one_hot_inputs", False)
+    if capability in ("h0_gradient", "x_gradient"):
+        return capability[: -len("_gradient")] in getattr(capabilities, "gradients", ("h0", "x"))
+    return bool(getattr(capabilities, capability, False))
+
+
+def returned(backend, tensor: str) -> bool:
+    """Whether a gradient method's result holds this tensor ("Grads.x", "L", ...): ∇h(0) and ∇x
+    only where capabilities.gradients names them."""
+    field = tensor.removeprefix("Grads.")
+    return field not in ("h0", "x") or has(backend, f"{field}_gradient")
 
 
 def declared(backend, methods: Iterable[str]) -> list[str]:
@@ -113,7 +160,14 @@ def load_backend(config):
         from rnnspec.spec import BackendError
 
         try:
-            backend = backends.load(config.getoption("backend"), config.getoption("device"))
+            if config.getoption("function"):
+                what = f"rnnspec.plain.backend({config.getoption('function')}, ...)"
+                config.stash[RELOAD] = (what, lambda: _function_backend(config))
+            else:
+                name, device = config.getoption("backend"), config.getoption("device")
+                what = f"rnnspec.backends.load({name!r}, {device!r})"
+                config.stash[RELOAD] = (what, lambda: backends.load(name, device))
+            backend = config.stash[RELOAD][1]()
         except BackendError as error:
             config.stash[LOAD_ERROR] = str(error)
             raise pytest.UsageError(f"rnnspec: {error}") from None
@@ -121,6 +175,16 @@ def load_backend(config):
         config.stash[PRECISION] = backend.enforce_full_precision()
         config.stash[BACKEND] = backend
     return config.stash[BACKEND]
+
+
+def _function_backend(config):
+    """--function module:name in --conventions module:name, as rnnspec.check takes them."""
+    from rnnspec import backends, plain
+
+    function = backends.import_target(config.getoption("function"))
+    named = config.getoption("conventions")
+    conventions = backends.import_target(named) if named else None
+    return plain.backend(function, conventions)
 
 
 def is_check(item) -> bool:
@@ -144,14 +208,26 @@ def not_applicable(item, backend) -> str | None:
     needs = {m.args[0] for m in item.iter_markers("rnnspec_requires")}
     if params.get("method") in NEEDS:
         needs.add(NEEDS[params["method"]])
-    if "autodiff" in needs and not has(backend, "autodiff"):
-        return f"autodiff: n/a — {backend.name} has none"
-    if "gradient_flow" in needs and not has(backend, "gradient_flow"):
-        return f"gradient flow: n/a — {backend.name} declares none"
+    case = _named_case(params.get("name"))
+    if case is not None and case.soft_targets:
+        needs.add("soft_targets")
+    if case is not None and item.get_closest_marker("rnnspec_fixed_inputs"):  # not scoped
+        needs |= {"initial_state"} if case.h0 else set()
+        needs |= {"vector_inputs"} if not case.one_hot_inputs else set()
+    for capability, reason in NOT_DECLARED.items():
+        if capability in needs and not has(backend, capability):
+            return reason.format(name=backend.name)
     dtype = params.get("dtype")
     if dtype is not None and dtype not in backend.capabilities.dtypes:
         return f"{dtype}: n/a — {backend.name} computes in {', '.join(backend.capabilities.dtypes)}"
     return None
+
+
+def _named_case(name):
+    """The named case a check is parametrized by, if any."""
+    from rnnspec.conformance.cases import CASES, MASKED_CASES
+
+    return {**CASES, **MASKED_CASES}.get(name) if isinstance(name, str) else None
 
 
 def record_ratio(item, ratio: float) -> None:

@@ -55,6 +55,7 @@ def _commuted(p, D, e, k, t):  # the seed's row form g W^(t−k) ∏ D_i, as col
     return D[k] @ product @ np.linalg.matrix_power(p.W.T, t - k) @ p.V.T @ e
 
 
+@pytest.mark.rnnspec_requires("soft_targets")
 def test_e1_soft_target_factor(backend, dtype, call):
     """E1: p − y is (Σy) p − y only when Σ_k y_k = 1; soft targets with Σy = 0.6, 2.5, 0 expose it."""
     for t in range(1, CASES["soft"].T + 1):
@@ -69,6 +70,7 @@ def test_e1_soft_target_factor(backend, dtype, call):
     )
 
 
+@pytest.mark.rnnspec_requires("step_gradients")
 @pytest.mark.parametrize("name", ["basic", "soft", "B1"])
 def test_e2_ordered_product(backend, dtype, name, call):
     """E2: W^(t−k) ∏ diag(1 − h²) commutes matrices that do not commute."""

@@ -9,7 +9,10 @@ from rnnspec.conformance.calls import flatten
 from rnnspec.conformance.cases import CASES, SHORT
 from rnnspec.conformance.oracle import expected
 
-pytestmark = pytest.mark.rnnspec_group("form A (per step)")
+pytestmark = [
+    pytest.mark.rnnspec_group("form A (per step)"),
+    pytest.mark.rnnspec_requires("step_gradients"),
+]
 
 
 @pytest.mark.parametrize("name", SHORT)

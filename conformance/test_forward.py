@@ -8,6 +8,7 @@ from rnnspec.conformance.cases import CASES
 pytestmark = pytest.mark.rnnspec_group("forward & loss")
 
 
+@pytest.mark.rnnspec_requires("forward")
 @pytest.mark.parametrize("name", CASES)
 def test_forward(backend, dtype, name, call):
     case = CASES[name]

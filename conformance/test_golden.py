@@ -10,6 +10,7 @@ from rnnspec.conformance.cases import CASES
 pytestmark = pytest.mark.rnnspec_group("golden vectors")
 
 
+@pytest.mark.rnnspec_fixed_inputs
 @pytest.mark.parametrize("name", golden.GOLDEN_CASES)
 def test_golden_vectors(backend, dtype, name, call):
     assert_matches_vectors(backend, name, CASES[name], dtype, call)

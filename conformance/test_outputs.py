@@ -4,8 +4,9 @@ device (SPEC.md §8), and every call leaves its arguments untouched (§7)."""
 import numpy as np
 import pytest
 
-from rnnspec.conformance.calls import METHODS, flatten, invoke, shapes
+from rnnspec.conformance.calls import METHODS, TENSORS, flatten, invoke, shapes
 from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.plugin import returned
 from rnnspec.spec import dtype_name, shape_of
 
 pytestmark = pytest.mark.rnnspec_group("dtype/shape/device")
@@ -17,8 +18,10 @@ def test_outputs_dtype_shape_device(backend, dtype, name, method):
     case = CASES[name]
     outputs = flatten(method, invoke(backend, method, *case.native(backend, dtype), t=2))
     expected_shapes = shapes(method, case.T, case.B, case.D, case.H, case.K)
-    for i, (out, shape) in enumerate(zip(outputs, expected_shapes, strict=True)):
-        where = f"{method} output #{i} on case {case.label()}"
+    for (name, _), out, shape in zip(TENSORS[method], outputs, expected_shapes, strict=True):
+        if not returned(backend, name):
+            continue
+        where = f"{method} -> {name} on case {case.label()}"
         assert backend.is_native(out), (
             f"{where}: {type(out).__name__} is not native on {backend.device}"
         )

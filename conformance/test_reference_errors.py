@@ -44,3 +44,27 @@ def test_reference_rejects_bad_input(bad, function):
         f"reference.{function} on {bad!r}: expected the spec's message "
         f"{str(spec_says.value)!r}, got {str(reference_says.value)!r}"
     )
+
+
+#: masks the spec rejects (SPEC.md §9): the shape, the layout, the dtype
+BAD_MASKS = {
+    "wrong T": lambda mask: mask[:-1],
+    "batch-major": lambda mask: mask.T.copy(),
+    "integer 0/1": lambda mask: mask.astype(int),
+}
+
+
+@pytest.mark.parametrize("function", CALLS)
+@pytest.mark.parametrize("bad", BAD_MASKS)
+def test_reference_rejects_a_bad_mask(bad, function):
+    """The same for masks: a reference that dropped the mask from its validate call would read
+    a (B, T) or integer mask as it comes."""
+    params, x, y, h0 = CASES["basic"].arrays("float64")
+    mask = BAD_MASKS[bad](CASES["basic"].arrays("float64").x[..., 0] > 0)
+    given = {"params": params, "x": x, "y": y, "t": 1}
+    takes = CALLS[function]
+    with pytest.raises(SpecError) as spec_says:
+        validate(params, x, y if "y" in takes else None, h0, mask=mask)
+    with pytest.raises(SpecError) as reference_says:
+        getattr(reference, function)(*(given[a] for a in takes), h0=h0, mask=mask)
+    assert str(reference_says.value) == str(spec_says.value)

@@ -27,12 +27,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rnnspec import backends
 from rnnspec.conformance import global_settings
 from rnnspec.conformance.calls import FLOW_METHODS, METHODS, TENSORS, flatten, invoke
-from rnnspec.conformance.cases import CASES, MASKED_CASES, Case, Inputs
+from rnnspec.conformance.cases import CASES, MASKED_CASES, Case, Inputs, scoped
 from rnnspec.conformance.oracle import expected
-from rnnspec.conformance.plugin import checked_dtypes, declared
+from rnnspec.conformance.plugin import RELOAD, checked_dtypes, declared, returned
 from rnnspec.spec import tolerance
 
 pytestmark = pytest.mark.rnnspec_group("state")
@@ -68,9 +67,9 @@ def _call(backend, method: str, inputs: Inputs) -> Any:
     return invoke(backend, method, *inputs, t=INTEGERS.get(method))
 
 
-def _copies(backend, method: str, result) -> list[np.ndarray]:
-    """NumPy copies of every tensor of a call's result, taken now."""
-    return [backend.to_numpy(a) for a in flatten(method, result)]
+def _copies(backend, method: str, result) -> list[Any]:
+    """NumPy copies of every tensor of a call's result, taken now (None: not returned)."""
+    return [None if a is None else backend.to_numpy(a) for a in flatten(method, result)]
 
 
 def _names(method: str) -> list[str]:
@@ -118,8 +117,11 @@ def _compare(got, want, dtype, case, kappa, head: str, against: str) -> None:
 
 def _check_result(backend, method, case, dtype, got: list[np.ndarray], history: list[str]) -> None:
     """Every tensor of a call's result against the reference, saying which calls came before."""
+    case = scoped(case, backend)  # as Case.native gave the backend its inputs
     want = expected(case, method, INTEGERS.get(method))
     for name, g, w, kappa in zip(want.names, got, want.values, want.kappas, strict=True):
+        if not returned(backend, name):
+            continue
         head = (
             f"{method} -> {name} on case {case.label()}, {dtype}, {backend!r}, {_after(history)}: "
             "wrong result; state left by an earlier call? (a cache keyed on shapes, on shapes "
@@ -167,6 +169,8 @@ def test_results_stay_as_returned(backend, dtype, method):
     for later in declared(backend, STATE_METHODS):
         _call(backend, later, others)
         for name, was, tensor in zip(_names(method), at_return, tensors, strict=True):
+            if not returned(backend, name):
+                continue
             now = backend.to_numpy(tensor)
             if not _same_bits(was, now):
                 changed = int(np.count_nonzero(was != now)) if was.shape == now.shape else "all"
@@ -216,18 +220,20 @@ def test_results_independent_of_earlier_calls(backend, dtype, method, pytestconf
     for d in (d for d in ("float32", "float64") if d == dtype or d in others):
         run(method, OTHER_H, d)
 
-    want = expected(BASIC, method, INTEGERS.get(method))
+    want = expected(scoped(BASIC, backend), method, INTEGERS.get(method))
     for how, inputs in (("new arrays", None), ("the same arrays", a_inputs)):
         since = list(history)
         again = run(method, BASIC, dtype, inputs)
         for name, got, was, kappa in zip(want.names, again, first, want.kappas, strict=True):
+            if not returned(backend, name):
+                continue
             head = (
                 f"{method} -> {name} on case {BASIC.label()}, {dtype}, {backend!r}: the same "
                 f"call ({how}) gave another result {_after(since[1:])}"
             )
             _compare(got, was, dtype, BASIC, kappa, head, "its first result")
 
-    values = OTHER_VALUES.arrays(dtype)
+    values = scoped(OTHER_VALUES, backend).arrays(dtype)
     if _overwrite(backend, a_inputs, values):  # an identity-keyed cache returns A's result
         history.append(f"(A's arrays rewritten in place with {OTHER_VALUES.name}'s values)")
         run(method, OTHER_VALUES, dtype, a_inputs)
@@ -325,11 +331,13 @@ def test_concurrent_calls_from_threads(backend, dtype):
         ) from error
     for (i, r), got in sorted(results.items()):
         m, case = method_of(i, r), THREAD_CASES[i]
-        want = expected(case, m, INTEGERS.get(m))
+        want = expected(scoped(case, backend), m, INTEGERS.get(m))
         together = ", ".join(
             _label(method_of(j, r), THREAD_CASES[j], dtype) for j in range(THREADS) if j != i
         )
         for name, g, w, kappa in zip(want.names, got, alone[(i, m)], want.kappas, strict=True):
+            if not returned(backend, name):
+                continue
             head = (
                 f"{m} -> {name} on case {case.label()}, {dtype}, {backend!r}: another result "
                 f"when called from thread {i} in round {r} at the same time as {together} than "
@@ -400,9 +408,7 @@ def test_loading_leaves_global_settings_alone(backend, pytestconfig):
     """Loading the backend changes global settings the user owns (only enforce_full_precision,
     which the suite calls on purpose, may).
 
-    The backend is loaded again by the name and device this run loaded it with, with the settings
-    as they are and again with each one set to another value first.
+    The backend is loaded again as this run loaded it (by its name and device, or from its plain
+    function), with the settings as they are and again with each one set to another value first.
     """
-    name, device = pytestconfig.getoption("backend"), pytestconfig.getoption("device")
-    what = f"rnnspec.backends.load({name!r}, {device!r})"
-    _assert_leaves_settings_alone(backend, [(what, lambda: backends.load(name, device))])
+    _assert_leaves_settings_alone(backend, [pytestconfig.stash[RELOAD]])

@@ -49,6 +49,20 @@ class Capabilities:
     gradient_flow: bool = False
     #: whether every method that takes x honours ``mask`` (SPEC.md §9)
     masks: bool = False
+    # What a backend made of a plain function may lack (rnnspec.check); a checked capability
+    # that a backend does not declare is "not checked" on its certificate, never failed.
+    #: whether ``forward`` returns h, o and ŷ (a function of the loss and its gradients has none)
+    forward: bool = True
+    #: whether ``step_gradients`` gives one step's L(t) and ∇L(t) (form A)
+    step_gradients: bool = True
+    #: whether y may hold soft targets (T, B, K); False: class indices alone
+    soft_targets: bool = True
+    #: whether a given h(0) is taken; False: h(0) = 0 always, and the checks omit h0
+    initial_state: bool = True
+    #: whether each x(t) must be a one-hot vector (the code takes word indices): the checks' x is
+    one_hot_inputs: bool = False
+    #: the tensors of Grads the gradient methods return; the others are None
+    gradients: tuple[str, ...] = ("U", "W", "b", "V", "c", "h0", "x")
 
 
 @runtime_checkable
@@ -162,6 +176,9 @@ class GradientFlowBackend(Backend, Protocol):
         ...
 
 
+#: the gradients every backend returns; ∇h(0) and ∇x may be left out (capabilities.gradients)
+PARAMETER_GRADIENTS = ("U", "W", "b", "V", "c")
+
 #: the methods capabilities.gradient_flow promises
 GRADIENT_FLOW_METHODS = ("lag_norms", "truncated_gradients", "tbptt_gradients", "jacobian_norms")
 
@@ -202,6 +219,12 @@ def protocol_problems(backend: Any) -> list[str]:
             function = getattr(backend, method, None)
             if callable(function) and "mask" not in _parameters(function):
                 problems.append(f"declares capabilities.masks but {method} takes no mask")
+    returned = tuple(getattr(capabilities, "gradients", Grads._fields))
+    if not set(PARAMETER_GRADIENTS) <= set(returned) <= set(Grads._fields):
+        problems.append(
+            f"capabilities.gradients: expected {PARAMETER_GRADIENTS} and any of ('h0', 'x'), "
+            f"got {returned}"
+        )
     unknown = set(capabilities.dtypes) - {"float32", "float64"}
     if unknown or not capabilities.dtypes:
         problems.append(

@@ -106,15 +106,32 @@ def _print_wrapped(text: str, **style) -> None:
     show_default=True,
     help="How many failures to print in full, with their reproduction snippets.",
 )
+@click.option(
+    "--function",
+    default=None,
+    metavar="MODULE:NAME",
+    help="Certify a plain BPTT function instead of backends (rnnspec.check; docs/check.md).",
+)
+@click.option(
+    "--conventions",
+    default=None,
+    metavar="MODULE:NAME",
+    help="The function's rnnspec.Conventions. Default: the model's own (time-major, columns).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Print pytest's own output, tracebacks too.")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_args):
+def conform(
+    names, device, dtypes, json_path, show_failures, function, conventions, verbose, pytest_args
+):
     """Run the conformance suite against backends and print check × backend.
 
     A backend is certified only by a whole run. Extra arguments go to pytest (e.g.
     `rnnspec conform -- -k golden`); any selection among the checks makes the run partial.
     """
-    names = list(names) or backends.available()
+    names = list(names) or ([function] if function else backends.available())
+    if function:  # the plugin builds the function's backend (rnnspec.plain)
+        named = ["--conventions", conventions] if conventions else []
+        pytest_args = ("--function", function, *named, *pytest_args)
     reports: list[dict] = []
     dumps: dict[str, dict] = defaultdict(dict)
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,15 +160,24 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
                     dumps[dtype][f"{report['backend']} on {report['device']}"] = dump
             _print_wrapped(f"{certificate.identity(report)}:\n  {report['summary']}")
 
+    agreement = [
+        row for dtype, by in dumps.items() if len(by) > 1 for row in cross.matrix(by, dtype)
+    ]
+    sys.exit(show(reports, agreement, show_failures, json_path)[1])
+
+
+def show(
+    reports: list[dict], agreement: list[dict], show_failures: int, json_path: str | None = None
+) -> tuple[dict, int]:
+    """Print the reports of a run (the table of check group × backend, what was not applicable,
+    the cross-backend agreement, the first failures in full), write the certificate to
+    ``json_path`` if given, and print the verdict; return the certificate and the exit code."""
     if any("tests" in report for report in reports):
         for table in certificate.tables(reports):
             console.print(table)
         _print_wrapped(certificate.LEGEND, style="dim")
         for line in certificate.not_applicable(reports):
             _print_wrapped(f"n/a: {line}", style="dim")
-    agreement = [
-        row for dtype, by in dumps.items() if len(by) > 1 for row in cross.matrix(by, dtype)
-    ]
     if agreement:
         console.print(certificate.cross_table(agreement))
     failures = [
@@ -163,7 +189,6 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     if len(failures) > show_failures:
         console.print(f"... and {len(failures) - show_failures} more failures (--show-failures)")
-
     document = certificate.build(reports, agreement)
     if json_path:
         Path(json_path).write_text(json.dumps(document, indent=1))
@@ -171,7 +196,7 @@ def conform(names, device, dtypes, json_path, show_failures, verbose, pytest_arg
     exit_code, lines = certificate.verdict(document)
     for line in lines:
         console.print(line, highlight=False)
-    sys.exit(exit_code)
+    return document, exit_code
 
 
 @main.command()
