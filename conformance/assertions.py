@@ -51,8 +51,20 @@ class Call:
         )
 
 
-def _preview(array: np.ndarray) -> str:
-    return np.array2string(np.ravel(array)[:6], precision=9, separator=", ", max_line_width=200)
+def _preview(array: np.ndarray, precision: int = 9) -> str:
+    return np.array2string(
+        np.ravel(array)[:6], precision=precision, separator=", ", max_line_width=200
+    )
+
+
+def previews(want: np.ndarray, got: np.ndarray) -> tuple[str, str]:
+    """The first values of both, with as many digits as it takes for them to read differently
+    (9 at least, 17 at most: float64 round-trips), so that a failure never shows equal numbers."""
+    for precision in range(9, 18):
+        shown = _preview(want, precision), _preview(got, precision)
+        if shown[0] != shown[1]:
+            break
+    return shown
 
 
 def assert_close(
@@ -74,13 +86,14 @@ def assert_close(
     if call.log is not None:
         call.log(ratio)
     if not ratio <= 1.0:
+        shown_want, shown_got = previews(want, got_np)
         raise AssertionError(
             f"{head}\n"
             f"  relative error {tolerance.relative_error(got_np, want):.3e} exceeds the bound "
             f"{tolerance.bound(call.dtype, T, kappa):.3e} (= MARGIN·(u + u₆₄)·√T·max(1, κ), κ = {kappa:.3g};"
             f" ratio {ratio:.3g})\n"
-            f"  expected {_preview(want)} ...\n"
-            f"  received {_preview(got_np)} ...\n"
+            f"  expected {shown_want} ...\n"
+            f"  received {shown_got} ...\n"
             f"  reproduce:\n    " + call.reproduce(pick, oracle).replace("\n", "\n    ")
         )
     return ratio

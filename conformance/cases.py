@@ -37,6 +37,7 @@ class Case:
     spectral_radius: float = 0.9  # of W; < 1 keeps the recurrence contractive
     diagonal_W: bool = False
     logit_offsets: float = 0.0  # c spread over ±this: logits beyond 1e3 when large
+    far_rows: float = 0.0  # V's first column (this, 0, …): o₁(t) ≈ this·h₁(t), rows far apart
     preactivation_range: tuple[float, float] | None = None  # b spread over it: saturates tanh
     conditioning: str = "well"  # or "saturated", "chaotic": see finite_only
     padding: str | None = None  # a mask (SPEC.md §9): one of MASK_PATTERNS; None: no mask
@@ -78,6 +79,9 @@ class Case:
             padded = ~np.asarray(self.mask())
             x[padded] = PADDED_INPUT
             y[padded] = PADDED_SOFT_TARGET if self.soft_targets else PADDED_CLASS
+        if self.far_rows:
+            V[:, 0] = 0
+            V[0, 0] = self.far_rows
         params = Params(*(_representable(a, dtype) for a in (U, W, b, V, c)))
         y = _representable(y, dtype) if self.soft_targets else y.astype(np.int64)
         h0 = None if h0 is None else _representable(h0, dtype)

@@ -74,3 +74,29 @@ def test_reference_is_what_the_oracle_serves():
     want = expected(case, "gradients")
     loss, grads = reference.gradients(*case.arrays())
     assert want.values[0] == loss and np.array_equal(want.values[2], grads.W)
+
+
+def test_the_snippet_of_a_derived_case_runs(numpy_backend):
+    """A case that is not a named one (here the far-rows case, the basic case with one field
+    changed) is printed as its Case(...) and the snippet runs as printed."""
+    from rnnspec.conformance.oracle import expected
+    from rnnspec.conformance.test_softmax_rows import CASE
+
+    want = expected(CASE, "loss")
+    snippet = Call(numpy_backend, "loss", CASE, "float64").reproduce("", want.expression)
+    namespace: dict = {}
+    exec(snippet, namespace)
+    assert "far_rows=3000.0" in snippet and np.isfinite(namespace["want"])
+    assert np.isclose(namespace["got"], namespace["want"], rtol=1e-12)
+
+
+def test_a_failure_shows_the_digits_that_differ():
+    """Values equal to 9 digits (the outside check's "expected [-1.889044819e-07, ...]" and
+    "received" the same) are shown with the digits where they part."""
+    from rnnspec.conformance.assertions import previews
+
+    want = np.array([-1.8890448191e-07, 6.067085655e-07])
+    got = np.array([-1.8890448192e-07, 6.067085655e-07])
+    shown_want, shown_got = previews(want, got)
+    assert shown_want != shown_got and "1.8890448191" in shown_want, (shown_want, shown_got)
+    assert previews(np.array([1.5]), np.array([2.5])) == ("[1.5]", "[2.5]")

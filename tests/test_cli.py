@@ -126,4 +126,10 @@ def test_what_a_backend_does_not_declare_is_not_applicable_with_its_reason(tmp_p
         "dtypes": ["float32", "float64"],
         "gradient_flow": True,
         "masks": True,
+        "forward": True,
+        "step_gradients": True,
+        "soft_targets": True,
+        "initial_state": True,
+        "one_hot_inputs": False,
     }
+    assert numpy_report["scope"] == {"for": [], "not checked": []}
