@@ -7,7 +7,8 @@ import pytest
 
 from rnnspec.conformance.bad_inputs import bad_inputs
 from rnnspec.conformance.cases import CASES
-from rnnspec.spec import SpecError, reference, validate
+from rnnspec.conformance.test_flow import BAD_LENGTHS
+from rnnspec.spec import SpecError, reference, reference_flow, validate
 
 pytestmark = pytest.mark.rnnspec_group("bad input")
 
@@ -68,3 +69,46 @@ def test_reference_rejects_a_bad_mask(bad, function):
     with pytest.raises(SpecError) as reference_says:
         getattr(reference, function)(*(given[a] for a in takes), h0=h0, mask=mask)
     assert str(reference_says.value) == str(spec_says.value)
+
+
+#: reference_flow function -> the arguments it takes among params, x, y (SPEC.md §10)
+FLOW_CALLS = {
+    "lag_gradients": ("params", "x", "y"),
+    "lag_norms": ("params", "x", "y"),
+    "truncated_gradients": ("params", "x", "y", 2),
+    "tbptt_gradients": ("params", "x", "y", 2, 2),
+    "jacobian_norms": ("params", "x"),
+}
+
+
+@pytest.mark.parametrize(
+    ("bad", "function"),
+    [
+        (bad, function)
+        for bad in bad_inputs("float64")
+        for function, takes in FLOW_CALLS.items()
+        if bad.split(" ")[0] not in ("y", "t") or (bad.split(" ")[0] == "y" and "y" in takes)
+    ],
+)
+def test_reference_flow_rejects_bad_input(bad, function):
+    """The same for rnnspec.spec.reference_flow, the gradient-flow oracle."""
+    edit, _ = bad_inputs("float64")[bad]
+    params, x, y, h0 = CASES["basic"].arrays("float64")
+    params, x, y, h0, _ = edit(params, x, y, h0, 1)
+    given = {"params": params, "x": x, "y": y}
+    takes = FLOW_CALLS[function]
+    with pytest.raises(SpecError) as spec_says:
+        validate(params, x, y if "y" in takes else None, h0)
+    with pytest.raises(SpecError) as reference_says:
+        getattr(reference_flow, function)(*(given.get(a, a) for a in takes), h0=h0)
+    assert str(reference_says.value) == str(spec_says.value)
+
+
+@pytest.mark.parametrize("bad", BAD_LENGTHS)
+def test_reference_flow_rejects_bad_lengths(bad):
+    """Truncation lengths: the message every backend gives (test_flow's table)."""
+    function, lengths, keywords, message = BAD_LENGTHS[bad]
+    params, x, y, h0 = CASES["basic"].arrays("float64")
+    with pytest.raises(SpecError) as raised:
+        getattr(reference_flow, function)(params, x, y, *lengths, h0=h0, **keywords)
+    assert str(raised.value) == message
