@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnspec.conformance import golden
+from rnnspec.conformance import diagnosis, golden
 from rnnspec.conformance.calls import flatten, invoke, source
 from rnnspec.conformance.cases import CASES, MASKED_CASES, Case
 from rnnspec.conformance.oracle import expected
@@ -27,20 +27,22 @@ class Call:
     dtype: str
     t: int | tuple[int, ...] | None = None  # the integer arguments (t; k; k1, k2)
     log: Callable[[float], None] | None = None  # receives every error / tolerance ratio
-    loaded_as: tuple[str, str | None] | None = None  # the --backend and --device it was loaded by
+    loaded_by: str | None = None  # the expression that loads it again (plugin.RELOAD)
 
     def reproduce(self, pick: str, oracle: str) -> str:
-        name, device = self.loaded_as or (self.backend.name, self.backend.device)
+        loaded_by = self.loaded_by or (
+            f"backends.load({self.backend.name!r}, device={self.backend.device!r})"
+        )
         registry = "MASKED_CASES" if self.case.padding else "CASES"
         named = {**CASES, **MASKED_CASES}.get(self.case.name) == self.case
         masked = self.case.padding is not None
         return "\n".join(
             [
-                "from rnnspec import backends",
+                "from rnnspec import backends, plain",
                 "from rnnspec.spec import reference, reference_flow",
                 f"from rnnspec.conformance.cases import {registry if named else 'Case'}",
                 f"case = {registry}[{self.case.name!r}]" if named else f"case = {self.case!r}",
-                f"backend = backends.load({name!r}, device={device!r})",
+                f"backend = {loaded_by}",
                 f"params, x, y, h0 = case.native(backend, {self.dtype!r})",
                 *(["mask = case.native_mask(backend)"] if masked else []),
                 f"got = {source(self.method, self.t, masked)}{pick}",
@@ -53,7 +55,7 @@ class Call:
 
 def _preview(array: np.ndarray, precision: int = 9) -> str:
     return np.array2string(
-        np.ravel(array)[:6], precision=precision, separator=", ", max_line_width=200
+        np.ravel(array)[:4], precision=precision, separator=", ", max_line_width=200
     )
 
 
@@ -87,6 +89,7 @@ def assert_close(
         call.log(ratio)
     if not ratio <= 1.0:
         shown_want, shown_got = previews(want, got_np)
+        found = diagnosis.diagnose(call.case, call.method, what, got_np, want, call.dtype, kappa)
         raise AssertionError(
             f"{head}\n"
             f"  relative error {tolerance.relative_error(got_np, want):.3e} exceeds the bound "
@@ -94,7 +97,9 @@ def assert_close(
             f" ratio {ratio:.3g})\n"
             f"  expected {shown_want} ...\n"
             f"  received {shown_got} ...\n"
-            f"  reproduce:\n    " + call.reproduce(pick, oracle).replace("\n", "\n    ")
+            + (f"  diagnosis: {found}\n" if found else "")
+            + "  reproduce:\n    "
+            + call.reproduce(pick, oracle).replace("\n", "\n    ")
         )
     return ratio
 
@@ -106,7 +111,8 @@ def assert_finite(got, call: Call, what: str) -> None:
         raise AssertionError(
             f"{call.method} -> {what} on case {call.case.label()}, {call.dtype}, "
             f"{call.backend!r}: NaN or infinity where the true value is finite\n"
-            f"  received {_preview(got_np)} ..."
+            f"  received {_preview(got_np)} ...\n"
+            f"  diagnosis: {diagnosis.nonfinite(got_np)}"
         )
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from rnnspec.conformance.assertions import Call
 from rnnspec.conformance.cases import scoped
-from rnnspec.conformance.plugin import dtypes, has, load_backend, record_ratio
+from rnnspec.conformance.plugin import RELOAD, dtypes, has, load_backend, record_ratio
 from rnnspec.conformance.report import JsonReport
 
 
@@ -35,10 +35,10 @@ def call(request, backend):
     config = request.config
 
     def make(method: str, case, dtype: str, t: int | tuple[int, ...] | None = None) -> Call:
-        loaded_as = (config.getoption("backend"), config.getoption("device"))
+        loaded_by = config.stash[RELOAD][0]
         log = lambda ratio: record_ratio(request.node, ratio)
         case = scoped(case, backend)  # as Case.native gave the backend its inputs
-        return Call(backend, method, case, dtype, t, log=log, loaded_as=loaded_as)
+        return Call(backend, method, case, dtype, t, log=log, loaded_by=loaded_by)
 
     return make
 

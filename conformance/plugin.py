@@ -161,11 +161,16 @@ def load_backend(config):
 
         try:
             if config.getoption("function"):
-                what = f"rnnspec.plain.backend({config.getoption('function')}, ...)"
+                named = config.getoption("conventions")
+                conventions = f"backends.import_target({named!r})" if named else "None"
+                what = (
+                    f"plain.backend(backends.import_target({config.getoption('function')!r}), "
+                    f"{conventions})"
+                )
                 config.stash[RELOAD] = (what, lambda: _function_backend(config))
             else:
                 name, device = config.getoption("backend"), config.getoption("device")
-                what = f"rnnspec.backends.load({name!r}, {device!r})"
+                what = f"backends.load({name!r}, device={device!r})"
                 config.stash[RELOAD] = (what, lambda: backends.load(name, device))
             backend = config.stash[RELOAD][1]()
         except BackendError as error:
