@@ -95,7 +95,7 @@ def test_reference_flow_rejects_bad_input(bad, function):
     edit, _ = bad_inputs("float64")[bad]
     params, x, y, h0 = CASES["basic"].arrays("float64")
     params, x, y, h0, _ = edit(params, x, y, h0, 1)
-    given = {"params": params, "x": x, "y": y}
+    given: dict[str | int, object] = {"params": params, "x": x, "y": y}
     takes = FLOW_CALLS[function]
     with pytest.raises(SpecError) as spec_says:
         validate(params, x, y if "y" in takes else None, h0)
