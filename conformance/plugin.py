@@ -48,6 +48,8 @@ LOAD_ERROR = pytest.StashKey[str]()
 NOT_APPLICABLE = pytest.StashKey[str]()
 #: the user property on a check's report that holds its worst error ÷ tolerance
 WORST_RATIO = "rnnspec_worst_ratio"
+#: the user property that holds a failure's message where pytest's one line says too little
+MESSAGE = "rnnspec_message"
 #: method -> the capability that declares it; every other method is always declared
 NEEDS = {
     "autodiff_gradients": "autodiff",
@@ -260,6 +262,35 @@ def pytest_collection_modifyitems(config, items):
         if reason is not None:
             item.stash[NOT_APPLICABLE] = reason
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A check that failed several ways at once (Hypothesis's distinct failures, an exception
+    group): each failure's own message, with its falsifying example, for the report."""
+    report = yield
+    error = call.excinfo.value if call.excinfo is not None else None
+    if is_check(item) and isinstance(error, BaseExceptionGroup):
+        report.user_properties.append((MESSAGE, failures_message(error)))
+    return report
+
+
+def failures_message(group: BaseExceptionGroup) -> str:
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(group)
+    parts = [f"{len(leaves)} distinct failures:"]
+    for i, error in enumerate(leaves, 1):
+        notes = "\n".join(getattr(error, "__notes__", []))
+        parts.append(f"({i}) {type(error).__name__}: {error}" + (f"\n{notes}" if notes else ""))
+    return "\n".join(parts)
 
 
 def pytest_report_collectionfinish(config, start_path, items):

@@ -13,6 +13,7 @@ from rnnspec.conformance import certificate
 from rnnspec.conformance.plugin import (
     BACKEND,
     LOAD_ERROR,
+    MESSAGE,
     NOT_APPLICABLE,
     checked_dtypes,
     group_of,
@@ -68,6 +69,8 @@ class JsonReport:
         if report.failed:  # the assertion's own message, not the traceback into the suite
             crash = getattr(report.longrepr, "reprcrash", None)
             entry["message"] = crash.message if crash else report.longreprtext[-4000:]
+            several = next((v for k, v in report.user_properties if k == MESSAGE), None)
+            entry["message"] = several or entry["message"]
         if report.skipped and isinstance(report.longrepr, tuple):
             entry["message"] = report.longrepr[2]
         ratio = worst_ratio(report)

@@ -7,6 +7,7 @@ import dataclasses
 import importlib
 import inspect
 import io
+import re
 
 import numpy as np
 import pytest
@@ -155,3 +156,37 @@ def test_the_true_value_matches_no_mistake():
                 assert any(not np.allclose(answer[k], want[k], rtol=1e-6) for k in want), (
                     mistake.words
                 )
+
+
+def _two_ways_wrong(function):
+    """Raises for three sequences of fewer than three steps, and doubles every gradient from
+    three steps on: two distinct failures for Hypothesis (the smallest draw has neither)."""
+
+    def wrong(*args):
+        B, T = args[6].shape[:2]  # soft_rows takes X seventh, batch-major
+        if B == 3 and T < 3:
+            raise ValueError("three short sequences are not handled")
+        loss, *grads = function(*args)
+        return (loss, *(2 * g for g in grads)) if T >= 3 else (loss, *grads)
+
+    return wrong
+
+
+def test_each_of_several_property_failures_is_reported_with_its_example():
+    module = importlib.import_module("soft_rows")
+    wrong = _two_ways_wrong(module.forward_backward)
+    with contextlib.redirect_stdout(io.StringIO()):
+        certificate = rnnspec.check(
+            wrong, module.CONVENTIONS, pytest_args=("-k", "test_gradients_match_reference")
+        )
+    failed = [t for t in certificate["backends"][0]["tests"] if t["outcome"] == "failed"]
+    assert failed
+    message = failed[0]["message"]
+    assert message.startswith("2 distinct failures:"), message
+    assert "(1) " in message and "(2) " in message, message
+    # each with the example Hypothesis shrank it to (its words differ between versions)
+    assert len(re.findall(r"Falsifying example|Failing test case", message)) == 2, message
+    assert (
+        "ValueError: three short sequences are not handled" in message
+        and "AssertionError" in message
+    )
