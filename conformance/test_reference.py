@@ -154,3 +154,40 @@ def test_reference_jacobian_norms_match_finite_differences():
             jacobian = np.stack(columns, axis=1)  # |h| ≤ 1 is the scale of the values differenced
             fd_norm = np.linalg.norm(jacobian, 2)
             assert abs(fd_norm - norms[j - 1, n]) <= tolerance.fd_bound(jacobian, 1.0), (j, n)
+
+
+def test_reference_regime_is_spec_10_4s_words():
+    """σ₁(W) < 1, = 1, > 1 each get the sentence SPEC.md §10.4 states for it, and
+    jacobian_norms reports the one its σ₁(W) meets."""
+    import re
+    from pathlib import Path
+
+    from rnnspec import spec as spec_package
+    from rnnspec.spec import reference_flow
+
+    spec = " ".join((Path(spec_package.__file__).parent / "SPEC.md").read_text().split())
+    stated = re.findall(r"`((?:vanishing|exploding possible|boundary): [^`]+)`", spec)
+    assert len(stated) == 3, stated
+    for sigma, start in ((0.999, "vanishing"), (1.0, "boundary"), (1.001, "exploding possible")):
+        words = reference_flow.regime(sigma)
+        assert words in stated and words.startswith(start), (sigma, words)
+    params, x, _, h0 = CASES["basic"].arrays()
+    result = reference_flow.jacobian_norms(params, x, h0)
+    assert result.regime == reference_flow.regime(float(result.sigma_max_W))
+
+
+def test_reference_windows_are_spec_10_5():
+    """TBPTT's windows by (10.5), written out: τ_i = k1, 2k1, … and T; losses τ_{i−1} + 1 … τ_i;
+    back to s_i + 1 with s_i = max(0, τ_{i−1} + k1 − k2)."""
+    from rnnspec.spec import reference_flow
+
+    def by_hand(T, k1, k2):
+        taus = [*range(k1, T, k1), T]
+        previous = [0, *taus[:-1]]
+        return [(tau, p + 1, max(0, p + k1 - k2) + 1) for p, tau in zip(previous, taus)]
+
+    assert reference_flow.windows(7, 3, 4) == [(3, 1, 1), (6, 4, 3), (7, 7, 6)]
+    for T in range(1, 10):
+        for k1 in range(1, T + 2):
+            for k2 in range(k1, k1 + 3):
+                assert reference_flow.windows(T, k1, k2) == by_hand(T, k1, k2), (T, k1, k2)

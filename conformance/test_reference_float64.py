@@ -58,3 +58,16 @@ def _leaves(got, want, where=""):
             )
     else:
         yield where, (got, want)
+
+
+def test_reference_flow_jacobian_norms_promote_float32_inputs_to_float64():
+    """The same for the gradient-flow oracle's σ₁(W) and norms (SPEC.md §10.4)."""
+    from rnnspec.spec import reference_flow
+
+    params, x, _, h0 = CASES["basic"].arrays("float32")
+    got = reference_flow.jacobian_norms(params, x, h0)
+    want = reference_flow.jacobian_norms(
+        Params(*(_float64(p) for p in params)), _float64(x), _float64(h0)
+    )
+    for where, (g, w) in _leaves(tuple(got[:3]), tuple(want[:3])):
+        assert np.asarray(g).dtype == np.float64 and np.array_equal(g, w), where
