@@ -89,7 +89,9 @@ def assert_close(
         call.log(ratio)
     if not ratio <= 1.0:
         shown_want, shown_got = previews(want, got_np)
-        found = diagnosis.diagnose(call.case, call.method, what, got_np, want, call.dtype, kappa)
+        found = diagnosis.diagnose(
+            call.case, call.method, what, got_np, want, call.dtype, kappa, call.t
+        )
         raise AssertionError(
             f"{head}\n"
             f"  relative error {tolerance.relative_error(got_np, want):.3e} exceeds the bound "

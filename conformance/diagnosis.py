@@ -17,7 +17,8 @@ GRADIENT_METHODS = ("gradients", "autodiff_gradients")
 
 class Mistake(NamedTuple):
     words: str  # what the code did, and where SPEC.md says what is right
-    answer: Callable[[Case], dict[str, np.ndarray] | None]  # tensor name -> its value
+    #: (case, method, t) -> tensor name -> the mistake's value; None where it makes no difference
+    answer: Callable[[Case, str, int | None], dict[str, np.ndarray] | None]
 
 
 def _variant(case: Case, *, error="Σy", transpose=True, previous=True, argmax=False) -> dict:
@@ -57,6 +58,42 @@ def _variant(case: Case, *, error="Σy", transpose=True, previous=True, argmax=F
     return {"L": loss, **{f"Grads.{k}": v for k, v in g.items()}, "Grads.h0": carry, "Grads.x": dx}
 
 
+def _form_a(case: Case, product: str, t: int | None) -> dict:
+    """∇L(t) (a step t) or ∇L = Σ_t ∇L(t) by form A's terms δ_k(t) (2.3), float64, with the
+    Jacobian product as the seed wrote it: "commuted", D_k ∏ D_i (Wᵀ)^(t−k) Vᵀ e(t) (erratum
+    E2), or "D_t" in every factor, (D_t Wᵀ)^(t−k) D_t Vᵀ e(t) (erratum E4). The tensors the
+    product reaches: ∇U, ∇W, ∇b."""
+    p, x, y, h0 = case.arrays("float64")
+    T, B, _ = x.shape
+    H, K = p.W.shape[0], p.V.shape[0]
+    Y = np.eye(K)[y] if y.ndim == 2 else y
+    h = np.zeros((T + 1, B, H))
+    h[0] = 0 if h0 is None else h0
+    for i in range(T):
+        h[i + 1] = np.tanh(p.b + h[i] @ p.W.T + x[i] @ p.U.T)
+    g = {"Grads.U": np.zeros_like(p.U), "Grads.W": np.zeros_like(p.W), "Grads.b": np.zeros(H)}
+    for n in range(B):
+        D = [None] + [np.diag(1 - h[i, n] ** 2) for i in range(1, T + 1)]
+        for step in range(1, T + 1) if t is None else (t,):
+            o = p.V @ h[step, n] + p.c
+            yhat = np.exp(o - o.max()) / np.exp(o - o.max()).sum()
+            e = Y[step - 1, n].sum() * yhat - Y[step - 1, n]  # (2.1)
+            for k in range(1, step + 1):
+                if product == "commuted":
+                    inner = np.eye(H)
+                    for i in range(k + 1, step + 1):
+                        inner = inner @ D[i]
+                    delta = D[k] @ inner @ np.linalg.matrix_power(p.W.T, step - k) @ p.V.T @ e
+                else:
+                    delta = D[step] @ p.V.T @ e
+                    for _ in range(k, step):
+                        delta = D[step] @ p.W.T @ delta
+                g["Grads.U"] += np.outer(delta, x[k - 1, n])
+                g["Grads.W"] += np.outer(delta, h[k - 1, n])
+                g["Grads.b"] += delta
+    return g
+
+
 def _named(loss, grads) -> dict:
     return {"L": loss, **{f"Grads.{f}": np.asarray(v) for f, v in zip(grads._fields, grads)}}
 
@@ -66,31 +103,46 @@ def _last_step(case: Case) -> dict:
     return _named(*reference.step_gradients(params, x, y, case.T, h0))
 
 
+def _total(answer):
+    """A mistake of the total gradient (gradients, autodiff_gradients), not of one step's."""
+    return lambda case, method, t: answer(case) if method in GRADIENT_METHODS else None
+
+
 def _soft_only(answer):
     """A mistake that shows only with soft targets (with class indices it is no mistake)."""
-    return lambda case: answer(case) if case.soft_targets else None
+    return lambda case, method, t: answer(case, method, t) if case.soft_targets else None
 
 
+#: E6 (no ∇h(0), ∇x) is diagnosed by its zeros; E7, the book's eq. 10.21 as printed, is undefined
+#: (a vector times a matrix on the right): no code computes it
 MISTAKES = (
     Mistake(
         "erratum E1: ŷ − y, right only where Σ_k y_k = 1 (SPEC.md §5)",
-        _soft_only(lambda case: _variant(case, error="ŷ − y")),
+        _soft_only(_total(lambda case: _variant(case, error="ŷ − y"))),
+    ),
+    Mistake(
+        "erratum E2: the Jacobian product commuted, Wᵗ⁻ᵏ ∏ D_i (SPEC.md §5)",
+        lambda case, method, t: _form_a(case, "commuted", t) if case.T > 1 else None,
     ),
     Mistake(
         "erratum E3: W for Wᵀ in the backward recursion (SPEC.md §5)",
-        lambda case: _variant(case, transpose=False),
+        _total(lambda case: _variant(case, transpose=False)),
     ),
     Mistake(
-        "erratum E4: h(k) for h(k−1) in ∇W (SPEC.md §5)",
-        lambda case: _variant(case, previous=False),
+        "erratum E4: D_t in every factor of the product (SPEC.md §5)",
+        lambda case, method, t: _form_a(case, "D_t", t) if case.T > 1 else None,
+    ),
+    Mistake(
+        "h(k) for h(k−1) in ∇W: δ_k(t) h(k)ᵀ, not (2.5)'s δ_k(t) h(k−1)ᵀ (SPEC.md §2)",
+        _total(lambda case: _variant(case, previous=False)),
     ),
     Mistake(
         "erratum E5: ∇L(T), the last step's alone (SPEC.md §5)",
-        lambda case: _last_step(case) if case.T > 1 else None,
+        _total(lambda case: _last_step(case) if case.T > 1 else None),
     ),
     Mistake(
         "soft targets replaced by their argmax (SPEC.md §1)",
-        _soft_only(lambda case: _variant(case, argmax=True)),
+        _soft_only(_total(lambda case: _variant(case, argmax=True))),
     ),
 )
 
@@ -114,7 +166,9 @@ def nonfinite(got) -> str:
     return "infinite: the log of probabilities, log ŷ of a ŷ = 0? (SPEC.md §1)"
 
 
-def diagnose(case: Case, method: str, tensor: str, got, want, dtype: str, kappa: float) -> str:
+def diagnose(
+    case: Case, method: str, tensor: str, got, want, dtype: str, kappa: float, t=None
+) -> str:
     """What mistake a wrong ``tensor`` of ``method`` on ``case`` is, in words, or ""."""
     got = np.asarray(got, np.float64)
     want = np.asarray(want, np.float64)
@@ -132,14 +186,14 @@ def diagnose(case: Case, method: str, tensor: str, got, want, dtype: str, kappa:
         and _matches(got, np.clip(want, -bound, bound), dtype, case.T, kappa)
     ):
         return f"clipped: the true gradient cut to ±{bound:.3g}"
-    if method not in GRADIENT_METHODS or case.padding is not None:
+    if method not in (*GRADIENT_METHODS, "step_gradients") or case.padding is not None:
         return ""
     for mistake in MISTAKES:
-        answer = mistake.answer(case)
+        answer = mistake.answer(case, method, t)
         if answer is not None and tensor in answer:
             if _matches(got, answer[tensor], dtype, case.T, kappa):
                 return f"matches {mistake.words}"
-    if tensor != "L":
+    if tensor != "L" and method in GRADIENT_METHODS:
         for words, answer in _truncations(case):
             if tensor in answer and _matches(got, answer[tensor], dtype, case.T, kappa):
                 return f"matches {words}"

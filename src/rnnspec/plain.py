@@ -419,7 +419,7 @@ def check(
 
     checked = backend(function, conventions, name)
     again = (
-        "rnnspec.plain.backend(function, conventions)",
+        "plain.backend(function, conventions)  # yours",
         lambda: backend(function, conventions, name),
     )
     return runner.run(checked, again, dtypes or checked.capabilities.dtypes, pytest_args)
