@@ -73,7 +73,7 @@ def _form_a(case: Case, product: str, t: int | None) -> dict:
         h[i + 1] = np.tanh(p.b + h[i] @ p.W.T + x[i] @ p.U.T)
     g = {"Grads.U": np.zeros_like(p.U), "Grads.W": np.zeros_like(p.W), "Grads.b": np.zeros(H)}
     for n in range(B):
-        D = [None] + [np.diag(1 - h[i, n] ** 2) for i in range(1, T + 1)]
+        D: list = [None] + [np.diag(1 - h[i, n] ** 2) for i in range(1, T + 1)]  # 1-based
         for step in range(1, T + 1) if t is None else (t,):
             o = p.V @ h[step, n] + p.c
             yhat = np.exp(o - o.max()) / np.exp(o - o.max()).sum()
