@@ -4,6 +4,7 @@ where Σ_k y_k ≠ 1"). Each mistake's answer is computed here in float64, by th
 the reference with the one mistake made, only for a check that already failed: a correct backend
 never meets this module."""
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -186,15 +187,25 @@ def diagnose(
         and _matches(got, np.clip(want, -bound, bound), dtype, case.T, kappa)
     ):
         return f"clipped: the true gradient cut to ±{bound:.3g}"
-    if method not in (*GRADIENT_METHODS, "step_gradients") or case.padding is not None:
-        return ""
-    for mistake in MISTAKES:
-        answer = mistake.answer(case, method, t)
-        if answer is not None and tensor in answer:
-            if _matches(got, answer[tensor], dtype, case.T, kappa):
-                return f"matches {mistake.words}"
-    if tensor != "L" and method in GRADIENT_METHODS:
-        for words, answer in _truncations(case):
-            if tensor in answer and _matches(got, answer[tensor], dtype, case.T, kappa):
-                return f"matches {words}"
+    for words, answer in _answers(case, method, t):
+        if tensor in answer and _matches(got, answer[tensor], dtype, case.T, kappa):
+            return f"matches {words}"
     return ""
+
+
+#: the longest case whose mistakes are computed: form A's terms and the truncations are O(T²)
+#: products in Python, as the reference's form A (conformance.cases.SHORT)
+LONGEST = 20
+
+
+@functools.cache
+def _answers(case: Case, method: str, t: int | None) -> tuple[tuple[str, dict], ...]:
+    """Every known mistake's answer on this call, computed once however many tensors fail."""
+    if method not in (*GRADIENT_METHODS, "step_gradients") or case.padding or case.T > LONGEST:
+        return ()
+    found = [(m.words, m.answer(case, method, t)) for m in MISTAKES]
+    if method in GRADIENT_METHODS:
+        found += [
+            (words, {k: v for k, v in a.items() if k != "L"}) for words, a in _truncations(case)
+        ]
+    return tuple((words, answer) for words, answer in found if answer is not None)
