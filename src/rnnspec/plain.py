@@ -322,19 +322,13 @@ class FunctionBackend:
             h0 = np.zeros((x.shape[1], H), x.dtype)
         if conventions.one_hot:
             x = np.argmax(x, axis=-1)
-        if y.ndim == 3 and conventions.targets == "classes":
-            raise SpecError(f"y: {self.name} takes class indices; got soft targets")
-        if y.ndim == 2 and conventions.targets == "soft":
-            y = np.eye(
-                params.V.shape[0], dtype=x.dtype if not conventions.one_hot else params.V.dtype
-            )[y]
+        if y.ndim == 2 and conventions.targets == "soft":  # class k as the one-hot e_k, exact
+            y = np.eye(params.V.shape[0], dtype=params.V.dtype)[y]
         given["x"], given["y"] = self._own_layout(x), self._own_layout(y)
         given["h0"] = np.array(h0, copy=True)
-        if conventions.sequence:
-            given["x"], given["y"] = (
-                given["x"][:, 0] if conventions.layout == "time-major" else given["x"][0],
-                (given["y"][:, 0] if conventions.layout == "time-major" else given["y"][0]),
-            )
+        if conventions.sequence:  # the batch of one, without its batch axis
+            axis = 1 if conventions.layout == "time-major" else 0
+            given["x"], given["y"] = (np.take(given[a], 0, axis=axis) for a in ("x", "y"))
             given["h0"] = given["h0"][0]
             if conventions.vectors == "column":
                 given["h0"] = given["h0"][:, None]
