@@ -274,3 +274,25 @@ def test_the_layers_tables_count_each_certificate(tmp_path):
     assert cells["`one`", "float64"]["form B"] == "0.25"
     assert set(cells["`one`", "float32"].values()) == {"0.039"}
     assert set(cells["`two`", "float32"].values()) == {"0.039"}
+
+
+def test_a_scoped_certificate_says_what_it_did_not_check():
+    """A plain function's certificate (rnnspec.check) is on the board with its scope in words."""
+    from rnnspec.scoreboard import rows_of
+
+    report = {
+        "backend": "my_bptt",
+        "device": "cpu",
+        "framework_version": "numpy 2",
+        "suite_version": "0.3.0",
+        "dtypes": ["float32"],
+        "left_out": [],
+        "certified": True,
+        "scope": {"for": ["class-index targets"], "not checked": ["soft targets", "∇x"]},
+        "tests": [{"id": "a", "group": "form B (BPTT)", "dtype": "float32", "outcome": "passed"}],
+    }
+    (row,) = rows_of(report, "2026-12-02", "my_bptt.json")
+    assert row.result == "certified"
+    assert row.note == "for class-index targets; not checked: soft targets, ∇x"
+    (full,) = rows_of({**report, "scope": {"for": [], "not checked": []}}, "2026-12-02", "x.json")
+    assert full.note == ""

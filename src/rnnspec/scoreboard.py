@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnspec.backends import BUILTIN
-from rnnspec.conformance.certificate import ratio_text, summarise
+from rnnspec.conformance.certificate import ratio_text, scope_text, summarise
 from rnnspec.conformance.plugin import GROUPS
 
 TITLE = "rnnspec conformance scoreboard"
@@ -68,7 +68,7 @@ class Row:
     suite: str
     date: str
     cells: tuple[Cell, ...]  # one per check group, GROUPS' order
-    note: str  # what a partial run left out, or why the backend could not be loaded
+    note: str  # what a partial run left out, why the backend could not be loaded, or its scope
     source: str  # the certificate's file name
 
 
@@ -123,7 +123,11 @@ def rows_of(report: dict, date: str, source: str) -> list[Row]:
             else "certified" if report["certified"]
             else "passed"  # this dtype passed; the backend failed in another
         )  # fmt: skip
-        note = "left out: " + "; ".join(report["left_out"]) if result == "partial" else ""
+        note = (
+            "left out: " + "; ".join(report["left_out"])
+            if result == "partial"
+            else scope_text(report).removeprefix(", ").removeprefix("; ")
+        )  # a plain function's certificate: what it covers and what it does not
         rows.append(Row(**identity, dtype=dtype, result=result, cells=cells, note=note))
     return rows
 
