@@ -1,23 +1,29 @@
 """What every built-in backend shares: the public methods (validate, then hand native arrays to
-kernels), the end of form B, and device parsing with its error wording.
+kernels), the end of form B, the gradient-flow kernels over NumPy-like arrays, and device parsing
+with its error wording.
 
-A backend module subclasses :class:`ClosedFormBackend` (or :class:`ClosedFormAutodiffBackend`, when
-its framework differentiates) and supplies the array conversions and the kernels, written with its
-framework's own operations (see backends/numpy.py, the plainest one):
+Every backend module has the same shape (backends/numpy.py is the plainest): ``NONLINEARITIES``, its
+φ hook (SPEC.md §1: φ, and φ′ written in h = φ(a)); its private helpers; then the kernels, module-
+level functions named as in :data:`KERNELS` and in that order, written with the framework's own
+operations; then the backend class, a subclass of :class:`ClosedFormBackend` (or
+:class:`ClosedFormAutodiffBackend`, when its framework differentiates) that supplies the array
+conversions and names its module as ``kernels``. The class runs every kernel under its ``_scope``
+(TensorFlow's device, MLX's stream, torch's no_grad) and hands the result to ``_finished`` (MLX
+evaluates it there), so no kernel needs a wrapper.
 
-- ``_one_hot(y, K, dtype)``: class indices (T, B) as float weights (T, B, K) in x's dtype;
-- ``_forward(params, x, h0) -> (h, o, ŷ)`` and ``_loss(params, x, y, h0)``, y as weights;
-- ``_gradients(params, x, y, h0) -> (loss, Grads)``: SPEC.md form B, y as weights, ending in
+- ``forward(p, x, h0) -> (h, o, ŷ)`` and ``loss(p, x, y, h0)``, y as (T, B, K) weights;
+- ``gradients(p, x, y, h0) -> (loss, Grads)``: SPEC.md form B, ending in
   :func:`grads_from_deltas` with the framework's :class:`Ops`;
-- ``_autodiff_gradients(params, x, y, h0) -> (loss, Grads)``: the framework's autodiff;
-- the gradient-flow kernels of SPEC.md §10 (``_lag_norms``, ``_truncated_gradients``,
-  ``_tbptt_gradients``, ``_jacobian_norms``), which take the lengths already checked and, for
-  TBPTT, the index arrays of :func:`tbptt_plan`.
+- ``autodiff_gradients(p, x, y, h0) -> (loss, Grads)``: the framework's autodiff;
+- the gradient-flow kernels of SPEC.md §10 (``lag_norms(…, lags)``, ``truncated_gradients(…,
+  k)``, ``tbptt_gradients(…, plan)``, ``jacobian_norms(p, x, h0)``), which take the lengths
+  already checked and, for TBPTT, the index arrays of :func:`tbptt_plan`. NumPy, PyTorch and MLX
+  bind the ones written here (:func:`flow_kernels`) to their :class:`Arrays`.
 
-A backend that declares ``capabilities.masks`` (SPEC.md §9) also supplies ``_zero_masked(array,
-mask)``, and each kernel takes the (T, B) boolean mask as a last keyword ``mask``; the targets it
-receives are already zero at masked steps, so only the recurrences read the mask. Unmasked calls
-never pass ``mask``: a backend without masks keeps kernels without it.
+Every kernel takes ``phi``, the name of φ (default "tanh"), and, where the backend declares
+``capabilities.masks`` (SPEC.md §9), the (T, B) boolean mask as ``mask``; the targets it receives
+are already zero at masked steps, so only the recurrences read the mask. The class passes neither
+where it is the default (a tanh call without a mask), so a kernel's old call stays the same call.
 
 Because e(t) = (Σ_k y_k(t)) ŷ(t) − y(t) and L(t) are linear in y(t), the gradient of L(t) alone is
 form B run on targets that are zero outside step t: the recursion then starts at t with
@@ -25,8 +31,12 @@ form B run on targets that are zero outside step t: the recursion then starts at
 evaluated right to left (SPEC.md §2.10).
 """
 
+import contextlib
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -38,13 +48,29 @@ from rnnspec.spec import (
     Dims,
     Forward,
     Grads,
+    Model,
     Params,
     SpecError,
     validate,
+    validate_model,
 )
 from rnnspec.spec.reference_flow import regime, windows
 from rnnspec.spec.types import Array, JacobianNorms, LagNorms
 from rnnspec.spec.validation import validate_length
+
+#: The kernels every backend module defines, in this order (autodiff_gradients where it has one).
+KERNELS = (
+    "forward", "loss", "gradients", "autodiff_gradients",
+    "lag_norms", "truncated_gradients", "tbptt_gradients", "jacobian_norms",
+)  # fmt: skip
+
+
+class Nonlinearity(NamedTuple):
+    """φ of h(t) = φ(a(t)) (1.2) and its derivative (2.2) written in h: φ′(a) = derivative(φ(a)),
+    which holds for tanh (1 − h²) and relu ([h > 0], φ′(0) = 0), so no kernel keeps a(t)."""
+
+    phi: Callable[[Array], Array]
+    derivative: Callable[[Array], Array]
 
 
 class Ops(NamedTuple):
@@ -100,12 +126,11 @@ def window_grads(p: Params, x, h, h_prev, e_w, delta, plan, B: int, D: int) -> t
     )
 
 
-def lag_deltas(p: Params, h, e_rows, lags: int):
+def lag_deltas(p: Params, h, e_rows, lags: int, derivative):
     """The slabs δ_k(k + j) for k = 1 … T − j, one lag j = 0 … lags − 1 at a time (10.2): lag 0 is
-    D_k Vᵀ e(k), lag j is D_k Wᵀ (lag j − 1 at k + 1), every k in one product. For arrays with
-    NumPy's methods (NumPy, PyTorch, MLX)."""
+    D_k Vᵀ e(k), lag j is D_k Wᵀ (lag j − 1 at k + 1), every k in one product; ``derivative`` is
+    D_k's diagonal for every k. For arrays with NumPy's methods (NumPy, PyTorch, MLX)."""
     T, B, H = h.shape
-    derivative = 1 - h * h  # (2.2) D_k
     slab = (e_rows @ p.V).reshape(T, B, H) * derivative
     yield slab
     for j in range(1, lags):
@@ -163,6 +188,91 @@ def tbptt_plan(T: int, k1: int, k2: int, dtype: str) -> TbpttPlan:
                      mask(x_inside))  # fmt: skip
 
 
+class Arrays(NamedTuple):
+    """What the gradient-flow kernels below need of a framework beyond NumPy's array methods
+    (``@``, ``.T``, ``.sum``, ``.reshape``, indexing, slice assignment): its forward pass and
+    output errors, its φ hook, and the few functions whose names differ between libraries."""
+
+    nonlinearities: dict[str, Nonlinearity]
+    hidden_states: Callable[..., Array]  # (p, x, h0, phi) -> h(1..T), (T, B, H)
+    loss_and_output_errors: Callable[..., tuple]  # (p, h, y) -> L, e(t) as (T·B, K) rows
+    step_losses_and_output_errors: Callable[..., tuple]  # (p, h, y) -> L(t) (T,), e(t) (T, B, K)
+    concatenate: Callable[[list], Array]  # along the first axis
+    stack: Callable[[list], Array]  # along a new first axis
+    zeros: Callable[[tuple, Array], Array]  # (shape, like): zeros in like's dtype and device
+    eye: Callable[[int, Array], Array]  # (n, like): the identity in like's dtype and device
+    norm: Callable[[Array], Array]  # ‖a‖_F of the whole array
+    spectral_norm: Callable[[Array], Array]  # ‖a‖₂ of a matrix, or of each of a stack of them
+
+
+def flow_kernels(arrays: Arrays) -> tuple[Callable, ...]:
+    """``lag_norms``, ``truncated_gradients``, ``tbptt_gradients`` and ``jacobian_norms`` (SPEC.md
+    §10) for one framework, written once over arrays with NumPy's methods."""
+    return tuple(
+        functools.partial(kernel, arrays)
+        for kernel in (_lag_norms, _truncated_gradients, _tbptt_gradients, _jacobian_norms)
+    )
+
+
+def _lag_norms(arrays: Arrays, p: Params, x, y, h0, lags: int, phi: str = "tanh"):
+    T, B, H = x.shape[0], x.shape[1], p.W.shape[0]
+    h = arrays.hidden_states(p, x, h0, phi)
+    _, e_rows = arrays.loss_and_output_errors(p, h, y)
+    h_prev = arrays.concatenate([h0[None], h[:-1]])
+    derivative = arrays.nonlinearities[phi].derivative(h)  # (2.2) D_k
+    per_lag = [
+        arrays.stack([arrays.norm(g) for g in lag_grads(p, x, h_prev, slab)])
+        for slab in lag_deltas(p, h, e_rows, lags, derivative)
+    ]
+    U, W, b, h0_norms, x_norms = arrays.stack(per_lag).T  # the lag-j norms, one row per tensor
+    zero = arrays.zeros((lags - 1,), x)  # V and c receive lag 0 only
+    V = arrays.concatenate([arrays.norm(e_rows.T @ h.reshape(T * B, H))[None], zero])
+    c = arrays.concatenate([arrays.norm(e_rows.sum(0))[None], zero])
+    return U, W, b, V, c, h0_norms, x_norms
+
+
+def _truncated_gradients(arrays: Arrays, p: Params, x, y, h0, k: int, phi: str = "tanh"):
+    T, B, D = x.shape
+    h = arrays.hidden_states(p, x, h0, phi)
+    loss, e_rows = arrays.loss_and_output_errors(p, h, y)
+    H = h.shape[-1]
+    derivative = arrays.nonlinearities[phi].derivative(h)  # (2.2) D_k
+    delta = arrays.zeros(h.shape, h)  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
+    for slab in lag_deltas(p, h, e_rows, k, derivative):
+        delta[: len(slab)] += slab
+    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+    return loss, grads_from_deltas(ARRAY_METHOD_OPS, p, x, h0, B, rows)
+
+
+def _tbptt_gradients(arrays: Arrays, p: Params, x, y, h0, plan: TbpttPlan, phi: str = "tanh"):
+    _, B, D = x.shape
+    h = arrays.hidden_states(p, x, h0, phi)
+    step_losses, e = arrays.step_losses_and_output_errors(p, h, y)
+    h_prev = arrays.concatenate([h0[None], h[:-1]])
+    e_w = e[plan.steps] * plan.losses  # e(t) of the window's own loss steps (10.6)
+    # D_t, zero outside the window; offsets i = τ − t, for every window w at once
+    derivative = arrays.nonlinearities[phi].derivative(h[plan.steps]) * plan.inside
+    output_grad = e_w @ p.V
+    deltas = [output_grad[0] * derivative[0]]
+    for i in range(1, plan.steps.shape[0]):  # (3.1)–(3.2) in each window, back in t = on in i
+        deltas.append((output_grad[i] + deltas[-1] @ p.W) * derivative[i])
+    delta = arrays.stack(deltas)
+    grads = window_grads(p, x, h, h_prev, e_w, delta, plan, B, D)
+    return (step_losses[plan.steps] * plan.losses[..., 0, 0]).sum(0), grads
+
+
+def _jacobian_norms(arrays: Arrays, p: Params, x, h0, phi: str = "tanh"):
+    T, B = x.shape[:2]
+    derivative = arrays.nonlinearities[phi].derivative(arrays.hidden_states(p, x, h0, phi))
+    jacobian = arrays.eye(p.W.shape[0], x)  # becomes (B, H, H) at the first lag
+    norms = []
+    for j in range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
+        jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
+        norms.append(arrays.spectral_norm(jacobian))
+    per_sequence = arrays.stack(norms) if norms else arrays.zeros((0, B), x)
+    return per_sequence, per_sequence.mean(1), arrays.spectral_norm(p.W)
+
+
 def parse_device(backend: str, device: str | None, kinds: dict[str, str]) -> tuple[str, int | None]:
     """The kind and index a device name asks for: "GPU:1" -> ("gpu", 1), "cpu" -> ("cpu", None).
 
@@ -192,6 +302,10 @@ class ClosedFormBackend(ABC):
     capabilities: Capabilities
     #: the device names accepted (lowercase; any case is accepted) -> the kind each one means
     device_names: dict[str, str] = {"cpu": "cpu"}
+    #: the backend's module: its kernels, module-level functions of the names in KERNELS
+    kernels: ModuleType
+    #: keywords every kernel call takes on this instance (JAX's loop unrolling on a GPU)
+    _kernel_options: dict[str, Any] = {}
 
     def __init__(self, device: str | None = None):
         """Open ``device`` ("cpu" when None): a BackendError if it is not accepted or not there."""
@@ -203,7 +317,7 @@ class ClosedFormBackend(ABC):
         self.device = self._open_device(kind, index)
 
     # --- supplied by each backend, in this order in every backend module -----------------------
-    # (a module leaves out the defaults it keeps; _autodiff_gradients comes after _gradients)
+    # (a module leaves out the defaults it keeps)
 
     def _visible_devices(self, kind: str) -> list[str]:
         """The names of the devices of ``kind`` the framework sees, in index order."""
@@ -216,6 +330,14 @@ class ClosedFormBackend(ABC):
     def _open_device(self, kind: str, index: int) -> str:
         """Keep what the framework needs to put arrays on the device; return its name."""
         return kind
+
+    def _scope(self) -> AbstractContextManager:
+        """What every call runs under: the framework's device or stream, no autograd tape."""
+        return contextlib.nullcontext()
+
+    def _finished(self, result: Any) -> Any:
+        """A kernel's result, its work done (a lazy framework evaluates it here)."""
+        return result
 
     @abstractmethod
     def asarray(self, array: np.ndarray, dtype: Any = None) -> Array: ...
@@ -241,59 +363,72 @@ class ClosedFormBackend(ABC):
     @abstractmethod
     def _one_hot(self, y: Array, K: int, dtype: str) -> Array: ...
 
-    @abstractmethod
-    def _forward(
-        self, params: Params, x: Array, h0: Array, mask: Array | None = None
-    ) -> tuple[Array, Array, Array]: ...
+    # --- the kernels: the module's functions; a test double replaces one by overriding it -------
 
-    @abstractmethod
-    def _loss(
-        self, params: Params, x: Array, y: Array, h0: Array, mask: Array | None = None
-    ) -> Array: ...
+    def _forward(self, *args, **keywords):
+        return self.kernels.forward(*args, **keywords)
 
-    @abstractmethod
-    def _gradients(
-        self, params: Params, x: Array, y: Array, h0: Array, mask: Array | None = None
-    ) -> tuple[Array, Grads]: ...
+    def _loss(self, *args, **keywords):
+        return self.kernels.loss(*args, **keywords)
 
-    @abstractmethod
-    def _lag_norms(self, params: Params, x: Array, y: Array, h0: Array, lags: int) -> tuple: ...
+    def _gradients(self, *args, **keywords):
+        return self.kernels.gradients(*args, **keywords)
 
-    @abstractmethod
-    def _truncated_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array, k: int
-    ) -> tuple[Array, Grads]: ...
+    def _lag_norms(self, *args, **keywords):
+        return self.kernels.lag_norms(*args, **keywords)
 
-    @abstractmethod
-    def _tbptt_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array, plan: "TbpttPlan"
-    ) -> tuple[Array, Grads]: ...
+    def _truncated_gradients(self, *args, **keywords):
+        return self.kernels.truncated_gradients(*args, **keywords)
 
-    @abstractmethod
-    def _jacobian_norms(
-        self, params: Params, x: Array, h0: Array
-    ) -> tuple[Array, Array, Array]: ...
+    def _tbptt_gradients(self, *args, **keywords):
+        return self.kernels.tbptt_gradients(*args, **keywords)
+
+    def _jacobian_norms(self, *args, **keywords):
+        return self.kernels.jacobian_norms(*args, **keywords)
 
     # --- the Backend protocol -------------------------------------------------------------------
 
     def forward(
-        self, params: Params, x: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> Forward:
-        dims = self._validate(params, x, None, h0, mask=mask)
-        h0 = self._initial_state(x, h0, dims)
-        return Forward(*self._forward(params, x, h0, **self._masked(mask)))
+        with self._scope():
+            dims = self._validate(params, x, None, h0, mask=mask, model=model)
+            h0 = self._initial_state(x, h0, dims)
+            return Forward(
+                *self._finished(self._forward(params, x, h0, **self._keywords(mask, model)))
+            )
 
     def loss(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> Array:
-        _, weights, h0 = self._prepared(params, x, y, h0, mask=mask)
-        return self._loss(params, x, weights, h0, **self._masked(mask))
+        with self._scope():
+            _, weights, h0 = self._prepared(params, x, y, h0, mask=mask, model=model)
+            return self._finished(self._loss(params, x, weights, h0, **self._keywords(mask, model)))
 
     def gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
-        _, weights, h0 = self._prepared(params, x, y, h0, mask=mask)
-        return self._gradients(params, x, weights, h0, **self._masked(mask))
+        with self._scope():
+            _, weights, h0 = self._prepared(params, x, y, h0, mask=mask, model=model)
+            keywords = self._keywords(mask, model)
+            return self._finished(self._gradients(params, x, weights, h0, **keywords))
 
     def step_gradients(
         self,
@@ -303,12 +438,15 @@ class ClosedFormBackend(ABC):
         t: int,
         h0: Array | None = None,
         mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
-        dims, weights, h0 = self._prepared(params, x, y, h0, t, mask)
-        at_t = np.zeros((dims.T, 1, 1), dims.dtype)  # (2.10): targets zeroed outside step t
-        at_t[int(t) - 1] = 1
-        weights = weights * self.asarray(at_t)
-        return self._gradients(params, x, weights, h0, **self._masked(mask))
+        with self._scope():
+            dims, weights, h0 = self._prepared(params, x, y, h0, t, mask, model)
+            at_t = np.zeros((dims.T, 1, 1), dims.dtype)  # (2.10): targets zeroed outside step t
+            at_t[int(t) - 1] = 1
+            weights = weights * self.asarray(at_t)
+            keywords = self._keywords(mask, model)
+            return self._finished(self._gradients(params, x, weights, h0, **keywords))
 
     # --- gradient flow (SPEC.md §10) ---------------------------------------------------------------
 
@@ -319,32 +457,55 @@ class ClosedFormBackend(ABC):
         y: Array,
         h0: Array | None = None,
         max_lag: int | None = None,
+        model: Model | None = None,
     ) -> LagNorms:
-        dims, weights, h0 = self._prepared(params, x, y, h0)
-        lags = dims.T if max_lag is None else min(dims.T, validate_length("max_lag", max_lag))
-        return LagNorms(*self._lag_norms(params, x, weights, h0, lags))
+        with self._scope():
+            dims, weights, h0 = self._prepared(params, x, y, h0, model=model)
+            lags = dims.T if max_lag is None else min(dims.T, validate_length("max_lag", max_lag))
+            norms = self._lag_norms(params, x, weights, h0, lags, **self._keywords(None, model))
+            return LagNorms(*self._finished(norms))
 
     def truncated_gradients(
-        self, params: Params, x: Array, y: Array, k: int, h0: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        k: int,
+        h0: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
-        dims, weights, h0 = self._prepared(params, x, y, h0)
-        k = min(dims.T, validate_length("k", k))  # lags run to T − 1: k ≥ T is the full gradient
-        return self._truncated_gradients(params, x, weights, h0, k)
+        with self._scope():
+            dims, weights, h0 = self._prepared(params, x, y, h0, model=model)
+            k = min(dims.T, validate_length("k", k))  # lags run to T − 1: k ≥ T is the full one
+            keywords = self._keywords(None, model)
+            return self._finished(self._truncated_gradients(params, x, weights, h0, k, **keywords))
 
     def tbptt_gradients(
-        self, params: Params, x: Array, y: Array, k1: int, k2: int, h0: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        k1: int,
+        k2: int,
+        h0: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
-        dims, weights, h0 = self._prepared(params, x, y, h0)
-        k1 = validate_length("k1", k1)
-        k2 = validate_length("k2", k2, k1, f"k1 = {k1}")
-        plan = tbptt_plan(dims.T, k1, k2, dims.dtype)
-        return self._tbptt_gradients(params, x, weights, h0, TbpttPlan(*map(self.asarray, plan)))
+        with self._scope():
+            dims, weights, h0 = self._prepared(params, x, y, h0, model=model)
+            k1 = validate_length("k1", k1)
+            k2 = validate_length("k2", k2, k1, f"k1 = {k1}")
+            plan = TbpttPlan(*map(self.asarray, tbptt_plan(dims.T, k1, k2, dims.dtype)))
+            keywords = self._keywords(None, model)
+            return self._finished(self._tbptt_gradients(params, x, weights, h0, plan, **keywords))
 
-    def jacobian_norms(self, params: Params, x: Array, h0: Array | None = None) -> JacobianNorms:
-        dims = self._validate(params, x, None, h0)
-        per_sequence, mean, sigma = self._jacobian_norms(
-            params, x, self._initial_state(x, h0, dims)
-        )
+    def jacobian_norms(
+        self, params: Params, x: Array, h0: Array | None = None, model: Model | None = None
+    ) -> JacobianNorms:
+        with self._scope():
+            dims = self._validate(params, x, None, h0, model=model)
+            h0 = self._initial_state(x, h0, dims)
+            norms = self._jacobian_norms(params, x, h0, **self._keywords(None, model))
+            per_sequence, mean, sigma = self._finished(norms)
         return JacobianNorms(per_sequence, mean, sigma, regime(float(self.to_numpy(sigma))))
 
     def enforce_full_precision(self) -> str:
@@ -357,7 +518,7 @@ class ClosedFormBackend(ABC):
 
     # --- shared plumbing ------------------------------------------------------------------------
 
-    def _validate(self, params, x, y, h0, t=None, mask=None) -> Dims:
+    def _validate(self, params, x, y, h0, t=None, mask=None, model=None) -> Dims:
         dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite_of=self._all_finite,
@@ -369,7 +530,21 @@ class ClosedFormBackend(ABC):
                 f"x: expected dtype {declared} (what the {self.name} backend computes in on "
                 f"{self.device}), got {dims.dtype}"
             )
+        nonlinearity = validate_model(model).nonlinearity
+        if nonlinearity not in self.capabilities.nonlinearities:
+            declared = " or ".join(repr(n) for n in self.capabilities.nonlinearities)
+            raise SpecError(
+                f"model.nonlinearity: expected {declared} (what the {self.name} backend "
+                f"declares in capabilities.nonlinearities), got {nonlinearity!r}"
+            )
         return dims
+
+    def _keywords(self, mask: Array | None, model: Model | None) -> dict[str, Any]:
+        """The kernels' keywords: ``mask`` with a mask (SPEC.md §9), ``phi`` for a φ other than
+        tanh (§1), so that a tanh call without a mask is the same kernel call it always was."""
+        nonlinearity = validate_model(model).nonlinearity
+        phi = {} if nonlinearity == "tanh" else {"phi": nonlinearity}
+        return {**self._kernel_options, **self._masked(mask), **phi}
 
     def _masked(self, mask: Array | None) -> dict[str, Array]:
         """The kernels' keyword for a mask: none without one (SPEC.md §9)."""
@@ -382,10 +557,12 @@ class ClosedFormBackend(ABC):
             )
         return {"mask": mask}
 
-    def _prepared(self, params, x, y, h0, t=None, mask=None) -> tuple[Dims, Array, Array]:
+    def _prepared(
+        self, params, x, y, h0, t=None, mask=None, model=None
+    ) -> tuple[Dims, Array, Array]:
         """A call's inputs checked, then what its kernel takes: the dimensions, the targets as
         weights and the initial state."""
-        dims = self._validate(params, x, y, h0, t, mask=mask)
+        dims = self._validate(params, x, y, h0, t, mask=mask, model=model)
         return dims, self._weights(y, dims, mask), self._initial_state(x, h0, dims)
 
     def _initial_state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
@@ -406,15 +583,22 @@ class ClosedFormBackend(ABC):
 
 
 class ClosedFormAutodiffBackend(ClosedFormBackend):
-    """A built-in backend whose framework differentiates: ``autodiff_gradients`` too."""
+    """A built-in backend whose framework differentiates: ``autodiff_gradients`` too, the module's
+    ``autodiff_gradients`` kernel."""
 
-    @abstractmethod
-    def _autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array, mask: Array | None = None
-    ) -> tuple[Array, Grads]: ...
+    def _autodiff_gradients(self, *args, **keywords):
+        return self.kernels.autodiff_gradients(*args, **keywords)
 
     def autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
-        _, weights, h0 = self._prepared(params, x, y, h0, mask=mask)
-        return self._autodiff_gradients(params, x, weights, h0, **self._masked(mask))
+        with self._scope():
+            _, weights, h0 = self._prepared(params, x, y, h0, mask=mask, model=model)
+            keywords = self._keywords(mask, model)
+            return self._finished(self._autodiff_gradients(params, x, weights, h0, **keywords))

@@ -2,15 +2,16 @@
 time loop, so that only the recurrence itself loops over t. Keeps the input dtype.
 
 MLX arrays live in memory every device shares: an operation runs on a stream, and each instance
-runs its kernels under ``mx.stream`` of its device (which restores the default stream on return).
-MLX is lazy: every result is evaluated (``mx.eval``) before it is returned, so that the work, and
-any error, happen in the call. MLX computes float64 on the CPU only: on the GPU the backend declares
-float32 alone, and float64 input is a SpecError, never a downcast. The kernels are not
-``mx.compile``d: compiling them, and certifying what compiles, is left to the compiled-witnesses
-work.
+runs its kernels under ``mx.stream`` of its device (its ``_scope``, which restores the default
+stream on return). MLX is lazy: every result is evaluated (``mx.eval``, in ``_finished``) before
+it is returned, so that the work, and any error, happen in the call. MLX computes float64 on the
+CPU only: on the GPU the backend declares float32 alone, and float64 input is a SpecError, never a
+downcast. The kernels are not ``mx.compile``d: compiling them, and certifying what compiles, is
+left to the compiled-witnesses work.
 """
 
 import dataclasses
+import sys
 from typing import Any
 
 import mlx.core as mx
@@ -19,16 +20,24 @@ import numpy as np
 from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params, SpecError
 
+#: φ and φ′ written in h = φ(a) (SPEC.md §1, (2.2)); relu is MLX's own (mlx.nn.relu's maximum),
+#: whose autodiff derivative at 0 is 0
+NONLINEARITIES = {
+    "tanh": base.Nonlinearity(mx.tanh, lambda h: 1 - h * h),
+    "relu": base.Nonlinearity(lambda a: mx.maximum(a, 0), lambda h: (h > 0).astype(h.dtype)),
+}
 
-def _hidden_states(p: Params, x, h0, mask=None):
+
+def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = x.shape
     inputs = mx.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
     W_T = p.W.T
+    activation = NONLINEARITIES[phi].phi
     h = [h0]
     for t in range(T):  # MLX has no scan; the loop builds the lazy graph, evaluated at the end
-        h_t = mx.tanh(mx.addmm(inputs[t], h[-1], W_T))
+        h_t = activation(mx.addmm(inputs[t], h[-1], W_T))
         h.append(h_t if mask is None else mx.where(mask[t, :, None], h_t, h[-1]))
     return mx.stack(h[1:])
 
@@ -65,31 +74,49 @@ def _loss_and_output_errors(p: Params, h, y):
     return loss, (y_sums / Z)[:, None] * exp_s - y_rows
 
 
-def _forward(p: Params, x, h0, mask=None):
-    h = _hidden_states(p, x, h0, mask)
+def _step_losses_and_output_errors(p: Params, h, y):
+    """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
+    _, log_yhat = _log_softmax_outputs(p, h)
+    return -(y * log_yhat).sum(axis=(1, 2)), y.sum(axis=-1, keepdims=True) * _exp(log_yhat) - y
+
+
+def _spectral_norm(a):
+    """‖a‖₂, the largest singular value, of a matrix or of each of a stack of them: MLX's SVD
+    runs on the CPU stream only, so it runs there whatever the device (memory is shared)."""
+    return mx.linalg.norm(a, 2, axis=(-2, -1), stream=mx.cpu)
+
+
+def _mlx_dtype(dtype: np.dtype) -> mx.Dtype:
+    """mx.float64 for numpy.float64: mx.array would otherwise make float32 of float64 data."""
+    return getattr(mx, "bool_" if dtype == np.bool_ else dtype.name)
+
+
+def forward(p: Params, x, h0, phi: str = "tanh", mask=None):
+    h = _hidden_states(p, x, h0, phi, mask)
     o, log_yhat = _log_softmax_outputs(p, h)
     return h, o, _exp(log_yhat)
 
 
-def _loss(p: Params, x, y, h0, mask=None):
-    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
+def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, phi, mask))
     return -(y * log_yhat).sum()  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
-def _gradients(p: Params, x, y, h0, mask=None):
+def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     T, B, D = x.shape
-    h = _hidden_states(p, x, h0, mask)
+    h = _hidden_states(p, x, h0, phi, mask)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     H = h.shape[-1]
     output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
     delta = [mx.zeros_like(h0)]  # δ(T + 1) = 0, then δ(T), ..., δ(1)
     h0_grad = None
     if mask is None:
         for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-            delta.append(mx.addmm(output_grad[t], delta[-1], p.W) * (1 - h[t] * h[t]))
+            delta.append(mx.addmm(output_grad[t], delta[-1], p.W) * derivative[t])
     else:  # m(t) D_t for all T·B rows at once
         kept = mask[..., None]
-        kept_D = mx.where(kept, 1 - h * h, 0)  # (9.9) m(t) D_t, rows
+        kept_D = mx.where(kept, derivative, 0)  # (9.9) m(t) D_t, rows
         carried = mx.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
         for t in reversed(range(T)):
             grad_h = output_grad[t] + carried  # (9.8) ∇_{h(t)} L
@@ -103,102 +130,39 @@ def _gradients(p: Params, x, y, h0, mask=None):
     )  # (3.3)–(3.5)
 
 
-def _autodiff_gradients(p: Params, x, y, h0, mask=None):
-    loss_of = lambda p, x, h0: _loss(Params(*p), x, y, h0, mask)
-    loss, (dp, dx, dh0) = mx.value_and_grad(loss_of, argnums=(0, 1, 2))(tuple(p), x, h0)
+def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
+    loss_of = lambda p, x, h0: loss(Params(*p), x, y, h0, phi, mask)
+    value, (dp, dx, dh0) = mx.value_and_grad(loss_of, argnums=(0, 1, 2))(tuple(p), x, h0)
     dU, dW, db, dV, dc = dp
-    return loss, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
+    return value, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
 
 
-def _step_losses_and_output_errors(p: Params, h, y):
-    """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
-    _, log_yhat = _log_softmax_outputs(p, h)
-    return -(y * log_yhat).sum(axis=(1, 2)), y.sum(axis=-1, keepdims=True) * _exp(log_yhat) - y
-
-
-def _spectral_norm(a, axis=None):
-    """‖a‖₂, the largest singular value, of a matrix or of each matrix along ``axis``: MLX's SVD
-    runs on the CPU stream only, so it runs there whatever the device (memory is shared)."""
-    return mx.linalg.norm(a, 2, axis=axis, stream=mx.cpu)
-
-
-def _lag_norms(p: Params, x, y, h0, lags: int):
-    T, B, H = x.shape[0], x.shape[1], p.W.shape[0]
-    h = _hidden_states(p, x, h0)
-    _, e_rows = _loss_and_output_errors(p, h, y)
-    h_prev = mx.concatenate([h0[None], h[:-1]])
-    per_lag = [
-        mx.stack([mx.linalg.norm(g) for g in base.lag_grads(p, x, h_prev, slab)])
-        for slab in base.lag_deltas(p, h, e_rows, lags)
-    ]
-    U, W, b, h0_norms, x_norms = mx.stack(per_lag, axis=1)  # the lag-j norms, one row per tensor
-    zero = mx.zeros((lags - 1,), x.dtype)  # V and c receive lag 0 only
-    V = mx.concatenate([mx.linalg.norm(e_rows.T @ h.reshape(T * B, H))[None], zero])
-    c = mx.concatenate([mx.linalg.norm(e_rows.sum(0))[None], zero])
-    return U, W, b, V, c, h0_norms, x_norms
-
-
-def _truncated_gradients(p: Params, x, y, h0, k):
-    T, B, D = x.shape
-    h = _hidden_states(p, x, h0)
-    loss, e_rows = _loss_and_output_errors(p, h, y)
-    H = h.shape[-1]
-    delta = mx.zeros_like(h)  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
-    for slab in base.lag_deltas(p, h, e_rows, k):
-        delta[: len(slab)] += slab
-    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-    return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
-
-
-def _tbptt_gradients(p: Params, x, y, h0, plan):
-    _, B, D = x.shape
-    h = _hidden_states(p, x, h0)
-    step_losses, e = _step_losses_and_output_errors(p, h, y)
-    h_prev = mx.concatenate([h0[None], h[:-1]])
-    k = plan.steps.shape[0]  # offsets i = τ − t, for every window w at once
-    e_w = e[plan.steps] * plan.losses  # e(t) of the window's own loss steps (10.6)
-    derivative = (1 - h[plan.steps] ** 2) * plan.inside  # D_t, zero outside the window
-    output_grad = e_w @ p.V
-    deltas = [output_grad[0] * derivative[0]]
-    for i in range(1, k):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
-        deltas.append(mx.addmm(output_grad[i], deltas[-1], p.W) * derivative[i])
-    delta = mx.stack(deltas)
-
-    grads = base.window_grads(p, x, h, h_prev, e_w, delta, plan, B, D)
-    return (step_losses[plan.steps] * plan.losses[..., 0, 0]).sum(0), grads
-
-
-def _jacobian_norms(p: Params, x, h0):
-    T, B = x.shape[:2]
-    derivative = 1 - _hidden_states(p, x, h0) ** 2
-    jacobian = mx.broadcast_to(mx.eye(p.W.shape[0], dtype=x.dtype), (B, *p.W.shape))
-    norms = mx.zeros((T - 1, B), x.dtype)
-    for j in range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
-        jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
-        norms[j - 1] = _spectral_norm(jacobian, axis=(1, 2))
-    return norms, norms.mean(axis=1), _spectral_norm(p.W)
-
-
-def _one_hot(y, K, dtype):
-    return (y[..., None] == mx.arange(K)).astype(dtype)  # one comparison, no scatter needed
-
-
-def _mlx_dtype(dtype: np.dtype) -> mx.Dtype:
-    """mx.float64 for numpy.float64: mx.array would otherwise make float32 of float64 data."""
-    return getattr(mx, "bool_" if dtype == np.bool_ else dtype.name)
-
-
-def _evaluated(result):
-    mx.eval(result)  # MLX is lazy: the work (and its errors) happen here, in the call
-    return result
+ARRAYS = base.Arrays(
+    nonlinearities=NONLINEARITIES,
+    hidden_states=_hidden_states,
+    loss_and_output_errors=_loss_and_output_errors,
+    step_losses_and_output_errors=_step_losses_and_output_errors,
+    concatenate=mx.concatenate,
+    stack=mx.stack,
+    zeros=lambda shape, like: mx.zeros(shape, like.dtype),
+    eye=lambda n, like: mx.eye(n, dtype=like.dtype),
+    norm=mx.linalg.norm,
+    spectral_norm=_spectral_norm,
+)
+lag_norms, truncated_gradients, tbptt_gradients, jacobian_norms = base.flow_kernels(ARRAYS)
 
 
 class MlxBackend(base.ClosedFormAutodiffBackend):
     name = "mlx"
     framework_version = f"mlx {mx.__version__}"  # type: ignore[attr-defined]
     capabilities = Capabilities(
-        autodiff=True, devices=("cpu", "gpu"), masks=True, gradient_flow=True
+        autodiff=True,
+        devices=("cpu", "gpu"),
+        masks=True,
+        gradient_flow=True,
+        nonlinearities=tuple(NONLINEARITIES),
     )
+    kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -212,6 +176,13 @@ class MlxBackend(base.ClosedFormAutodiffBackend):
         if kind == "gpu":  # MLX computes float64 on the CPU only
             self.capabilities = dataclasses.replace(self.capabilities, dtypes=("float32",))
         return f"{kind}:{index}"
+
+    def _scope(self):
+        return mx.stream(self._device)
+
+    def _finished(self, result):
+        mx.eval(result)  # MLX is lazy: the work (and its errors) happen here, in the call
+        return result
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> mx.array:
         array = np.asarray(array, dtype=dtype)
@@ -229,48 +200,13 @@ class MlxBackend(base.ClosedFormAutodiffBackend):
         return isinstance(array, mx.array)  # in memory every device shares: on any device
 
     def _all_finite(self, arrays):
-        with mx.stream(self._device):
-            return bool(mx.all(mx.stack([mx.isfinite(array).all() for array in arrays])))
+        return bool(mx.all(mx.stack([mx.isfinite(array).all() for array in arrays])))
 
     def _zeros_state(self, x, H):
         return mx.zeros((x.shape[1], H), dtype=x.dtype)
 
     def _zero_masked(self, array, mask):
-        with mx.stream(self._device):
-            return mx.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
+        return mx.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
 
     def _one_hot(self, y, K, dtype):
-        with mx.stream(self._device):
-            return _one_hot(y, K, getattr(mx, dtype))
-
-    def _forward(self, p, x, h0, mask=None):
-        with mx.stream(self._device):
-            return _evaluated(_forward(p, x, h0, mask))
-
-    def _loss(self, p, x, y, h0, mask=None):
-        with mx.stream(self._device):
-            return _evaluated(_loss(p, x, y, h0, mask))
-
-    def _gradients(self, p, x, y, h0, mask=None):
-        with mx.stream(self._device):
-            return _evaluated(_gradients(p, x, y, h0, mask))
-
-    def _autodiff_gradients(self, p, x, y, h0, mask=None):
-        with mx.stream(self._device):
-            return _evaluated(_autodiff_gradients(p, x, y, h0, mask))
-
-    def _lag_norms(self, p, x, y, h0, lags):
-        with mx.stream(self._device):
-            return _evaluated(_lag_norms(p, x, y, h0, lags))
-
-    def _truncated_gradients(self, p, x, y, h0, k):
-        with mx.stream(self._device):
-            return _evaluated(_truncated_gradients(p, x, y, h0, k))
-
-    def _tbptt_gradients(self, p, x, y, h0, plan):
-        with mx.stream(self._device):
-            return _evaluated(_tbptt_gradients(p, x, y, h0, plan))
-
-    def _jacobian_norms(self, p, x, h0):
-        with mx.stream(self._device):
-            return _evaluated(_jacobian_norms(p, x, h0))
+        return (y[..., None] == mx.arange(K)).astype(getattr(mx, dtype))  # one comparison

@@ -10,6 +10,7 @@ closed form's own. The whole of that is captured once per shape and dtype in a C
 replayed (see _CapturedGradients), since one call's kernels take less time to run than to launch.
 """
 
+import sys
 import threading
 import warnings
 from functools import lru_cache
@@ -21,6 +22,13 @@ import torch
 from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params
 
+#: φ in place (torch's trailing-underscore functions, which autograd differentiates as it does the
+#: out-of-place ones) and φ′ written in h = φ(a) (SPEC.md §1, (2.2))
+NONLINEARITIES = {
+    "tanh": base.Nonlinearity(torch.tanh_, lambda h: 1 - h * h),
+    "relu": base.Nonlinearity(torch.relu_, lambda h: h > 0),
+}
+
 
 def _input_projections(p: Params, x):
     """U x(t) + b for every t, in one matrix product."""
@@ -28,10 +36,11 @@ def _input_projections(p: Params, x):
     return torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
 
 
-def _hidden_states(p: Params, x, h0, mask=None):
+def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
-    with a mask, (9.1): a masked step carries h(t−1) over (a step loop: the fused RNN has no masks)."""
-    if x.is_cuda and mask is None:
+    with a mask, (9.1): a masked step carries h(t−1) over (a step loop: the fused RNN has no masks,
+    and is torch's tanh RNN only)."""
+    if x.is_cuda and mask is None and phi == "tanh":
         return _fused_recurrence(p, _input_projections(p, x), h0, train=False)
     h = _input_projections(p, x)
     W_T = p.W.T.contiguous()  # a row-major Wᵀ multiplies faster than the transposed view
@@ -39,8 +48,9 @@ def _hidden_states(p: Params, x, h0, mask=None):
     if mask is not None:  # m(t) and 1 − m(t) as 0 or 1: v·1 + w·0 = v exactly, faster than where
         kept = mask[..., None].to(h.dtype)
         kept, dropped = kept.unbind(0), (1 - kept).unbind(0)
+    activation = NONLINEARITIES[phi].phi
     for t, h_t in enumerate(h.unbind(0)):  # h_t holds U x(t) + b until overwritten by h(t)
-        h_t.addmm_(h_prev, W_T).tanh_()
+        activation(h_t.addmm_(h_prev, W_T))
         if mask is not None:
             h_t.mul_(kept[t]).addcmul_(h_prev, dropped[t])
         h_prev = h_t
@@ -174,12 +184,97 @@ def _torch_dtype(dtype: Any) -> torch.dtype:
     return dtype if isinstance(dtype, torch.dtype) else getattr(torch, np.dtype(dtype).name)
 
 
+def forward(p: Params, x, h0, phi: str = "tanh", mask=None):
+    h = _hidden_states(p, x, h0, phi, mask)
+    o, log_yhat = _log_softmax_outputs(p, h)
+    return h, o, log_yhat.exp()
+
+
+def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, phi, mask))
+    return -torch.vdot(y.flatten(), log_yhat.flatten())  # (1.5)–(1.6) L = −Σ_t Σ_k y_k log ŷ_k
+
+
+def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
+    if x.is_cuda and mask is None and phi == "tanh":  # the fused RNN is torch's tanh RNN only
+        if torch.cuda.is_current_stream_capturing():  # the caller's own graph takes these
+            return _fused_gradients(p, x, y, h0)
+        (T, B, D), H, K = x.shape, h0.shape[1], y.shape[2]
+        captured = _captured_gradients(x.device, x.dtype, T, B, D, H, K)
+        return (captured or _fused_gradients)(p, x, y, h0)
+    T, B, D = x.shape
+    h = _hidden_states(p, x, h0, phi, mask)
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
+    H = h.shape[-1]
+    delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
+    h0_grad = None
+    if mask is None:
+        delta_next = None
+        steps = zip(reversed(delta.unbind(0)), reversed(derivative.unbind(0)), strict=True)
+        for delta_t, D_t in steps:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+            if delta_next is not None:
+                delta_t.addmm_(delta_next, p.W)
+            delta_next = delta_t.mul_(D_t)
+    else:  # m(t) D_t for all T·B rows at once, (1 − m(t)) as 0 or 1
+        kept = mask[..., None].to(h.dtype)
+        kept_D = kept * derivative  # (9.9) m(t) D_t, rows
+        carried = torch.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+        rows_t = zip(*(reversed(a.unbind(0)) for a in (delta, kept_D, 1 - kept)), strict=True)
+        for delta_t, kept_D_t, dropped_t in rows_t:
+            delta_t.add_(carried)  # (9.8) ∇_{h(t)} L
+            torch.mul(delta_t, dropped_t, out=carried)  # (1 − m(t)) ∇_{h(t)} L
+            carried.addmm_(delta_t.mul_(kept_D_t), p.W)  # δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
+        h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
+    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
+    return loss, base.grads_from_deltas(
+        base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
+    )  # (3.3)–(3.5)
+
+
+def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
+    inputs = [a.detach().requires_grad_() for a in (*p, h0, x)]  # the caller's stay untouched
+    activation = NONLINEARITIES[phi].phi  # in place on each step's fresh a(t): autograd's own φ′
+    with torch.enable_grad():
+        U, W, b, V, c, h0, x = inputs
+        T, B, D = x.shape
+        xu = torch.addmm(b, x.reshape(T * B, D), U.T).reshape(T, B, -1)
+        h = [h0]  # _hidden_states writes into one buffer, which autograd cannot trace: the same
+        for t, xu_t in enumerate(xu.unbind(0)):  # recurrence (1.1)–(1.2), (9.1) step by step
+            h_t = activation(torch.addmm(xu_t, h[-1], W.T))
+            h.append(h_t if mask is None else torch.where(mask[t, :, None], h_t, h[-1]))
+        _, log_yhat = _log_softmax_outputs(Params(U, W, b, V, c), torch.stack(h[1:]))
+        loss = -(y * log_yhat).sum()  # (1.5)–(1.6)
+        grads = torch.autograd.grad(loss, inputs)
+    return loss.detach(), Grads(*grads)
+
+
+ARRAYS = base.Arrays(
+    nonlinearities=NONLINEARITIES,
+    hidden_states=_hidden_states,
+    loss_and_output_errors=_loss_and_output_errors,
+    step_losses_and_output_errors=_step_losses_and_output_errors,
+    concatenate=torch.cat,
+    stack=torch.stack,
+    zeros=lambda shape, like: like.new_zeros(shape),
+    eye=lambda n, like: torch.eye(n, dtype=like.dtype, device=like.device),
+    norm=torch.linalg.norm,
+    spectral_norm=lambda a: torch.linalg.matrix_norm(a, 2),
+)
+lag_norms, truncated_gradients, tbptt_gradients, jacobian_norms = base.flow_kernels(ARRAYS)
+
+
 class TorchBackend(base.ClosedFormAutodiffBackend):
     name = "torch"
     framework_version = f"torch {torch.__version__}"
     capabilities = Capabilities(
-        autodiff=True, devices=("cpu", "cuda"), masks=True, gradient_flow=True
+        autodiff=True,
+        devices=("cpu", "cuda"),
+        masks=True,
+        gradient_flow=True,
+        nonlinearities=tuple(NONLINEARITIES),
     )
+    kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
 
@@ -195,6 +290,9 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
     def _open_device(self, kind, index):
         self._device = torch.device("cuda", index) if kind == "cuda" else torch.device("cpu")
         return str(self._device)
+
+    def _scope(self):
+        return torch.no_grad()  # the kernels' products build no autograd graph
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> torch.Tensor:
         dtype = None if dtype is None else _torch_dtype(dtype)
@@ -223,123 +321,6 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
     def _one_hot(self, y, K, dtype):
         weights = torch.zeros((*y.shape, K), dtype=_torch_dtype(dtype), device=y.device)
         return weights.scatter_(-1, y.long()[..., None], 1)  # faster than gathering rows of I
-
-    @torch.no_grad()
-    def _forward(self, p, x, h0, mask=None):
-        h = _hidden_states(p, x, h0, mask)
-        o, log_yhat = _log_softmax_outputs(p, h)
-        return h, o, log_yhat.exp()
-
-    @torch.no_grad()
-    def _loss(self, p, x, y, h0, mask=None):
-        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
-        return -torch.vdot(y.flatten(), log_yhat.flatten())  # (1.5)–(1.6) L = −Σ_t Σ_k y_k log ŷ_k
-
-    @torch.no_grad()
-    def _gradients(self, p, x, y, h0, mask=None):
-        if x.is_cuda and mask is None:
-            if torch.cuda.is_current_stream_capturing():  # the caller's own graph takes these
-                return _fused_gradients(p, x, y, h0)
-            (T, B, D), H, K = x.shape, h0.shape[1], y.shape[2]
-            captured = _captured_gradients(x.device, x.dtype, T, B, D, H, K)
-            return (captured or _fused_gradients)(p, x, y, h0)
-        T, B, D = x.shape
-        h = _hidden_states(p, x, h0, mask)
-        loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
-        H = h.shape[-1]
-        delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
-        one, D_t = h.new_ones(()), torch.empty_like(h0)
-        h0_grad = None
-        if mask is None:
-            delta_next = None
-            steps = zip(reversed(delta.unbind(0)), reversed(h.unbind(0)), strict=True)
-            for delta_t, h_t in steps:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-                if delta_next is not None:
-                    delta_t.addmm_(delta_next, p.W)
-                delta_next = delta_t.mul_(torch.addcmul(one, h_t, h_t, value=-1, out=D_t))  # (2.2)
-        else:  # m(t) D_t for all T·B rows at once, (1 − m(t)) as 0 or 1
-            kept = mask[..., None].to(h.dtype)
-            kept_D = torch.addcmul(one, h, h, value=-1).mul_(kept)  # (9.9) m(t) D_t, rows
-            carried = torch.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-            rows_t = zip(*(reversed(a.unbind(0)) for a in (delta, kept_D, 1 - kept)), strict=True)
-            for delta_t, kept_D_t, dropped_t in rows_t:
-                delta_t.add_(carried)  # (9.8) ∇_{h(t)} L
-                torch.mul(delta_t, dropped_t, out=carried)  # (1 − m(t)) ∇_{h(t)} L
-                carried.addmm_(delta_t.mul_(kept_D_t), p.W)  # δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
-            h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
-        rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-        return loss, base.grads_from_deltas(
-            base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
-        )  # (3.3)–(3.5)
-
-    def _autodiff_gradients(self, p, x, y, h0, mask=None):
-        inputs = [a.detach().requires_grad_() for a in (*p, h0, x)]  # the caller's stay untouched
-        with torch.enable_grad():
-            U, W, b, V, c, h0, x = inputs
-            T, B, D = x.shape
-            xu = torch.addmm(b, x.reshape(T * B, D), U.T).reshape(T, B, -1)
-            h = [h0]  # _hidden_states writes in place, which autograd cannot trace: the same
-            for t, xu_t in enumerate(xu.unbind(0)):  # recurrence (1.1)–(1.2), (9.1) out of place
-                h_t = torch.tanh(torch.addmm(xu_t, h[-1], W.T))
-                h.append(h_t if mask is None else torch.where(mask[t, :, None], h_t, h[-1]))
-            _, log_yhat = _log_softmax_outputs(Params(U, W, b, V, c), torch.stack(h[1:]))
-            loss = -(y * log_yhat).sum()  # (1.5)–(1.6)
-            grads = torch.autograd.grad(loss, inputs)
-        return loss.detach(), Grads(*grads)
-
-    @torch.no_grad()
-    def _lag_norms(self, p, x, y, h0, lags):
-        T, B, H = x.shape[0], x.shape[1], p.W.shape[0]
-        h = _hidden_states(p, x, h0)
-        _, e_rows = _loss_and_output_errors(p, h, y)
-        h_prev = torch.cat([h0[None], h[:-1]])
-        norms = x.new_zeros((lags, 7))  # columns U, W, b, V, c, h0, x
-        norms[0, 3] = torch.linalg.norm(e_rows.T @ h.reshape(T * B, H))  # lag 0 only
-        norms[0, 4] = torch.linalg.norm(e_rows.sum(0))
-        for j, slab in enumerate(base.lag_deltas(p, h, e_rows, lags)):
-            G = base.lag_grads(p, x, h_prev, slab)
-            norms[j, [0, 1, 2, 5, 6]] = torch.stack([torch.linalg.norm(g) for g in G])
-        return tuple(norms.T.clone().unbind(0))
-
-    @torch.no_grad()
-    def _truncated_gradients(self, p, x, y, h0, k):
-        T, B, D = x.shape
-        h = _hidden_states(p, x, h0)
-        loss, e_rows = _loss_and_output_errors(p, h, y)
-        H = h.shape[-1]
-        delta = torch.zeros_like(h)  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
-        for slab in base.lag_deltas(p, h, e_rows, k):
-            delta[: len(slab)] += slab
-        rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
-        return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
-
-    @torch.no_grad()
-    def _tbptt_gradients(self, p, x, y, h0, plan):
-        _, B, D = x.shape
-        h = _hidden_states(p, x, h0)
-        step_losses, e = _step_losses_and_output_errors(p, h, y)
-        h_prev = torch.cat([h0[None], h[:-1]])
-        k = plan.steps.shape[0]  # offsets i = τ − t, for every window w at once
-        e_w = e[plan.steps] * plan.losses  # e(t) of the window's own loss steps (10.6)
-        derivative = (1 - h[plan.steps] ** 2) * plan.inside  # D_t, zero outside the window
-        delta = (e_w @ p.V) * derivative
-        for i in range(1, k):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
-            delta[i] += (delta[i - 1] @ p.W) * derivative[i]
-
-        grads = base.window_grads(p, x, h, h_prev, e_w, delta, plan, B, D)
-        losses = (step_losses[plan.steps] * plan.losses[..., 0, 0]).sum(0)
-        return losses, grads
-
-    @torch.no_grad()
-    def _jacobian_norms(self, p, x, h0):
-        T, B = x.shape[:2]
-        derivative = 1 - _hidden_states(p, x, h0) ** 2
-        jacobian = torch.eye(p.W.shape[0], dtype=x.dtype, device=x.device).expand(B, -1, -1)
-        norms = x.new_empty((T - 1, B))
-        for j in range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
-            jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
-            norms[j - 1] = torch.linalg.matrix_norm(jacobian, 2)
-        return norms, norms.mean(dim=1), torch.linalg.matrix_norm(p.W, 2)
 
     def enforce_full_precision(self) -> str:
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -45,7 +45,7 @@ class Call:
                 f"backend = {loaded_by}",
                 f"params, x, y, h0 = case.native(backend, {self.dtype!r})",
                 *(["mask = case.native_mask(backend)"] if masked else []),
-                f"got = {source(self.method, self.t, masked)}{pick}",
+                f"got = {source(self.method, self.t, masked, self.case.nonlinearity != 'tanh')}{pick}",
                 f"params, x, y, h0 = case.arrays({self.dtype!r})",
                 *(["mask = case.mask()"] if masked else []),
                 f"want = {oracle}",

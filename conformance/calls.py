@@ -4,7 +4,7 @@ result with how to pick each out, and their shapes. Every check calls a backend 
 
 from typing import Any
 
-from rnnspec.spec import Grads
+from rnnspec.spec import Grads, Model
 
 METHODS = ("forward", "loss", "gradients", "step_gradients", "autodiff_gradients")
 #: the gradient-flow methods (SPEC.md §10), checked by test_flow.py alone
@@ -52,23 +52,33 @@ def invoke(
     h0=None,
     t: int | tuple[int, ...] | None = None,
     mask=None,
+    model=None,
 ) -> Any:
     """``backend.<method>`` with the arguments it takes among these; ``t`` holds its integer
-    arguments (t; k; k1, k2 as a tuple); ``mask`` only when given, so that unmasked calls are the
-    same on every protocol version."""
+    arguments (t; k; k1, k2 as a tuple); ``mask`` only when given and ``model`` only when it is
+    not the tanh network, so that other calls are the same on every protocol version."""
     given = {"params": params, "x": x, "y": y}
     integers = iter(t if isinstance(t, tuple) else (t,))
     args = (next(integers) if a in INTEGERS else given[a] for a in ARGUMENTS[method])
-    masked = {} if mask is None else {"mask": mask}
-    return getattr(backend, method)(*args, h0=h0, **masked)
+    keywords = {} if mask is None else {"mask": mask}
+    if model is not None and model != Model():
+        keywords["model"] = model
+    return getattr(backend, method)(*args, h0=h0, **keywords)
 
 
-def source(method: str, t: int | tuple[int, ...] | None = None, masked: bool = False) -> str:
+def source(
+    method: str,
+    t: int | tuple[int, ...] | None = None,
+    masked: bool = False,
+    modelled: bool = False,
+) -> str:
     """The call as code, for a reproduction snippet: 'backend.step_gradients(params, x, y, 3, h0=h0)';
-    ``t`` holds the integer arguments (a tuple where there are several, as k1, k2)."""
+    ``t`` holds the integer arguments (a tuple where there are several, as k1, k2); ``modelled``:
+    the case's Model is passed (a φ other than tanh)."""
     values = iter(t if isinstance(t, tuple) else (t,))
     args = ", ".join(str(next(values)) if a in INTEGERS else a for a in ARGUMENTS[method])
-    return f"backend.{method}({args}, h0=h0{', mask=mask' if masked else ''})"
+    keywords = (", mask=mask" if masked else "") + (", model=case.model()" if modelled else "")
+    return f"backend.{method}({args}, h0=h0{keywords})"
 
 
 def flatten(method: str, result) -> list:

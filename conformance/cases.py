@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rnnspec.spec import Params, lengths_to_mask, reference
+from rnnspec.spec import Model, Params, lengths_to_mask, reference
 
 
 class Inputs(NamedTuple):
@@ -45,6 +45,10 @@ class Case:
     masked_steps: tuple[int, ...] = ()  # steps t (1-based) masked in every sequence, on top
     masked_sequences: tuple[int, ...] = ()  # sequences n masked at every step, on top
     one_hot_inputs: bool = False  # each x(t) the one-hot vector of its largest entry: a word
+    nonlinearity: str = "tanh"  # φ (SPEC.md §1): the call's Model
+    kink_units: int = 0  # relu: b_i = 0 and x(1) = 0 for the first this many units, h0 = 0, so
+    #                      that a_i(1) = 0 exactly in any dtype and φ′(0) decides δ(1) (§1.1)
+    relu_prime_at_zero: float = 0.0  # the φ′(0) the answer uses: the backend's declared one
 
     def arrays(self, dtype: str = "float64") -> Inputs:
         """NumPy inputs in ``dtype``; targets are int64 class indices or soft weights in ``dtype``."""
@@ -82,6 +86,8 @@ class Case:
         if self.far_rows:
             V[:, 0] = 0
             V[0, 0] = self.far_rows
+        if self.kink_units:  # a(1) = b + W·0 + U·0 = b: exactly 0 in the kink units
+            x[0], b[: self.kink_units] = 0.0, 0.0
         params = Params(*(_representable(a, dtype) for a in (U, W, b, V, c)))
         y = _representable(y, dtype) if self.soft_targets else y.astype(np.int64)
         h0 = None if h0 is None else _representable(h0, dtype)
@@ -97,6 +103,15 @@ class Case:
             backend.asarray(y),
             None if h0 is None else backend.asarray(h0),
         )
+
+    def model(self) -> Model:
+        """The Model a backend's call takes for this case (SPEC.md §8)."""
+        return Model(self.nonlinearity)
+
+    def model_argument(self) -> dict[str, Model]:
+        """``model=`` for a backend's call: none for tanh, so that a tanh call is the same call on
+        every protocol version."""
+        return {} if self.nonlinearity == "tanh" else {"model": self.model()}
 
     def lengths(self) -> np.ndarray:
         """For right and left padding: each sequence's length, ``sequence_lengths`` where given,
@@ -144,19 +159,25 @@ class Case:
         Saturated: D = 1 − h⊙h amplifies tanh's own rounding (≤ 1 ulp in one libm, up to 7 in
         another) by 2h²/(1 − h²) ≈ e^(2|a|)/2, so every tensor that goes through D is checked for
         finiteness in both dtypes; h, o, ŷ, L and the output layer's gradients are compared.
+        Kinked (relu, drawn): some a(t) lies so near relu's kink that float32's rounding may put it
+        on the other side, where φ′ jumps from 0 to 1 (SPEC.md §6.3); the tensors through D are
+        held to finiteness in float32 and compared in float64.
         """
         if self.conditioning == "chaotic":
             return dtype == "float32"
         if self.conditioning == "saturated":
             return dtype == "float32" or tensor in THROUGH_D
+        if self.conditioning == "kinked":
+            return dtype == "float32" and tensor in THROUGH_D
         return False
 
     def label(self) -> str:
         kind = f"soft targets Σy∈{self.target_sums}" if self.soft_targets else "class indices"
         masked = "" if self.padding is None else f", mask {self.padding!r}"
+        phi = "" if self.nonlinearity == "tanh" else f", φ = {self.nonlinearity}"
         return (
             f"{self.name} (T={self.T}, B={self.B}, D={self.D}, H={self.H}, K={self.K}, {kind}"
-            f"{masked})"
+            f"{masked}{phi})"
         )
 
 
@@ -178,7 +199,19 @@ def scoped(case: Case, backend) -> Case:
         changes["soft_targets"] = False  # a drawn case, or a check's incidental use of them
     if getattr(capabilities, "one_hot_inputs", False) and not case.one_hot_inputs:
         changes["one_hot_inputs"] = True
+    at_zero = float(getattr(capabilities, "relu_prime_at_zero", 0.0))
+    if case.nonlinearity == "relu" and case.relu_prime_at_zero != at_zero:
+        changes["relu_prime_at_zero"] = at_zero  # the convention it declares (SPEC.md §1.1)
     return dataclasses.replace(case, **changes) if changes else case
+
+
+def declared_nonlinearity(case: Case, backend) -> Case:
+    """A drawn case whose φ the backend does not declare, with the first φ it does declare (and
+    judged anew); a named case of another φ is not applicable instead (the plugin)."""
+    declared = tuple(getattr(backend.capabilities, "nonlinearities", ("tanh",)))
+    if case.nonlinearity in declared:
+        return case
+    return judged(dataclasses.replace(case, nonlinearity=declared[0], conditioning="well"))
 
 
 def _representable(array: np.ndarray, dtype: str) -> np.ndarray:
@@ -210,6 +243,11 @@ CASES = _cases(
     Case("saturated", T=8, B=3, D=3, H=6, K=5, seed=11, preactivation_range=(3.0, 20.0),
          conditioning="saturated"),
     Case("chaotic", T=12, B=2, D=3, H=8, K=5, seed=12, spectral_radius=3.0, conditioning="chaotic"),
+    Case("relu", T=7, B=3, D=3, H=5, K=4, seed=62, nonlinearity="relu", spectral_radius=1.1),
+    Case("relu_soft", T=5, B=2, D=4, H=6, K=3, seed=31, nonlinearity="relu", soft_targets=True,
+         target_sums=(1.0, 0.6, 2.5)),
+    Case("relu_kink", T=4, B=2, D=3, H=4, K=5, seed=45, nonlinearity="relu", h0=False,
+         kink_units=2),
 )
 # fmt: on
 
@@ -230,6 +268,7 @@ MASKED_CASES = _cases(
          target_sums=(0.6, 2.5, 1.0)),
     Case("masked_ones", T=5, B=3, D=3, H=4, K=5, seed=24, padding="ones"),
     Case("masked_zeros", T=5, B=3, D=3, H=4, K=5, seed=25, padding="zeros"),
+    Case("masked_relu", T=7, B=3, D=3, H=5, K=4, seed=77, padding="gaps", nonlinearity="relu"),
 )
 # fmt: on
 
@@ -240,8 +279,9 @@ SHORT = [name for name, case in CASES.items() if case.T <= 20]
 def random_case(integer, uniform, boolean) -> tuple[Case, int]:
     """A random case and step t, from the one distribution that the property checks and
     ``rnnspec calibrate`` share: T ≤ 8, B ≤ 4, D ≤ 5, H ≤ 6, 2 ≤ K ≤ 6, class indices or soft
-    targets summing to 0.6, 2.5, 0 and 1, h0 given or zero, W's spectral radius in [0.1, 1.2]; a
-    draw whose tanh saturates (some |a| ≥ SATURATION) is a "saturated" case (SPEC.md §6.3).
+    targets summing to 0.6, 2.5, 0 and 1, h0 given or zero, W's spectral radius in [0.1, 1.2], φ tanh
+    or relu; a draw whose tanh saturates (some |a| ≥ SATURATION) is a "saturated" case, one whose
+    relu has some a(t) near its kink a "kinked" case (SPEC.md §6.3).
 
     ``integer(lo, hi)`` (both included), ``uniform(lo, hi)`` and ``boolean()`` draw the numbers:
     Hypothesis's strategies in the property checks, a NumPy generator in calibrate.
@@ -260,13 +300,18 @@ def random_case(integer, uniform, boolean) -> tuple[Case, int]:
         target_sums=(0.6, 2.5, 0.0, 1.0) if soft else (1.0,),
         h0=boolean(),
         spectral_radius=uniform(0.1, 1.2),
+        nonlinearity="relu" if boolean() else "tanh",
     )
     return judged(case), integer(1, T)
 
 
 def judged(case: Case) -> Case:
-    """A drawn case as the checks judge it: a "saturated" one where its tanh reaches SATURATION
-    (drawn into SPEC.md §6.3's saturation), else as it is."""
+    """A drawn case as the checks judge it: a "saturated" one where its tanh reaches SATURATION, a
+    "kinked" one where its relu comes nearer than KINK to the kink (SPEC.md §6.3), else as it is."""
+    if case.nonlinearity == "relu":
+        return (
+            dataclasses.replace(case, conditioning="kinked") if kink_distance(case) < KINK else case
+        )
     if _max_preactivation(case) >= SATURATION:
         return dataclasses.replace(case, conditioning="saturated")
     return case
@@ -275,6 +320,28 @@ def judged(case: Case) -> Case:
 #: |a| from which 1 − tanh(a)² in float32 is off by more than the bound allows (relative error
 #: 1.5e-4 at |a| = 5, SPEC.md §6.3): a random case that reaches it is a saturated one
 SATURATION = 5.0
+
+
+#: |a| / (|b| + |W| |h(t−1)| + |U| |x(t)|) below which float32's rounding of a(t), a few u times
+#: that sum, could put a(t) across relu's kink (100× float32's bound for D + H ≤ 11 terms, γ ≈ 7e-7)
+KINK = 1e-4
+
+
+def kink_distance(case: Case) -> float:
+    """min over the case's unmasked steps and units of |a_i(t)| relative to the size of the terms
+    it sums, in float64: how far relu's kink is, as a fraction of a(t)'s scale (the kink units of
+    a ``kink_units`` case, whose a(1) is exactly 0 by construction, left out)."""
+    params, x, _, h0 = case.arrays("float64")
+    mask = case.mask()
+    h = reference.forward(params, x, h0, mask=mask, model=case.model()).h
+    h_prev = np.concatenate([np.zeros((1, case.B, case.H)) if h0 is None else h0[None], h[:-1]])
+    a = params.b + h_prev @ params.W.T + x @ params.U.T  # (1.1) for every t and sequence
+    scale = np.abs(params.b) + np.abs(h_prev) @ np.abs(params.W.T) + np.abs(x) @ np.abs(params.U.T)
+    relative = np.abs(a) / np.where(scale > 0, scale, 1.0)
+    if case.kink_units:
+        relative[0, :, : case.kink_units] = np.inf
+    computed = relative if mask is None else relative[mask]
+    return float(computed.min(initial=np.inf))
 
 
 def _max_preactivation(case: Case) -> float:

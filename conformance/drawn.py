@@ -43,9 +43,15 @@ DRAWN_PADDINGS = ("right", "left", "holes", "ones")
 FLOW_SHAPES = ((4, 4, 4, 4, 4), (6, 3, 2, 5, 3))
 
 
+#: the φ of a drawn shape (tanh where not named): relu on one shape of each check, so that a
+#: compiling framework compiles no shape twice for φ (SPEC.md §1)
+NONLINEARITY = {MASKED_SHAPES[1]: "relu", FLOW_SHAPES[1]: "relu"}
+
+
 def shape_id(shape: tuple[int, ...]) -> str:
-    """A shape's test id: "T4-B4-D3-H3-K3"."""
-    return "-".join(f"{dim}{n}" for dim, n in zip("TBDHK", shape))
+    """A shape's test id: "T4-B4-D3-H3-K3", "T6-B3-D2-H5-K3-relu"."""
+    phi = NONLINEARITY.get(shape)
+    return "-".join(f"{dim}{n}" for dim, n in zip("TBDHK", shape)) + (f"-{phi}" if phi else "")
 
 
 #: h0 given or omitted, as the checks' parameter
@@ -69,6 +75,7 @@ def _case(draw, name: str, shape: tuple[int, ...], h0: bool, **fields) -> Case:
         target_sums=(0.6, 2.5, 0.0, 1.0) if soft else (1.0,),
         h0=h0,
         spectral_radius=draw(st.floats(0.1, 1.0)),
+        nonlinearity=NONLINEARITY.get(shape, "tanh"),
         **fields,
     )
     return judged(case)

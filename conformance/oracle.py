@@ -31,42 +31,51 @@ class Expected(NamedTuple):
 
 
 #: method -> the reference's function and the expression shown for it; autodiff expects form B's
+#: ``kw`` holds the case's model and relu's φ′(0) (SPEC.md §1.1): {"model": …, "at_zero": …}
 _REFERENCE = {
     "forward": (
-        lambda p, x, y, h0, t, mask: reference.forward(p, x, h0=h0, mask=mask),
-        "forward(params, x, h0=h0{mask})",
+        lambda p, x, y, h0, t, mask, kw: reference.forward(p, x, h0=h0, mask=mask, **kw["model"]),
+        "forward(params, x, h0=h0{mask}{model})",
     ),
     "loss": (
-        lambda p, x, y, h0, t, mask: reference.loss(p, x, y, h0, mask=mask),
-        "loss(params, x, y, h0{mask})",
+        lambda p, x, y, h0, t, mask, kw: reference.loss(p, x, y, h0, mask=mask, **kw["model"]),
+        "loss(params, x, y, h0{mask}{model})",
     ),
     "gradients": (
-        lambda p, x, y, h0, t, mask: reference.gradients(p, x, y, h0, mask=mask),
-        "gradients(params, x, y, h0{mask})",
+        lambda p, x, y, h0, t, mask, kw: reference.gradients(
+            p, x, y, h0, mask=mask, **kw["model"], **kw["at_zero"]
+        ),
+        "gradients(params, x, y, h0{mask}{model}{at_zero})",
     ),
     "step_gradients": (
-        lambda p, x, y, h0, t, mask: reference.step_gradients(p, x, y, t, h0, mask=mask),
-        "step_gradients(params, x, y, {t}, h0{mask})",
+        lambda p, x, y, h0, t, mask, kw: reference.step_gradients(
+            p, x, y, t, h0, mask=mask, **kw["model"], **kw["at_zero"]
+        ),
+        "step_gradients(params, x, y, {t}, h0{mask}{model}{at_zero})",
     ),
 }
 _REFERENCE["autodiff_gradients"] = _REFERENCE["gradients"]
 _REFERENCE.update(
     {  # SPEC.md §10, t holding the lengths: (k,) or (k1, k2)
         "lag_norms": (
-            lambda p, x, y, h0, t, mask: reference_flow.lag_norms(p, x, y, h0),
-            "lag_norms(params, x, y, h0)",
+            lambda p, x, y, h0, t, mask, kw: reference_flow.lag_norms(p, x, y, h0, **kw["model"]),
+            "lag_norms(params, x, y, h0{model})",
         ),
         "truncated_gradients": (
-            lambda p, x, y, h0, t, mask: reference_flow.truncated_gradients(p, x, y, t[0], h0),
-            "truncated_gradients(params, x, y, *{t}, h0)",
+            lambda p, x, y, h0, t, mask, kw: reference_flow.truncated_gradients(
+                p, x, y, t[0], h0, **kw["model"]
+            ),
+            "truncated_gradients(params, x, y, *{t}, h0{model})",
         ),
         "tbptt_gradients": (
-            lambda p, x, y, h0, t, mask: reference_flow.tbptt_gradients(p, x, y, t[0], t[1], h0),
-            "tbptt_gradients(params, x, y, *{t}, h0)",
+            lambda p, x, y, h0, t, mask, kw: reference_flow.tbptt_gradients(
+                p, x, y, t[0], t[1], h0, **kw["model"]
+            ),
+            "tbptt_gradients(params, x, y, *{t}, h0{model})",
         ),
         "jacobian_norms": (
-            lambda p, x, y, h0, t, mask: reference_flow.jacobian_norms(p, x, h0),
-            "jacobian_norms(params, x, h0)",
+            lambda p, x, y, h0, t, mask, kw: reference_flow.jacobian_norms(p, x, h0, **kw["model"]),
+            "jacobian_norms(params, x, h0{model})",
         ),
     }
 )
@@ -118,9 +127,15 @@ def _computed(case: Case, method: str, t: int | None) -> Expected:
     params, x, y, h0 = case.arrays("float64")
     mask = case.mask()
     function, expression = _REFERENCE[method]
+    relu = case.nonlinearity == "relu"
+    keywords = {
+        "model": case.model_argument(),
+        "at_zero": {"relu_prime_at_zero": case.relu_prime_at_zero} if relu else {},
+    }
 
     def fn(params, x, y, h0):
-        return [np.asarray(v) for v in flatten(method, function(params, x, y, h0, t, mask))]
+        answer = function(params, x, y, h0, t, mask, keywords)
+        return [np.asarray(v) for v in flatten(method, answer)]
 
     if method in ("forward", "jacobian_norms"):  # κ: the sensitivity to the inputs it takes
         args: tuple = (params, x, h0)
@@ -135,6 +150,12 @@ def _computed(case: Case, method: str, t: int | None) -> Expected:
         names,
         tuple(values),
         tuple(kappas),
-        module + expression.format(t=t, mask="" if mask is None else ", mask=mask"),
+        module
+        + expression.format(
+            t=t,
+            mask="" if mask is None else ", mask=mask",
+            model=", model=case.model()" if keywords["model"] else "",
+            at_zero=f", relu_prime_at_zero={case.relu_prime_at_zero}" if relu else "",
+        ),
         picks,
     )

@@ -224,6 +224,11 @@ def not_applicable(item, backend) -> str | None:
     for capability, reason in NOT_DECLARED.items():
         if capability in needs and not has(backend, capability):
             return reason.format(name=backend.name)
+    declared_phi = tuple(getattr(backend.capabilities, "nonlinearities", ("tanh",)))
+    if case is not None and case.nonlinearity not in declared_phi:
+        return (
+            f"{case.nonlinearity}: n/a — {backend.name} declares {' and '.join(declared_phi)} only"
+        )
     dtype = params.get("dtype")
     if dtype is not None and dtype not in backend.capabilities.dtypes:
         return f"{dtype}: n/a — {backend.name} computes in {', '.join(backend.capabilities.dtypes)}"

@@ -12,5 +12,5 @@ pytestmark = [pytest.mark.rnnspec_group("autodiff"), pytest.mark.rnnspec_require
 @pytest.mark.parametrize("name", CASES)
 def test_autodiff_gradients(backend, dtype, name, call):
     case = CASES[name]
-    result = backend.autodiff_gradients(*case.native(backend, dtype))
+    result = backend.autodiff_gradients(*case.native(backend, dtype), **case.model_argument())
     assert_matches_reference(result, call("autodiff_gradients", case, dtype))

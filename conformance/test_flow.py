@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from rnnspec.conformance.assertions import assert_close, assert_matches_reference
 from rnnspec.conformance.calls import flatten, invoke
-from rnnspec.conformance.cases import CASES, SHORT
+from rnnspec.conformance.cases import CASES, SHORT, declared_nonlinearity
 from rnnspec.conformance.drawn import FLOW_SHAPES, H0, few, flow_cases, shape_id
 from rnnspec.conformance.oracle import expected
 from rnnspec.spec import Grads, SpecError
@@ -151,6 +151,7 @@ def test_drawn_flow_matches_reference(backend, dtype, shape, h0, data, call):
     """Drawn cases (h0 given or omitted) on shapes with all dimensions equal among them: every
     depth k = 1 … T + 1, a drawn TBPTT (k1, k2) pair, the lag and the Jacobian norms."""
     case, pair = data.draw(flow_cases(shape, h0))
+    case = declared_nonlinearity(case, backend)
     params, x, y, h0 = case.native(backend, dtype)
     for method, lengths in [
         ("lag_norms", None),
@@ -158,7 +159,7 @@ def test_drawn_flow_matches_reference(backend, dtype, shape, h0, data, call):
         *(("truncated_gradients", (k,)) for k in range(1, case.T + 2)),
         ("tbptt_gradients", pair),
     ]:
-        result = invoke(backend, method, params, x, y, h0, t=lengths)
+        result = invoke(backend, method, params, x, y, h0, t=lengths, model=case.model())
         assert_matches_reference(result, call(method, case, dtype, lengths))
 
 

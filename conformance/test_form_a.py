@@ -20,7 +20,7 @@ def test_step_gradients(backend, dtype, name, call):
     case = CASES[name]
     native = case.native(backend, dtype)
     for t in range(1, case.T + 1):
-        result = backend.step_gradients(*native[:3], t, h0=native.h0)
+        result = backend.step_gradients(*native[:3], t, h0=native.h0, **case.model_argument())
         assert_matches_reference(result, call("step_gradients", case, dtype, t))
 
 
@@ -29,14 +29,15 @@ def test_steps_sum_to_total(backend, dtype, name, call):
     """(4.1) ∇L = Σ_t ∇L(t), both sides computed by the backend."""
     case = CASES[name]
     native = case.native(backend, dtype)
+    model = case.model_argument()
     steps = [
-        flatten("step_gradients", backend.step_gradients(*native[:3], t, h0=native.h0))
+        flatten("step_gradients", backend.step_gradients(*native[:3], t, h0=native.h0, **model))
         for t in range(1, case.T + 1)
     ]
     sums = [sum(backend.to_numpy(v).astype(np.float64) for v in column) for column in zip(*steps)]
     want = expected(case, "gradients")
     gradients_call = call("gradients", case, dtype)
-    total = flatten("gradients", backend.gradients(*native))
+    total = flatten("gradients", backend.gradients(*native, **model))
     for got, summed, name, kappa, pick in zip(total, sums, want.names, want.kappas, want.picks):
         if case.finite_only(dtype, name):
             continue

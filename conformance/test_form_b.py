@@ -11,5 +11,5 @@ pytestmark = pytest.mark.rnnspec_group("form B (BPTT)")
 @pytest.mark.parametrize("name", CASES)
 def test_gradients(backend, dtype, name, call):
     case = CASES[name]
-    result = backend.gradients(*case.native(backend, dtype))
+    result = backend.gradients(*case.native(backend, dtype), **case.model_argument())
     assert_matches_reference(result, call("gradients", case, dtype))

@@ -13,12 +13,12 @@ pytestmark = pytest.mark.rnnspec_group("forward & loss")
 def test_forward(backend, dtype, name, call):
     case = CASES[name]
     params, x, _, h0 = case.native(backend, dtype)
-    result = backend.forward(params, x, h0=h0)
+    result = backend.forward(params, x, h0=h0, **case.model_argument())
     assert_matches_reference(result, call("forward", case, dtype))
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_loss(backend, dtype, name, call):
     case = CASES[name]
-    result = backend.loss(*case.native(backend, dtype))
+    result = backend.loss(*case.native(backend, dtype), **case.model_argument())
     assert_matches_reference(result, call("loss", case, dtype))

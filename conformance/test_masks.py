@@ -21,7 +21,7 @@ from rnnspec.conformance.assertions import (
     assert_matches_vectors,
 )
 from rnnspec.conformance.calls import flatten, invoke
-from rnnspec.conformance.cases import MASKED_CASES, scoped
+from rnnspec.conformance.cases import MASKED_CASES, declared_nonlinearity, scoped
 from rnnspec.conformance.drawn import (
     DRAWN_PADDINGS,
     H0,
@@ -48,7 +48,7 @@ def _native(backend, case, dtype):
 def test_masked_call_matches_reference(backend, dtype, name, method, call, masks):
     case = MASKED_CASES[name]
     params, x, y, h0, mask = _native(backend, case, dtype)
-    result = invoke(backend, method, params, x, y, h0, mask=mask)
+    result = invoke(backend, method, params, x, y, h0, mask=mask, model=case.model())
     assert_matches_reference(result, call(method, case, dtype))
 
 
@@ -59,7 +59,7 @@ def test_masked_step_gradients_match_reference(backend, dtype, name, call, masks
     case = MASKED_CASES[name]
     params, x, y, h0, mask = _native(backend, case, dtype)
     for t in range(1, case.T + 1):
-        result = backend.step_gradients(params, x, y, t, h0=h0, mask=mask)
+        result = backend.step_gradients(params, x, y, t, h0=h0, mask=mask, **case.model_argument())
         assert_matches_reference(result, call("step_gradients", case, dtype, t))
 
 
@@ -73,12 +73,13 @@ def test_drawn_masked_calls_match_reference(backend, dtype, shape, padding, h0, 
     sequence masked, every step), h0 given or omitted, on shapes with T = B and T = 64: every
     method that takes a mask, and step_gradients at a drawn t."""
     case, t = data.draw(masked_cases(shape, padding, h0))
+    case = declared_nonlinearity(case, backend)
     params, x, y, h0, mask = _native(backend, case, dtype)
     for method in declared(backend, WITH_MASK):
-        result = invoke(backend, method, params, x, y, h0, mask=mask)
+        result = invoke(backend, method, params, x, y, h0, mask=mask, model=case.model())
         assert_matches_reference(result, call(method, case, dtype))
     for method in declared(backend, ["step_gradients"]):
-        result = backend.step_gradients(params, x, y, t, h0=h0, mask=mask)
+        result = backend.step_gradients(params, x, y, t, h0=h0, mask=mask, **case.model_argument())
         assert_matches_reference(result, call(method, case, dtype, t))
 
 

@@ -6,7 +6,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from rnnspec.conformance.assertions import assert_matches_reference
-from rnnspec.conformance.cases import Case, random_case
+from rnnspec.conformance.cases import Case, declared_nonlinearity, random_case
 from rnnspec.conformance.drawn import BUDGET
 from rnnspec.conformance.plugin import declared
 
@@ -27,7 +27,9 @@ def cases(draw) -> tuple[Case, int]:
 #: tightest (SPEC.md §6.6). An explicit example, so that every Hypothesis version tries it,
 #: whatever its generator draws or its shrinker reaches.
 SMALLEST = random_case(
-    integer=lambda lo, hi: lo, uniform=lambda lo, hi: lo, boolean=iter((False, True)).__next__
+    integer=lambda lo, hi: lo,
+    uniform=lambda lo, hi: lo,
+    boolean=iter((False, True, False)).__next__,
 )
 
 
@@ -36,9 +38,11 @@ SMALLEST = random_case(
 @given(drawn=cases())
 def test_gradients_match_reference(backend, dtype, drawn, call):
     case, t = drawn
-    native = case.native(backend, dtype)
-    assert_matches_reference(backend.gradients(*native), call("gradients", case, dtype))
+    case = declared_nonlinearity(case, backend)
+    native, model = case.native(backend, dtype), case.model_argument()
+    assert_matches_reference(backend.gradients(*native, **model), call("gradients", case, dtype))
     for method in declared(backend, ["step_gradients"]):
         assert_matches_reference(
-            backend.step_gradients(*native[:3], t, h0=native.h0), call(method, case, dtype, t)
+            backend.step_gradients(*native[:3], t, h0=native.h0, **model),
+            call(method, case, dtype, t),
         )

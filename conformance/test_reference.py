@@ -11,7 +11,12 @@ pytestmark = pytest.mark.rnnspec_group("reference (FD)")
 
 # Not "chaotic": there the third derivative, and with it the finite-difference truncation error,
 # grows like the Jacobian products themselves; not "long": 2·10⁴ reference runs per entry sweep.
-FD_CASES = ("basic", "soft", "zero_h0", "T1", "T2", "B1", "H1", "K2", "large_logits", "saturated")
+# Not "relu_kink": its a(1) sits on relu's kink, where central differences average the two sides
+# (its own check below takes them one side at a time).
+FD_CASES = (
+    "basic", "soft", "zero_h0", "T1", "T2", "B1", "H1", "K2", "large_logits", "saturated", "relu",
+    "relu_soft",
+)  # fmt: skip
 
 
 def _finite_differences(loss, array: np.ndarray) -> np.ndarray:
@@ -38,10 +43,11 @@ def test_reference_matches_finite_differences(name):
     params = Params(*(p.copy() for p in params))
     h0 = np.zeros((case.B, case.H)) if h0 is None else h0.copy()
     x = x.copy()
-    loss, grads = reference.gradients(params, x, y, h0, mask=mask)
+    model = case.model()
+    loss, grads = reference.gradients(params, x, y, h0, mask=mask, model=model)
     inputs = {**params._asdict(), "h0": h0, "x": x}
     for field, array in inputs.items():
-        fd = _finite_differences(lambda: reference.loss(params, x, y, h0, mask=mask), array)
+        fd = _finite_differences(lambda: reference.loss(params, x, y, h0, mask, model), array)
         want = getattr(grads, field)
         error, bound = float(np.linalg.norm(fd - want)), tolerance.fd_bound(want, loss)
         assert error <= bound, (
@@ -55,16 +61,39 @@ def test_reference_form_a_sums_to_form_b(name):
     """(4.1) Σ_t ∇L(t) by the literal ordered products equals ∇L by the backward recursion;
     with a mask, (9.4)–(9.7) against (9.8)–(9.10)."""
     case = {**CASES, **MASKED_CASES}[name]
-    arrays, mask = case.arrays("float64"), case.mask()
-    loss, grads = reference.gradients(*arrays, mask=mask)
+    arrays, mask, model = case.arrays("float64"), case.mask(), case.model()
+    loss, grads = reference.gradients(*arrays, mask=mask, model=model)
     steps = [
-        reference.step_gradients(*arrays[:3], t, arrays.h0, mask=mask) for t in range(1, case.T + 1)
+        reference.step_gradients(*arrays[:3], t, arrays.h0, mask=mask, model=model)
+        for t in range(1, case.T + 1)
     ]
     assert tolerance.ratio(np.sum([s[0] for s in steps]), np.asarray(loss), "float64", case.T) <= 1
     for field in grads._fields:
         summed = sum(getattr(s[1], field) for s in steps)
         ratio = tolerance.ratio(summed, getattr(grads, field), "float64", case.T)
         assert ratio <= 1, f"Σ_t form A vs form B, Grads.{field}, case {case.label()}: {ratio:.3g}"
+
+
+@pytest.mark.parametrize("at_zero", [0.0, 1.0])
+def test_reference_relu_kink_is_each_side_of_the_difference(at_zero):
+    """SPEC.md §1.1: on `relu_kink`, a_i(1) = b_i = 0 exactly in the kink units. Moving b_i up
+    puts a_i(1) on relu's rising side, where φ′ = 1, down on its flat side, where φ′ = 0: the
+    one-sided differences of L in b_i are ∇_b L with φ′(0) = 1 and with φ′(0) = 0."""
+    case = CASES["relu_kink"]
+    params, x, y, h0 = case.arrays("float64")
+    model = case.model()
+    _, grads = reference.gradients(params, x, y, h0, model=model, relu_prime_at_zero=at_zero)
+    side = 1.0 if at_zero == 1.0 else -1.0  # the side whose slope φ′(0) = at_zero is
+    step = tolerance.FD_STEP
+    loss = reference.loss(params, x, y, h0, model=model)
+    for i in range(case.kink_units):
+        b = params.b.copy()
+        b[i] = side * step
+        moved = reference.loss(params._replace(b=b), x, y, h0, model=model)
+        one_sided = (moved - loss) / (side * step)  # O(ε) truncation error: one side only
+        assert abs(one_sided - grads.b[i]) <= 1e-4 * max(1.0, abs(grads.b[i])), (i, at_zero)
+    other = reference.gradients(params, x, y, h0, model=model, relu_prime_at_zero=1.0 - at_zero)
+    assert not np.allclose(other[1].b[: case.kink_units], grads.b[: case.kink_units])
 
 
 @pytest.mark.parametrize("name", ["basic", "soft", "H1", "K2"])

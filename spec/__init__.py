@@ -15,10 +15,20 @@ from rnnspec.spec.protocol import (
     GradientFlowBackend,
     protocol_problems,
 )
-from rnnspec.spec.types import Array, Forward, Grads, JacobianNorms, LagNorms, Params
-from rnnspec.spec.validation import Dims, dtype_name, shape_of, validate
+from rnnspec.spec.types import (
+    NONLINEARITIES,
+    Array,
+    Forward,
+    Grads,
+    JacobianNorms,
+    LagNorms,
+    Model,
+    Params,
+)
+from rnnspec.spec.validation import Dims, dtype_name, shape_of, validate, validate_model
 
 __all__ = [
+    "NONLINEARITIES",
     "PROTOCOL_VERSION",
     "Array",
     "AutodiffBackend",
@@ -31,6 +41,7 @@ __all__ = [
     "Grads",
     "JacobianNorms",
     "LagNorms",
+    "Model",
     "Params",
     "SpecError",
     "dtype_name",
@@ -38,4 +49,5 @@ __all__ = [
     "protocol_problems",
     "shape_of",
     "validate",
+    "validate_model",
 ]

@@ -6,11 +6,26 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from rnnspec.spec.types import Array, Forward, Grads, JacobianNorms, LagNorms, Params
+from rnnspec.spec.types import (
+    NONLINEARITIES,
+    Array,
+    Forward,
+    Grads,
+    JacobianNorms,
+    LagNorms,
+    Model,
+    Params,
+)
 
 #: Version of the Backend protocol; a conformance report names the protocol and suite versions passed.
-PROTOCOL_VERSION = "2.1"
+PROTOCOL_VERSION = "2.2"
 
+_SINCE_2_1 = (
+    "protocol 2.2 adds the model description (SPEC.md §1, §8): every method that takes params takes "
+    "`model=None` last (an rnnspec.spec.Model; None is Model(), the tanh network), and "
+    "`capabilities.nonlinearities` says which φ it computes (default ('tanh',): a check of another "
+    "φ is not applicable)"
+)
 _SINCE_2_0 = (
     "protocol 2.1 adds masks for variable-length sequences (SPEC.md §9): every method that takes x "
     "takes `mask=None` last, and `capabilities.masks` says whether a mask is honoured (a backend "
@@ -25,13 +40,18 @@ UPGRADES = {
         "`capabilities = rnnspec.spec.Capabilities(autodiff=False, devices=('cpu',))`, "
         "and needs `autodiff_gradients` only where `capabilities.autodiff` is true (declare "
         "autodiff=False instead of raising NotImplementedError); BackendError now comes from "
-        f"rnnspec.spec; {_SINCE_2_0}{_SET_VERSION}"
+        f"rnnspec.spec; {_SINCE_2_0}; {_SINCE_2_1}{_SET_VERSION}"
     ),
-    "2.0": _SINCE_2_0 + _SET_VERSION,
+    "2.0": f"{_SINCE_2_0}; {_SINCE_2_1}{_SET_VERSION}",
+    "2.1": _SINCE_2_1 + _SET_VERSION,
 }
 
 #: the methods that take x, and with it ``mask=None`` (SPEC.md §9)
 MASKED_METHODS = ("forward", "loss", "gradients", "step_gradients", "autodiff_gradients")
+#: the methods that take params, and with them ``model=None`` (SPEC.md §8)
+MODEL_METHODS = (
+    *MASKED_METHODS, "lag_norms", "truncated_gradients", "tbptt_gradients", "jacobian_norms",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -63,6 +83,10 @@ class Capabilities:
     one_hot_inputs: bool = False
     #: the tensors of Grads the gradient methods return; the others are None
     gradients: tuple[str, ...] = ("U", "W", "b", "V", "c", "h0", "x")
+    #: the nonlinearities φ it computes, among rnnspec.spec.NONLINEARITIES (SPEC.md §1)
+    nonlinearities: tuple[str, ...] = ("tanh",)
+    #: relu's φ′(0), the one value of its derivative that is a convention (SPEC.md §1.1)
+    relu_prime_at_zero: float = 0.0
 
 
 @runtime_checkable
@@ -72,7 +96,8 @@ class Backend(Protocol):
     Every method validates its input with :func:`rnnspec.spec.validate` (raising
     :class:`rnnspec.spec.SpecError`) and never modifies its arguments. ``y`` holds integer class
     indices of shape (T, B) or non-negative soft targets of shape (T, B, K) in the dtype of ``x``.
-    ``h0=None`` means h(0) = 0; ``mask=None`` means every step of every sequence (SPEC.md §9).
+    ``h0=None`` means h(0) = 0; ``mask=None`` means every step of every sequence (SPEC.md §9);
+    ``model=None`` means ``Model()``, h(t) = tanh(a(t)) (SPEC.md §1).
     Losses are scalars: the sum over time steps and batch.
 
     A backend whose ``capabilities.autodiff`` is true also has ``autodiff_gradients``
@@ -98,19 +123,36 @@ class Backend(Protocol):
         ...
 
     def forward(
-        self, params: Params, x: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> Forward:
         """h, o and ŷ for t = 1..T."""
         ...
 
     def loss(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> Array:
         """L = Σ_t Σ_batch L(t), a scalar."""
         ...
 
     def gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
         """(L, ∇L) by the backward recursion, SPEC.md form B."""
         ...
@@ -123,6 +165,7 @@ class Backend(Protocol):
         t: int,
         h0: Array | None = None,
         mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
         """(L(t), ∇L(t)) for one step 1 ≤ t ≤ T, SPEC.md form A."""
         ...
@@ -138,7 +181,13 @@ class AutodiffBackend(Backend, Protocol):
     """A backend that declares ``capabilities.autodiff``."""
 
     def autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
         """(L, ∇L) by the framework's automatic differentiation, on the same forward pass."""
         ...
@@ -155,23 +204,39 @@ class GradientFlowBackend(Backend, Protocol):
         y: Array,
         h0: Array | None = None,
         max_lag: int | None = None,
+        model: Model | None = None,
     ) -> LagNorms:
         """‖G_j‖_F of the lag-j part of ∇L for j = 0 … min(T, max_lag) − 1, per tensor."""
         ...
 
     def truncated_gradients(
-        self, params: Params, x: Array, y: Array, k: int, h0: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        k: int,
+        h0: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
         """(L, Σ_{j<k} G_j): every loss term backpropagated at most k − 1 steps."""
         ...
 
     def tbptt_gradients(
-        self, params: Params, x: Array, y: Array, k1: int, k2: int, h0: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        k1: int,
+        k2: int,
+        h0: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
         """Windowed TBPTT(k1, k2): per-window losses (n,) and Grads with a leading window axis."""
         ...
 
-    def jacobian_norms(self, params: Params, x: Array, h0: Array | None = None) -> JacobianNorms:
+    def jacobian_norms(
+        self, params: Params, x: Array, h0: Array | None = None, model: Model | None = None
+    ) -> JacobianNorms:
         """‖∂h(T)/∂h(T−j)‖₂ for j = 1 … T−1, per sequence and their mean, σ₁(W), the regime."""
         ...
 
@@ -217,7 +282,7 @@ def protocol_problems(backend: Any) -> list[str]:
     if getattr(capabilities, "masks", False):
         for method in MASKED_METHODS:
             function = getattr(backend, method, None)
-            if callable(function) and "mask" not in _parameters(function):
+            if callable(function) and "mask" not in _parameters(function, "mask"):
                 problems.append(f"declares capabilities.masks but {method} takes no mask")
     returned = tuple(getattr(capabilities, "gradients", Grads._fields))
     if not set(PARAMETER_GRADIENTS) <= set(returned) <= set(Grads._fields):
@@ -225,6 +290,16 @@ def protocol_problems(backend: Any) -> list[str]:
             f"capabilities.gradients: expected {PARAMETER_GRADIENTS} and any of ('h0', 'x'), "
             f"got {returned}"
         )
+    nonlinearities = tuple(getattr(capabilities, "nonlinearities", ("tanh",)))
+    if not nonlinearities or not set(nonlinearities) <= set(NONLINEARITIES):
+        problems.append(
+            f"capabilities.nonlinearities: expected a non-empty subset of {NONLINEARITIES}, "
+            f"got {nonlinearities}"
+        )
+    for method in MODEL_METHODS:
+        function = getattr(backend, method, None)
+        if callable(function) and "model" not in _parameters(function, "model"):
+            problems.append(f"{method} takes no model (protocol 2.2: model=None last)")
     unknown = set(capabilities.dtypes) - {"float32", "float64"}
     if unknown or not capabilities.dtypes:
         problems.append(
@@ -234,11 +309,11 @@ def protocol_problems(backend: Any) -> list[str]:
     return problems
 
 
-def _parameters(function) -> tuple[str, ...]:
+def _parameters(function, trusted: str) -> tuple[str, ...]:
     try:
         return tuple(inspect.signature(function).parameters)
     except (TypeError, ValueError):  # a builtin without a signature: cannot tell, trust it
-        return ("mask",)
+        return (trusted,)
 
 
 def _members(protocol: type) -> list[str]:

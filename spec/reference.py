@@ -5,6 +5,10 @@ time indices are 1-based as in the spec (h[0] is h(0), x[t] is x(t)), a batch is
 independent sequences, and form A builds its Jacobian products literally. It shares nothing with the
 backends but the validation, so the two check each other.
 
+The nonlinearity φ of h(t) = φ(a(t)) comes from the call's ``model`` (SPEC.md §1): tanh, or relu
+with φ′(0), its one convention, given as ``relu_prime_at_zero`` (0 unless a backend declares
+otherwise). D_t = diag φ′(a(t)) is computed from a(t) itself, never from h(t).
+
 A mask (SPEC.md §9) enters as m(t) ∈ {0, 1} per sequence; without one every m(t) is 1, and each
 §9 equation below is then the §1–§3 equation it generalizes, in exact arithmetic and in floating
 point alike (1·v + 0·w = v).
@@ -12,8 +16,17 @@ point alike (1·v + 0·w = v).
 
 import numpy as np
 
-from rnnspec.spec.types import Forward, Grads, Params
-from rnnspec.spec.validation import validate
+from rnnspec.spec.types import Forward, Grads, Model, Params
+from rnnspec.spec.validation import validate, validate_model
+
+#: (1.2) φ, and (2.2) its derivative φ′ with relu's φ′(0) given, both of a(t)
+NONLINEARITIES = {
+    "tanh": (np.tanh, lambda a, at_zero: 1.0 - np.tanh(a) ** 2),
+    "relu": (
+        lambda a: np.maximum(a, 0.0),
+        lambda a, at_zero: np.where(a > 0, 1.0, np.where(a < 0, 0.0, at_zero)),
+    ),
+}
 
 
 def _float64(params, x, h0, mask):
@@ -45,19 +58,21 @@ def log_softmax(o: np.ndarray) -> np.ndarray:
 # --- one sequence: lists indexed by 1-based t, vectors as 1-d arrays (columns) ------------------
 
 
-def _sequence_forward(p: Params, xs: list, h0: np.ndarray, ms: list):
-    """(1.1)–(1.4), (9.1) for one sequence; returns lists h[0..T], o[1..T], log ŷ[1..T] (index 0
-    unused). ``ms[t]`` is m(t)."""
+def _sequence_forward(p: Params, xs: list, h0: np.ndarray, ms: list, phi, phi_prime):
+    """(1.1)–(1.4), (9.1) for one sequence; returns lists h[0..T], o[1..T], log ŷ[1..T] and the
+    diagonals φ′(a(t)) of D_t (2.2), d[1..T] (index 0 unused). ``ms[t]`` is m(t)."""
     T = len(xs) - 1
     h: list = [h0]
     o: list = [None]
     log_yhat: list = [None]
+    d: list = [None]
     for t in range(1, T + 1):
         a = p.b + p.W @ h[t - 1] + p.U @ xs[t]  # (1.1) a(t) = b + W h(t−1) + U x(t)
-        h.append(ms[t] * np.tanh(a) + (1 - ms[t]) * h[t - 1])  # (9.1), (1.2) when m(t) = 1
+        h.append(ms[t] * phi(a) + (1 - ms[t]) * h[t - 1])  # (9.1), (1.2) when m(t) = 1
         o.append(p.c + p.V @ h[t])  # (1.3) o(t) = c + V h(t)
         log_yhat.append(log_softmax(o[t]))  # (1.4) ŷ(t) = softmax(o(t))
-    return h, o, log_yhat
+        d.append(phi_prime(a))  # (2.2) D_t = diag φ′(a(t))
+    return h, o, log_yhat, d
 
 
 def _step_loss(y_t: np.ndarray, log_yhat_t: np.ndarray, m_t: float) -> float:
@@ -68,14 +83,10 @@ def _output_error(y_t: np.ndarray, log_yhat_t: np.ndarray, m_t: float) -> np.nda
     return m_t * (y_t.sum() * np.exp(log_yhat_t) - y_t)  # (9.3), (2.1) e(t) = (Σ_k y_k) ŷ − y
 
 
-def _jacobian_diag(h_i: np.ndarray) -> np.ndarray:
-    return np.diag(1.0 - h_i * h_i)  # (2.2) D_i = diag(1 − h(i) ⊙ h(i))
-
-
-def _sequence_step_gradients(p: Params, xs, h, log_yhat, ys, ms, t: int):
+def _sequence_step_gradients(p: Params, xs, h, log_yhat, ys, ms, d, t: int):
     """Form A for one sequence: the gradient of L(t) alone, by ordered Jacobian products."""
     e = _output_error(ys[t], log_yhat[t], ms[t])  # (9.3)
-    D = [None] + [_jacobian_diag(h[i]) for i in range(1, len(h))]
+    D = [None] + [np.diag(d[i]) for i in range(1, len(h))]  # (2.2) D_i = diag φ′(a(i))
 
     def times_J_T(product, i):  # product · J(i)ᵀ, (9.4) J(i)ᵀ = m(i) Wᵀ D_i + (1 − m(i)) I
         return ms[i] * (product @ p.W.T @ D[i]) + (1 - ms[i]) * product
@@ -103,7 +114,7 @@ def _sequence_step_gradients(p: Params, xs, h, log_yhat, ys, ms, t: int):
     return dU, dW, db, dV, dc, dh0, dx
 
 
-def _sequence_gradients(p: Params, xs, h, log_yhat, ys, ms):
+def _sequence_gradients(p: Params, xs, h, log_yhat, ys, ms, d):
     """Form B for one sequence: the gradient of L = Σ_t L(t) by the backward recursion."""
     T = len(xs) - 1
     dU, dW, db = np.zeros_like(p.U), np.zeros_like(p.W), np.zeros_like(p.b)
@@ -115,7 +126,7 @@ def _sequence_gradients(p: Params, xs, h, log_yhat, ys, ms):
         e = _output_error(ys[t], log_yhat[t], ms[t])  # (9.3)
         # (9.8) ∇_{h(t)} L = Vᵀ e(t) + Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L; (3.1) when m ≡ 1
         grad_h = p.V.T @ e + p.W.T @ delta_next + carried
-        delta = ms[t] * (1.0 - h[t] * h[t]) * grad_h  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; (3.2)
+        delta = ms[t] * d[t] * grad_h  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; (3.2)
         dU += np.outer(delta, xs[t])  # (3.3) ∇_U L = Σ_t δ(t) x(t)ᵀ
         dW += np.outer(delta, h[t - 1])  # (3.3) ∇_W L = Σ_t δ(t) h(t−1)ᵀ
         db += delta  # (3.3) ∇_b L = Σ_t δ(t)
@@ -130,17 +141,20 @@ def _sequence_gradients(p: Params, xs, h, log_yhat, ys, ms):
 # --- batches: independent sequences, losses and parameter gradients summed over the batch ------
 
 
-def _sequences(params, x, y, h0, mask):
-    """Per sequence n: params, x-list, forward lists, target list and mask list m(t), all 1-based
-    in t."""
+def _sequences(params, x, y, h0, mask, model: Model | None = None, relu_prime_at_zero=0.0):
+    """Per sequence n: params, x-list, forward lists, target list, mask list m(t) and the
+    diagonals of D_t, all 1-based in t."""
+    phi, phi_prime = NONLINEARITIES[validate_model(model).nonlinearity]
     params, x, h0, m = _float64(params, x, h0, mask)
     weights = None if y is None else target_weights(y, params.V.shape[0], mask)
     for n in range(x.shape[1]):
         xs = [None, *list(x[:, n])]
         ms = [None, *(float(m_t) for m_t in m[:, n])]
-        h, o, log_yhat = _sequence_forward(params, xs, h0[n], ms)
+        h, o, log_yhat, d = _sequence_forward(
+            params, xs, h0[n], ms, phi, lambda a: phi_prime(a, relu_prime_at_zero)
+        )
         ys = None if weights is None else [None, *list(weights[:, n])]
-        yield params, xs, h, o, log_yhat, ys, ms
+        yield params, xs, h, o, log_yhat, ys, ms, d
 
 
 def _batch_grads(per_sequence: list) -> Grads:
@@ -156,51 +170,59 @@ def _batch_grads(per_sequence: list) -> Grads:
     )
 
 
-def forward(params: Params, x, h0=None, mask=None) -> Forward:
+def forward(params: Params, x, h0=None, mask=None, model=None) -> Forward:
     """h(1..T), o(1..T), ŷ(1..T) as (T, B, ·) float64 arrays."""
     validate(params, x, h0=h0, mask=mask)
     hs, os, yhats = [], [], []
-    for _, _, h, o, log_yhat, _, _ in _sequences(params, x, None, h0, mask):
+    for _, _, h, o, log_yhat, _, _, _ in _sequences(params, x, None, h0, mask, model):
         hs.append(np.stack(h[1:]))
         os.append(np.stack(o[1:]))
         yhats.append(np.exp(np.stack(log_yhat[1:])))
     return Forward(h=np.stack(hs, 1), o=np.stack(os, 1), yhat=np.stack(yhats, 1))
 
 
-def step_loss(params: Params, x, y, t: int, h0=None, mask=None) -> float:
+def step_loss(params: Params, x, y, t: int, h0=None, mask=None, model=None) -> float:
     """m(t) L(t) summed over the batch (1.5), (9.2)."""
     validate(params, x, y, h0, t, mask=mask)
     return sum(
         _step_loss(ys[t], lp[t], ms[t])
-        for _, _, _, _, lp, ys, ms in _sequences(params, x, y, h0, mask)
+        for _, _, _, _, lp, ys, ms, _ in _sequences(params, x, y, h0, mask, model)
     )
 
 
-def loss(params: Params, x, y, h0=None, mask=None) -> float:
+def loss(params: Params, x, y, h0=None, mask=None, model=None) -> float:
     """L = Σ_t Σ_batch m(t) L(t) (1.6), (9.2)."""
     validate(params, x, y, h0, mask=mask)
     return sum(
         _step_loss(ys[t], lp[t], ms[t])
-        for _, xs, _, _, lp, ys, ms in _sequences(params, x, y, h0, mask)
+        for _, xs, _, _, lp, ys, ms, _ in _sequences(params, x, y, h0, mask, model)
         for t in range(1, len(xs))
     )
 
 
-def step_gradients(params: Params, x, y, t: int, h0=None, mask=None) -> tuple[float, Grads]:
+def step_gradients(
+    params: Params, x, y, t: int, h0=None, mask=None, model=None, relu_prime_at_zero=0.0
+) -> tuple[float, Grads]:
     """(L(t), ∇L(t)) by form A, the ordered Jacobian products. O(T³) work: for checking only."""
     validate(params, x, y, h0, t, mask=mask)
     per_sequence = [
-        _sequence_step_gradients(p, xs, h, lp, ys, ms, t)
-        for p, xs, h, _, lp, ys, ms in _sequences(params, x, y, h0, mask)
+        _sequence_step_gradients(p, xs, h, lp, ys, ms, d, t)
+        for p, xs, h, _, lp, ys, ms, d in _sequences(
+            params, x, y, h0, mask, model, relu_prime_at_zero
+        )
     ]
-    return step_loss(params, x, y, t, h0, mask), _batch_grads(per_sequence)
+    return step_loss(params, x, y, t, h0, mask, model), _batch_grads(per_sequence)
 
 
-def gradients(params: Params, x, y, h0=None, mask=None) -> tuple[float, Grads]:
+def gradients(
+    params: Params, x, y, h0=None, mask=None, model=None, relu_prime_at_zero=0.0
+) -> tuple[float, Grads]:
     """(L, ∇L) by form B, the backward recursion, linear in T."""
     validate(params, x, y, h0, mask=mask)
     per_sequence = [
-        _sequence_gradients(p, xs, h, lp, ys, ms)
-        for p, xs, h, _, lp, ys, ms in _sequences(params, x, y, h0, mask)
+        _sequence_gradients(p, xs, h, lp, ys, ms, d)
+        for p, xs, h, _, lp, ys, ms, d in _sequences(
+            params, x, y, h0, mask, model, relu_prime_at_zero
+        )
     ]
-    return loss(params, x, y, h0, mask), _batch_grads(per_sequence)
+    return loss(params, x, y, h0, mask, model), _batch_grads(per_sequence)

@@ -3,7 +3,8 @@
 Read it beside SPEC.md §10. Every term δ_k(t) is the ordered product (2.3) built as a matrix, and
 each quantity of §10 is a sum of these terms sorted by lag j = t − k: nothing here runs a backward
 recursion. One sequence at a time, in column vectors, 1-based in t, like rnnspec.spec.reference,
-whose forward pass it reuses. O(T³H³) per sequence: for checking small cases only.
+whose forward pass it reuses, D_t = diag φ′(a(t)) for the model's φ included. O(T³H³) per
+sequence: for checking small cases only.
 """
 
 import numpy as np
@@ -13,10 +14,10 @@ from rnnspec.spec.types import Grads, JacobianNorms, LagNorms, Params
 from rnnspec.spec.validation import validate, validate_length
 
 
-def _terms(p: Params, xs, h, log_yhat, ys, T: int):
+def _terms(p: Params, d, log_yhat, ys, T: int):
     """Every term of form A for one sequence: (t, k, δ_k(t), e(t)) for 1 ≤ k ≤ t ≤ T, with the
     ordered product D_k Wᵀ D_{k+1} Wᵀ ⋯ Wᵀ D_t of (2.3) built as a matrix, one factor more per k."""
-    D = [None] + [np.diag(1.0 - h[i] * h[i]) for i in range(1, T + 1)]  # (2.2) D_i
+    D = [None] + [np.diag(d[i]) for i in range(1, T + 1)]  # (2.2) D_i = diag φ′(a(i))
     for t in range(1, T + 1):
         e = ys[t].sum() * np.exp(log_yhat[t]) - ys[t]  # (2.1)
         product = D[t]
@@ -56,32 +57,32 @@ def _batched(per_sequence: list[dict]) -> Grads:
     )
 
 
-def lag_gradients(params: Params, x, y, h0=None) -> list[Grads]:
+def lag_gradients(params: Params, x, y, h0=None, model=None) -> list[Grads]:
     """[G_0, …, G_{T−1}]: G_j sums the terms of lag j = t − k of every ∇L(t) (10.1)."""
     validate(params, x, y, h0)
     T, _, D = np.shape(x)
     per_lag: list[list[dict]] = [[] for _ in range(T)]
-    for p, xs, h, _, log_yhat, ys, _ in reference._sequences(params, x, y, h0, None):
+    for p, xs, h, _, log_yhat, ys, _, d in reference._sequences(params, x, y, h0, None, model):
         lags = [_zero_grads(p, T, D) for _ in range(T)]
-        for t, k, delta, e in _terms(p, xs, h, log_yhat, ys, T):
+        for t, k, delta, e in _terms(p, d, log_yhat, ys, T):
             _add_term(lags[t - k], p, xs, h, t, k, delta, e, outputs=t == k)  # (10.1)
         for j in range(T):
             per_lag[j].append(lags[j])
     return [_batched(sequences) for sequences in per_lag]
 
 
-def truncated_gradients(params: Params, x, y, k: int, h0=None):
+def truncated_gradients(params: Params, x, y, k: int, h0=None, model=None):
     """(L, Σ_{j<k} G_j): the lag-truncated gradient (10.3)."""
     k = validate_length("k", k)
-    G = lag_gradients(params, x, y, h0)
-    return reference.loss(params, x, y, h0), Grads(*(sum(f) for f in zip(*G[:k])))
+    G = lag_gradients(params, x, y, h0, model)
+    return reference.loss(params, x, y, h0, model=model), Grads(*(sum(f) for f in zip(*G[:k])))
 
 
-def lag_norms(params: Params, x, y, h0=None, max_lag: int | None = None) -> LagNorms:
+def lag_norms(params: Params, x, y, h0=None, max_lag: int | None = None, model=None) -> LagNorms:
     """‖G_j‖_F for j = 0 … min(T, max_lag) − 1, per tensor."""
     if max_lag is not None:
         validate_length("max_lag", max_lag)
-    G = lag_gradients(params, x, y, h0)[:max_lag]
+    G = lag_gradients(params, x, y, h0, model)[:max_lag]
     return LagNorms(*(np.array([np.linalg.norm(g) for g in field]) for field in zip(*G)))
 
 
@@ -95,7 +96,7 @@ def windows(T: int, k1: int, k2: int) -> list[tuple[int, int, int]]:
     return [(tau, prev + 1, max(1, prev + k1 - k2 + 1)) for prev, tau in zip([0, *ends], ends)]
 
 
-def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None):
+def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None, model=None):
     """Per window of TBPTT(k1, k2) (10.5)–(10.6): its loss and its gradient, the terms δ_k(t) of
     its loss steps t with k ≥ s + 1; ``h0`` is the gradient for the state held constant, h(s)
     (h(0) where the window reaches the start); ``x`` is (min(k2, T), B, D) per window, row m
@@ -107,8 +108,8 @@ def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None):
     spans = windows(T, k1, k2)
     per_window: list[list[dict]] = [[] for _ in spans]
     losses = np.zeros(len(spans))
-    for p, xs, h, _, log_yhat, ys, _ in reference._sequences(params, x, y, h0, None):
-        terms = list(_terms(p, xs, h, log_yhat, ys, T))  # each δ_k(t) once, sorted below
+    for p, xs, h, _, log_yhat, ys, _, d in reference._sequences(params, x, y, h0, None, model):
+        terms = list(_terms(p, d, log_yhat, ys, T))  # each δ_k(t) once, sorted below
         for w, (tau, first_loss, first_step) in enumerate(spans):
             g = _zero_grads(p, T, D)
             for t, k, delta, e in terms:
@@ -124,16 +125,16 @@ def tbptt_gradients(params: Params, x, y, k1: int, k2: int, h0=None):
     return losses, Grads(*(np.stack(f) for f in zip(*grads)))
 
 
-def jacobian_norms(params: Params, x, h0=None) -> JacobianNorms:
+def jacobian_norms(params: Params, x, h0=None, model=None) -> JacobianNorms:
     """‖∂h(T)/∂h(T−j)‖₂ = ‖D_T W D_{T−1} W ⋯ D_{T−j+1} W‖₂ (10.7) for j = 1 … T−1, built as
     matrices, and σ₁(W)."""
     validate(params, x, h0=h0)
     T = np.shape(x)[0]
     per_sequence = []
-    for p, _, h, _, _, _, _ in reference._sequences(params, x, None, h0, None):
+    for p, _, _, _, _, _, _, d in reference._sequences(params, x, None, h0, None, model):
         jacobian, norms = np.eye(p.W.shape[0]), []
         for j in range(1, T):
-            jacobian = jacobian @ np.diag(1.0 - h[T - j + 1] ** 2) @ p.W  # (10.7), in this order
+            jacobian = jacobian @ np.diag(d[T - j + 1]) @ p.W  # (10.7), in this order
             norms.append(np.linalg.norm(jacobian, 2))
         per_sequence.append(norms)
     table = np.array(per_sequence, np.float64).reshape(len(per_sequence), T - 1).T  # (T − 1, B)

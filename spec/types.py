@@ -1,8 +1,21 @@
 """The immutable records every backend takes and returns; their fields hold backend arrays."""
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 Array = Any  # a backend's native array: numpy.ndarray, torch.Tensor, jax.Array, tf.Tensor, ...
+
+
+#: The nonlinearities φ of h(t) = φ(a(t)) that SPEC.md defines (§1), in its order.
+NONLINEARITIES = ("tanh", "relu")
+
+
+@dataclass(frozen=True)
+class Model:
+    """What a call computes beyond its arrays (SPEC.md §1, §8): passed as ``model=`` to every
+    method that takes params; None is ``Model()``, the tanh network every earlier call meant."""
+
+    nonlinearity: str = "tanh"  # φ, one of NONLINEARITIES
 
 
 class Params(NamedTuple):

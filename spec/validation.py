@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from rnnspec.spec.errors import SpecError
-from rnnspec.spec.types import Params
+from rnnspec.spec.types import NONLINEARITIES, Model, Params
 
 FLOAT_DTYPES = ("float32", "float64")
 
@@ -306,3 +306,15 @@ def validate_length(arg: str, value: Any, minimum: int = 1, bound: str = "") -> 
         at_least = bound or str(minimum)
         raise SpecError(f"{arg}: expected an integer >= {at_least}, got {value!r}")
     return int(value)
+
+
+def validate_model(model: Any) -> Model:
+    """``model`` as a Model (None is ``Model()``), or a SpecError naming what is wrong."""
+    if model is None:
+        return Model()
+    if not isinstance(model, Model):
+        raise SpecError(f"model: expected rnnspec.spec.Model or None, got {type(model).__name__}")
+    if model.nonlinearity not in NONLINEARITIES:
+        known = ", ".join(repr(n) for n in NONLINEARITIES)
+        raise SpecError(f"model.nonlinearity: expected one of {known}, got {model.nonlinearity!r}")
+    return model
