@@ -3,15 +3,18 @@ time loop, so that only the recurrence itself scans over t. Keeps the input dtyp
 
 The eight kernels (forward, loss, gradients, autodiff gradients, and §10's lag norms, truncated and
 TBPTT gradients and Jacobian norms; with them the one-hot targets, the finiteness check and the
-masking) are module-level ``jax.jit`` functions, compiled once per shape and dtype and shared by
-every instance; they run on the device their (committed) inputs live on. float64 needs JAX's x64
-mode, which this module never switches on: that is the user's global setting.
+masking) are module-level ``jax.jit`` functions, compiled once per shape, dtype and φ (``phi`` is
+static) and shared by every instance; they run on the device their (committed) inputs live on.
+float64 needs JAX's x64 mode, which this module never switches on: that is the user's global
+setting.
 
 On a GPU each iteration of a compiled loop costs a launch and a check of the loop's condition on the
-host, which dwarfs one step's small products: there the two recurrences are unrolled by
-``GPU_UNROLL`` steps per iteration (the results do not change; only the loop's shape does).
+host, which dwarfs one step's small products: there every kernel's scans are unrolled by
+``GPU_UNROLL`` steps per iteration (the static ``unroll`` keyword; the results do not change, only
+the loop's shape does).
 """
 
+import sys
 from functools import partial
 from typing import Any
 
@@ -23,23 +26,33 @@ from jax import lax
 from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params, SpecError
 
+#: φ and φ′ written in h = φ(a) (SPEC.md §1, (2.2)); autodiff differentiates φ itself
+NONLINEARITIES = {
+    "tanh": base.Nonlinearity(jnp.tanh, lambda h: 1 - h * h),
+    "relu": base.Nonlinearity(jax.nn.relu, lambda h: h > 0),
+}
+
 #: steps per loop iteration on a GPU (on the CPU one: there unrolling only lengthens compilation)
 GPU_UNROLL = 16
 
+#: what every kernel's jit holds static: φ's name and the loops' unrolling
+_static = partial(jax.jit, static_argnames=("phi", "unroll"))
 
-def _hidden_states(p: Params, x, h0, unroll: int = 1, mask=None):
+
+def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None, unroll: int = 1):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = x.shape
     inputs = (x.reshape(T * B, D) @ p.U.T + p.b).reshape(T, B, -1)
+    activation = NONLINEARITIES[phi].phi
 
     def step(h_prev, input_t):  # input_t = U x(t) + b
-        h_t = jnp.tanh(input_t + h_prev @ p.W.T)
+        h_t = activation(input_t + h_prev @ p.W.T)
         return h_t, h_t
 
     def masked_step(h_prev, inputs_t):
         input_t, kept_t = inputs_t
-        h_t = jnp.where(kept_t[:, None], jnp.tanh(input_t + h_prev @ p.W.T), h_prev)
+        h_t = jnp.where(kept_t[:, None], activation(input_t + h_prev @ p.W.T), h_prev)
         return h_t, h_t
 
     if mask is None:
@@ -72,37 +85,65 @@ def _loss_and_output_errors(p: Params, h, y):
     return loss, (y_sums / Z)[:, None] * exp_s - y_rows
 
 
-@partial(jax.jit, static_argnames="unroll")
-def _forward(p: Params, x, h0, unroll: int = 1, mask=None):
-    h = _hidden_states(p, x, h0, unroll, mask)
+def _step_losses_and_output_errors(p: Params, h, y):
+    """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
+    _, log_yhat = _log_softmax_outputs(p, h)
+    return -(y * log_yhat).sum(axis=(1, 2)), y.sum(axis=-1, keepdims=True) * jnp.exp(log_yhat) - y
+
+
+def _next_lag(p: Params, slab, derivative):
+    """(10.2) lag j from lag j − 1: row k becomes D_k Wᵀ (row k + 1); rows past T − j are zero,
+    so that every slab keeps the shape (T, B, H) that a compiled loop needs."""
+    shifted = jnp.concatenate([slab[1:], jnp.zeros_like(slab[:1])])
+    return (shifted @ p.W) * derivative
+
+
+@jax.jit
+def _all_finite(arrays):
+    return jnp.all(jnp.stack([jnp.isfinite(array).all() for array in arrays]))
+
+
+#: one compiled dispatch, not the several of an eager jax.nn.one_hot
+_one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
+
+
+@jax.jit
+def _zero_masked(array, mask):
+    return jnp.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
+
+
+@_static
+def forward(p: Params, x, h0, phi: str = "tanh", mask=None, unroll: int = 1):
+    h = _hidden_states(p, x, h0, phi, mask, unroll)
     o, log_yhat = _log_softmax_outputs(p, h)
     return h, o, jnp.exp(log_yhat)
 
 
-@partial(jax.jit, static_argnames="unroll")
-def _loss(p: Params, x, y, h0, unroll: int = 1, mask=None):
-    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, unroll, mask))
+@_static
+def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None, unroll: int = 1):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, phi, mask, unroll))
     return -jnp.vdot(y, log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
-@partial(jax.jit, static_argnames="unroll")
-def _gradients(p: Params, x, y, h0, unroll: int = 1, mask=None):
+@_static
+def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, unroll: int = 1):
     T, B, D = x.shape
-    h = _hidden_states(p, x, h0, unroll, mask)
+    h = _hidden_states(p, x, h0, phi, mask, unroll)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     H = h.shape[-1]
     output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
+    derivative = NONLINEARITIES[phi].derivative  # (2.2) D_t from h(t)
 
     def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
         output_grad_t, h_t = inputs
-        delta_t = (output_grad_t + delta_next @ p.W) * (1 - h_t * h_t)
+        delta_t = (output_grad_t + delta_next @ p.W) * derivative(h_t)
         return delta_t, delta_t
 
     def masked_step(carried, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
         output_grad_t, h_t, kept_t = inputs
         grad_h = output_grad_t + carried  # (9.8) ∇_{h(t)} L
         # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; the carry passes ∇_{h(t)} L on where m(t) = 0
-        delta_t = jnp.where(kept_t[:, None], grad_h * (1 - h_t * h_t), 0)
+        delta_t = jnp.where(kept_t[:, None], grad_h * derivative(h_t), 0)
         return delta_t @ p.W + jnp.where(kept_t[:, None], 0, grad_h), delta_t
 
     h0_grad = None
@@ -118,37 +159,20 @@ def _gradients(p: Params, x, y, h0, unroll: int = 1, mask=None):
     )  # (3.3)–(3.5)
 
 
-@partial(jax.jit, static_argnames="unroll")
-def _autodiff_gradients(p: Params, x, y, h0, unroll: int = 1, mask=None):
-    loss, (dp, dx, dh0) = jax.value_and_grad(_loss, argnums=(0, 1, 3))(p, x, y, h0, unroll, mask)
-    return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
+@_static
+def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, unroll: int = 1):
+    of = partial(loss, phi=phi, mask=mask, unroll=unroll)  # φ differentiated by JAX itself
+    value, (dp, dx, dh0) = jax.value_and_grad(of, argnums=(0, 1, 3))(p, x, y, h0)
+    return value, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
 
-@jax.jit
-def _all_finite(arrays):
-    return jnp.all(jnp.stack([jnp.isfinite(array).all() for array in arrays]))
-
-
-def _step_losses_and_output_errors(p: Params, h, y):
-    """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
-    _, log_yhat = _log_softmax_outputs(p, h)
-    return -(y * log_yhat).sum(axis=(1, 2)), y.sum(axis=-1, keepdims=True) * jnp.exp(log_yhat) - y
-
-
-def _next_lag(p: Params, slab, derivative):
-    """(10.2) lag j from lag j − 1: row k becomes D_k Wᵀ (row k + 1); rows past T − j are zero,
-    so that every slab keeps the shape (T, B, H) that a compiled loop needs."""
-    shifted = jnp.concatenate([slab[1:], jnp.zeros_like(slab[:1])])
-    return (shifted @ p.W) * derivative
-
-
-@partial(jax.jit, static_argnums=4)
-def _lag_norms(p: Params, x, y, h0, lags: int):
+@partial(jax.jit, static_argnames=("lags", "phi", "unroll"))
+def lag_norms(p: Params, x, y, h0, lags: int, phi: str = "tanh", unroll: int = 1):
     T, B, D = x.shape
-    h = _hidden_states(p, x, h0)
+    h = _hidden_states(p, x, h0, phi, unroll=unroll)
     _, e_rows = _loss_and_output_errors(p, h, y)
     H = h.shape[-1]
-    derivative = 1 - h * h  # (2.2) D_k
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_k
     h_prev = jnp.concatenate([h0[None], h[:-1]])
 
     def lag(slab, _):  # the norms of (10.1) G_j for U, W, b, h0, x; then the next lag's slab
@@ -163,20 +187,20 @@ def _lag_norms(p: Params, x, y, h0, lags: int):
         return _next_lag(p, slab, derivative), norms
 
     first = (e_rows @ p.V).reshape(T, B, H) * derivative  # lag 0: D_k Vᵀ e(k)
-    _, norms = lax.scan(lag, first, length=lags)
+    _, norms = lax.scan(lag, first, length=lags, unroll=min(unroll, lags))
     zero = jnp.zeros_like(norms[1:, 0])
     V = jnp.concatenate([jnp.linalg.norm(e_rows.T @ h.reshape(T * B, H))[None], zero])
     c = jnp.concatenate([jnp.linalg.norm(e_rows.sum(0))[None], zero])
     return norms[:, 0], norms[:, 1], norms[:, 2], V, c, norms[:, 3], norms[:, 4]
 
 
-@jax.jit
-def _truncated_gradients(p: Params, x, y, h0, k):
+@_static
+def truncated_gradients(p: Params, x, y, h0, k, phi: str = "tanh", unroll: int = 1):
     T, B, D = x.shape
-    h = _hidden_states(p, x, h0)
+    h = _hidden_states(p, x, h0, phi, unroll=unroll)
     loss, e_rows = _loss_and_output_errors(p, h, y)
     H = h.shape[-1]
-    derivative = 1 - h * h  # (2.2) D_k
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_k
     first = (e_rows @ p.V).reshape(T, B, H) * derivative  # lag 0: D_k Vᵀ e(k)
 
     def add_lag(_, carry):  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
@@ -184,60 +208,58 @@ def _truncated_gradients(p: Params, x, y, h0, k):
         slab = _next_lag(p, slab, derivative)
         return slab, total + slab
 
+    # k is traced, so that every k shares one compilation; a loop of traced length stays rolled
     _, delta = lax.fori_loop(1, k, add_lag, (first, first))
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
     return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
 
 
-@jax.jit
-def _tbptt_gradients(p: Params, x, y, h0, plan):
+@_static
+def tbptt_gradients(p: Params, x, y, h0, plan, phi: str = "tanh", unroll: int = 1):
     _, B, D = x.shape
-    h = _hidden_states(p, x, h0)
+    h = _hidden_states(p, x, h0, phi, unroll=unroll)
     step_losses, e = _step_losses_and_output_errors(p, h, y)
     h_prev = jnp.concatenate([h0[None], h[:-1]])
     e_w = e[plan.steps] * plan.losses  # e(t) of the window's own loss steps (10.6)
-    derivative = (1 - h[plan.steps] ** 2) * plan.inside  # D_t, zero outside the window
+    # D_t, zero outside the window; offsets i = τ − t, for every window w at once
+    derivative = NONLINEARITIES[phi].derivative(h[plan.steps]) * plan.inside
 
     def step(delta_prev, inputs):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
         output_grad_i, derivative_i = inputs
         delta_i = (output_grad_i + delta_prev @ p.W) * derivative_i
         return delta_i, delta_i
 
-    _, delta = lax.scan(step, jnp.zeros_like(derivative[0]), (e_w @ p.V, derivative))
+    _, delta = lax.scan(step, jnp.zeros_like(derivative[0]), (e_w @ p.V, derivative), unroll=unroll)
 
     grads = base.window_grads(p, x, h, h_prev, e_w, delta, plan, B, D)
     return (step_losses[plan.steps] * plan.losses[..., 0, 0]).sum(0), grads
 
 
-@jax.jit
-def _jacobian_norms(p: Params, x, h0):
+@_static
+def jacobian_norms(p: Params, x, h0, phi: str = "tanh", unroll: int = 1):
     B = x.shape[1]
-    derivative = 1 - _hidden_states(p, x, h0) ** 2
+    derivative = NONLINEARITIES[phi].derivative(_hidden_states(p, x, h0, phi, unroll=unroll))
 
     def lag(jacobian, derivative_i):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
         jacobian = (jacobian * derivative_i[:, None, :]) @ p.W
         return jacobian, jnp.linalg.norm(jacobian, 2, axis=(1, 2))
 
     eye = jnp.broadcast_to(jnp.eye(p.W.shape[0], dtype=x.dtype), (B, *p.W.shape))
-    _, norms = lax.scan(lag, eye, derivative[:0:-1])  # D_T, D_{T−1}, …, D_2
+    _, norms = lax.scan(lag, eye, derivative[:0:-1], unroll=unroll)  # D_T, D_{T−1}, …, D_2
     return norms, norms.mean(axis=1), jnp.linalg.norm(p.W, 2)
-
-
-#: one compiled dispatch, not the several of an eager jax.nn.one_hot
-_one_hot = jax.jit(jax.nn.one_hot, static_argnums=1, static_argnames="dtype")
-
-
-@jax.jit
-def _zero_masked(array, mask):
-    return jnp.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
 
 
 class JaxBackend(base.ClosedFormAutodiffBackend):
     name = "jax"
     framework_version = f"jax {jax.__version__}"
     capabilities = Capabilities(
-        autodiff=True, devices=("cpu", "gpu"), masks=True, gradient_flow=True
+        autodiff=True,
+        devices=("cpu", "gpu"),
+        masks=True,
+        gradient_flow=True,
+        nonlinearities=tuple(NONLINEARITIES),
     )
+    kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -249,7 +271,8 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
 
     def _open_device(self, kind, index):
         self._device = jax.devices(kind)[index]
-        self._unroll = GPU_UNROLL if kind == "gpu" else 1
+        if kind == "gpu":  # every kernel's scans unrolled; the CPU keeps the default of one step
+            self._kernel_options = {"unroll": GPU_UNROLL}
         return f"{self._device.platform}:{self._device.id}"
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> jax.Array:
@@ -282,24 +305,6 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
 
     def _one_hot(self, y, K, dtype):
         return _one_hot(y, K, dtype=np.dtype(dtype))
-
-    # the kernels are the module's jitted functions above, one compilation cache for all instances
-    def _forward(self, p, x, h0, mask=None):
-        return _forward(p, x, h0, self._unroll, mask)
-
-    def _loss(self, p, x, y, h0, mask=None):
-        return _loss(p, x, y, h0, self._unroll, mask)
-
-    def _gradients(self, p, x, y, h0, mask=None):
-        return _gradients(p, x, y, h0, self._unroll, mask)
-
-    def _autodiff_gradients(self, p, x, y, h0, mask=None):
-        return _autodiff_gradients(p, x, y, h0, self._unroll, mask)
-
-    _lag_norms = staticmethod(_lag_norms)
-    _truncated_gradients = staticmethod(_truncated_gradients)
-    _tbptt_gradients = staticmethod(_tbptt_gradients)
-    _jacobian_norms = staticmethod(_jacobian_norms)
 
     def enforce_full_precision(self) -> str:
         jax.config.update("jax_default_matmul_precision", "highest")

@@ -83,7 +83,7 @@ def _step_losses_and_output_errors(p: Params, h, y):
 def _spectral_norm(a):
     """‖a‖₂, the largest singular value, of a matrix or of each of a stack of them: MLX's SVD
     runs on the CPU stream only, so it runs there whatever the device (memory is shared)."""
-    return mx.linalg.norm(a, 2, axis=(-2, -1), stream=mx.cpu)
+    return mx.linalg.norm(a, 2, axis=[-2, -1], stream=mx.cpu)
 
 
 def _mlx_dtype(dtype: np.dtype) -> mx.Dtype:

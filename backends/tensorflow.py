@@ -1,14 +1,16 @@
 """TensorFlow backend: SPEC.md form B with the input projection and the output layer hoisted out of
 the time loop, so that only the recurrence itself scans over t. Keeps the input dtype.
 
-The eight kernels (forward, loss, gradients, autodiff gradients, and §10's lag norms, truncated
-and TBPTT gradients and Jacobian norms) are module-level ``tf.function``s shared by every
-instance, traced once per dtype and generalized over sizes (``reduce_retracing``); each instance
-calls them under ``tf.device``.
+The kernels are module-level ``tf.function``s shared by every instance, traced once per dtype and
+φ (``phi``, a Python string) and generalized over sizes (``reduce_retracing``); the class runs
+them under ``tf.device`` (its ``_scope``). ``lag_norms``, ``truncated_gradients`` and
+``jacobian_norms`` are plain functions in front of theirs: the first two pass the lag count as a
+tensor (one trace for every count), the third answers T = 1, which has no lag, itself.
 The loss is −Σ y ⊙ log_softmax(o), never ``tf.nn.softmax_cross_entropy_with_logits``, whose
 gradient is ŷ − y whatever Σ_k y_k is: (2.1) needs e(t) = (Σ_k y_k) ŷ − y for soft targets.
 """
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,12 @@ import tensorflow as tf
 from rnnspec.backends import base
 from rnnspec.spec import Capabilities, Grads, Params
 
+#: φ and φ′ written in h = φ(a) (SPEC.md §1, (2.2))
+NONLINEARITIES = {
+    "tanh": base.Nonlinearity(tf.tanh, lambda h: 1 - h * h),
+    "relu": base.Nonlinearity(tf.nn.relu, lambda h: tf.cast(h > 0, h.dtype)),
+}
+
 OPS = base.Ops(
     t_matmul=lambda a, b: tf.matmul(a, b, transpose_a=True),
     sum_rows=lambda a: tf.reduce_sum(a, axis=0),
@@ -24,7 +32,7 @@ OPS = base.Ops(
 )
 
 
-def _hidden_states(p: Params, x, h0, mask=None):
+def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = tf.unstack(tf.shape(x))
@@ -32,13 +40,14 @@ def _hidden_states(p: Params, x, h0, mask=None):
         tf.matmul(tf.reshape(x, [T * B, D]), p.U, transpose_b=True) + p.b, [T, B, -1]
     )
     W_T = tf.transpose(p.W)  # once, not a transposed product at every step
+    activation = NONLINEARITIES[phi].phi
 
     def step(h_prev, input_t):  # input_t = U x(t) + b
-        return tf.tanh(input_t + tf.matmul(h_prev, W_T))
+        return activation(input_t + tf.matmul(h_prev, W_T))
 
     def masked_step(h_prev, inputs_t):
         input_t, kept_t = inputs_t
-        return tf.where(kept_t[:, None], tf.tanh(input_t + tf.matmul(h_prev, W_T)), h_prev)
+        return tf.where(kept_t[:, None], activation(input_t + tf.matmul(h_prev, W_T)), h_prev)
 
     if mask is None:
         return tf.scan(step, inputs, initializer=h0)
@@ -68,71 +77,17 @@ def _loss_and_output_errors(p: Params, h, y):
     return loss, (y_sums / Z)[:, None] * exp_s - y_rows
 
 
-@tf.function(reduce_retracing=True)
-def _forward(p, x, h0, mask=None):
-    h = _hidden_states(p, x, h0, mask)
-    o, log_yhat = _log_softmax_outputs(p, h)
-    return h, o, tf.exp(log_yhat)
-
-
-@tf.function(reduce_retracing=True)
-def _loss(p, x, y, h0, mask=None):
-    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
-    return -tf.reduce_sum(y * log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
-
-
-@tf.function(reduce_retracing=True)
-def _gradients(p, x, y, h0, mask=None):
-    T, B, D = tf.unstack(tf.shape(x))
-    h = _hidden_states(p, x, h0, mask)
-    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
-    output_grad = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
-
-    def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-        output_grad_t, h_t = inputs
-        return (output_grad_t + delta_next @ p.W) * (1 - h_t * h_t)
-
-    def masked_step(state, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-        _, carried = state
-        output_grad_t, h_t, kept_t = inputs
-        grad_h = output_grad_t + carried  # (9.8) ∇_{h(t)} L
-        zeros = tf.zeros_like(grad_h)
-        delta_t = tf.where(kept_t[:, None], grad_h * (1 - h_t * h_t), zeros)  # (9.9)
-        return delta_t, delta_t @ p.W + tf.where(kept_t[:, None], zeros, grad_h)
-
-    h0_grad = None
-    if mask is None:
-        delta = tf.scan(step, (output_grad, h), initializer=tf.zeros_like(h0), reverse=True)
-    else:
-        zeros = tf.zeros_like(h0)
-        delta, carried = tf.scan(
-            masked_step, (output_grad, h, mask), initializer=(zeros, zeros), reverse=True
-        )
-        h0_grad = carried[0]  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L, the carry past step 1
-    rows = (
-        tf.reshape(x, [T * B, D]),
-        tf.reshape(h, [T * B, -1]),
-        e_rows,
-        tf.reshape(delta, [T * B, -1]),
-    )
-    return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows, h0_grad)  # (3.3)–(3.5)
-
-
-@tf.function(reduce_retracing=True)
-def _autodiff_gradients(p, x, y, h0, mask=None):
-    with tf.GradientTape() as tape:
-        tape.watch((p, h0, x))
-        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, mask))
-        loss = -tf.reduce_sum(y * log_yhat)
-    dp, dh0, dx = tape.gradient(loss, (p, h0, x))
-    return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
-
-
 def _step_losses_and_output_errors(p: Params, h, y):
     """L(t) summed over the batch, (T,), and e(t) (2.1), (T, B, K): TBPTT needs each step's loss."""
     _, log_yhat = _log_softmax_outputs(p, h)
     step_losses = -tf.reduce_sum(y * log_yhat, axis=(1, 2))
     return step_losses, tf.reduce_sum(y, axis=-1, keepdims=True) * tf.exp(log_yhat) - y
+
+
+def _first_lag(p: Params, h, e_rows, phi: str):
+    """Lag 0: δ_k(k) = D_k Vᵀ e(k), with D_k = diag φ′(a(k)) (2.2); and D_k for every k."""
+    derivative = NONLINEARITIES[phi].derivative(h)
+    return tf.reshape(e_rows @ p.V, tf.shape(h)) * derivative, derivative
 
 
 def _next_lag(p: Params, slab, derivative):
@@ -142,22 +97,25 @@ def _next_lag(p: Params, slab, derivative):
     return (shifted @ p.W) * derivative
 
 
-def _first_lag(p: Params, h, e_rows):
-    """Lag 0: δ_k(k) = D_k Vᵀ e(k), with D_k = 1 − h(k)⊙h(k) (2.2)."""
-    derivative = 1 - h * h
-    return tf.reshape(e_rows @ p.V, tf.shape(h)) * derivative, derivative
+def _rows_times(a, m):
+    """``a @ m`` for ``a`` of rank 4, as one 2-D product over its rows. TensorFlow 2.21's oneDNN
+    batched matmul of a rank-4 tensor with a size-1 axis by a rank-2 one reads past its buffer
+    (tensorflow/tensorflow#117700): one TBPTT window, n = 1, gave wrong ∇U or crashed."""
+    rows = tf.reshape(a, [-1, tf.shape(a)[-1]]) @ m
+    return tf.reshape(rows, tf.concat([tf.shape(a)[:-1], tf.shape(m)[-1:]], 0))
 
 
 @tf.function(reduce_retracing=True)
-def _lag_norms(p, x, y, h0, lags):
+def _compiled_lag_norms(p: Params, x, y, h0, lags, phi: str):
+    """:func:`lag_norms` with ``lags`` a tensor."""
     T, B, D = tf.unstack(tf.shape(x))
-    h = _hidden_states(p, x, h0)
+    h = _hidden_states(p, x, h0, phi)
     _, e_rows = _loss_and_output_errors(p, h, y)
     x_rows, h_prev_rows = (
         tf.reshape(x, [T * B, D]),
         tf.reshape(tf.concat([h0[None], h[:-1]], 0), [T * B, -1]),
     )
-    slab, derivative = _first_lag(p, h, e_rows)
+    slab, derivative = _first_lag(p, h, e_rows, phi)
     norms = tf.TensorArray(x.dtype, size=lags)
     for j in tf.range(lags):  # the norms of (10.1) G_j for U, W, b, h0, x; then the next lag
         rows = tf.reshape(slab, [T * B, -1])
@@ -179,11 +137,12 @@ def _lag_norms(p, x, y, h0, lags):
 
 
 @tf.function(reduce_retracing=True)
-def _truncated_gradients(p, x, y, h0, k):
+def _compiled_truncated_gradients(p: Params, x, y, h0, k, phi: str):
+    """:func:`truncated_gradients` with ``k`` a tensor."""
     T, B, D = tf.unstack(tf.shape(x))
-    h = _hidden_states(p, x, h0)
+    h = _hidden_states(p, x, h0, phi)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1)
-    slab, derivative = _first_lag(p, h, e_rows)
+    slab, derivative = _first_lag(p, h, e_rows, phi)
     delta = slab  # Σ_{j<k} δ_t(t + j) at row t: (10.3) through (3.3)–(3.5)
     for _ in tf.range(1, k):
         slab = _next_lag(p, slab, derivative)
@@ -197,24 +156,101 @@ def _truncated_gradients(p, x, y, h0, k):
     return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows)
 
 
-def _rows_times(a, m):
-    """``a @ m`` for ``a`` of rank 4, as one 2-D product over its rows. TensorFlow 2.21's oneDNN
-    batched matmul of a rank-4 tensor with a size-1 axis by a rank-2 one reads past its buffer
-    (tensorflow/tensorflow#117700): one TBPTT window, n = 1, gave wrong ∇U or crashed."""
-    rows = tf.reshape(a, [-1, tf.shape(a)[-1]]) @ m
-    return tf.reshape(rows, tf.concat([tf.shape(a)[:-1], tf.shape(m)[-1:]], 0))
+@tf.function(reduce_retracing=True)
+def _compiled_jacobian_norms(p: Params, x, h0, phi: str):
+    """:func:`jacobian_norms` for T ≥ 2."""
+    T, B = tf.unstack(tf.shape(x)[:2])
+    derivative = NONLINEARITIES[phi].derivative(_hidden_states(p, x, h0, phi))
+    jacobian = tf.eye(tf.shape(p.W)[0], batch_shape=[B], dtype=x.dtype)
+    norms = tf.TensorArray(x.dtype, size=T - 1, element_shape=[None])
+    for j in tf.range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
+        jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
+        norms = norms.write(j - 1, tf.linalg.svd(jacobian, compute_uv=False)[:, 0])
+    norms = tf.reshape(norms.stack(), [T - 1, B])
+    return norms, tf.reduce_mean(norms, axis=1), tf.linalg.svd(p.W, compute_uv=False)[0]
 
 
 @tf.function(reduce_retracing=True)
-def _tbptt_gradients(p, x, y, h0, plan):
+def forward(p: Params, x, h0, phi: str = "tanh", mask=None):
+    h = _hidden_states(p, x, h0, phi, mask)
+    o, log_yhat = _log_softmax_outputs(p, h)
+    return h, o, tf.exp(log_yhat)
+
+
+@tf.function(reduce_retracing=True)
+def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None):
+    _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, phi, mask))
+    return -tf.reduce_sum(y * log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
+
+
+@tf.function(reduce_retracing=True)
+def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
+    T, B, D = tf.unstack(tf.shape(x))
+    h = _hidden_states(p, x, h0, phi, mask)
+    loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
+    output_grad = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
+
+    def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+        output_grad_t, derivative_t = inputs
+        return (output_grad_t + delta_next @ p.W) * derivative_t
+
+    def masked_step(state, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+        _, carried = state
+        output_grad_t, derivative_t, kept_t = inputs
+        grad_h = output_grad_t + carried  # (9.8) ∇_{h(t)} L
+        zeros = tf.zeros_like(grad_h)
+        delta_t = tf.where(kept_t[:, None], grad_h * derivative_t, zeros)  # (9.9)
+        return delta_t, delta_t @ p.W + tf.where(kept_t[:, None], zeros, grad_h)
+
+    h0_grad = None
+    if mask is None:
+        delta = tf.scan(
+            step, (output_grad, derivative), initializer=tf.zeros_like(h0), reverse=True
+        )
+    else:
+        zeros = tf.zeros_like(h0)
+        delta, carried = tf.scan(
+            masked_step, (output_grad, derivative, mask), initializer=(zeros, zeros), reverse=True
+        )
+        h0_grad = carried[0]  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L, the carry past step 1
+    rows = (
+        tf.reshape(x, [T * B, D]),
+        tf.reshape(h, [T * B, -1]),
+        e_rows,
+        tf.reshape(delta, [T * B, -1]),
+    )
+    return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows, h0_grad)  # (3.3)–(3.5)
+
+
+@tf.function(reduce_retracing=True)
+def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
+    with tf.GradientTape() as tape:
+        tape.watch((p, h0, x))
+        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, phi, mask))
+        loss = -tf.reduce_sum(y * log_yhat)
+    dp, dh0, dx = tape.gradient(loss, (p, h0, x))
+    return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
+
+
+def lag_norms(p: Params, x, y, h0, lags: int, phi: str = "tanh"):
+    return _compiled_lag_norms(p, x, y, h0, tf.constant(lags), phi)  # one trace for every count
+
+
+def truncated_gradients(p: Params, x, y, h0, k: int, phi: str = "tanh"):
+    return _compiled_truncated_gradients(p, x, y, h0, tf.constant(k), phi)
+
+
+@tf.function(reduce_retracing=True)
+def tbptt_gradients(p: Params, x, y, h0, plan: base.TbpttPlan, phi: str = "tanh"):
     _, B, D = tf.unstack(tf.shape(x))
-    h = _hidden_states(p, x, h0)
+    h = _hidden_states(p, x, h0, phi)
     step_losses, e = _step_losses_and_output_errors(p, h, y)
     h_prev = tf.concat([h0[None], h[:-1]], axis=0)
     k, n = tf.unstack(tf.shape(plan.steps))  # offsets i = τ − t, windows w: every (i, w) at once
     e_w = tf.gather(e, plan.steps) * plan.losses  # e(t) of the window's own loss steps (10.6)
     h_w = tf.gather(h, plan.steps)
-    derivative = (1 - h_w * h_w) * plan.inside  # D_t, zero outside the window
+    derivative = NONLINEARITIES[phi].derivative(h_w) * plan.inside  # D_t, zero outside the window
 
     def step(delta_prev, inputs):  # (3.1)–(3.2) within each window, backwards in t = forwards in i
         output_grad_i, derivative_i = inputs
@@ -242,26 +278,24 @@ def _tbptt_gradients(p, x, y, h0, plan):
     return losses, grads
 
 
-@tf.function(reduce_retracing=True)
-def _jacobian_norms(p, x, h0):
-    T, B = tf.unstack(tf.shape(x)[:2])
-    h = _hidden_states(p, x, h0)
-    derivative = 1 - h * h
-    jacobian = tf.eye(tf.shape(p.W)[0], batch_shape=[B], dtype=x.dtype)
-    norms = tf.TensorArray(x.dtype, size=T - 1, element_shape=[None])
-    for j in tf.range(1, T):  # (10.7) ∂h(T)/∂h(T−j) = ∂h(T)/∂h(T−j+1) · D_{T−j+1} W
-        jacobian = (jacobian * derivative[T - j][:, None, :]) @ p.W
-        norms = norms.write(j - 1, tf.linalg.svd(jacobian, compute_uv=False)[:, 0])
-    norms = tf.reshape(norms.stack(), [T - 1, B])
-    return norms, tf.reduce_mean(norms, axis=1), tf.linalg.svd(p.W, compute_uv=False)[0]
+def jacobian_norms(p: Params, x, h0, phi: str = "tanh"):
+    if x.shape[0] == 1:  # no lag: a TensorArray of unknown element shape cannot stack none
+        sigma = tf.linalg.svd(p.W, compute_uv=False)[0]
+        return tf.zeros((0, x.shape[1]), x.dtype), tf.zeros((0,), x.dtype), sigma
+    return _compiled_jacobian_norms(p, x, h0, phi)
 
 
 class TensorflowBackend(base.ClosedFormAutodiffBackend):
     name = "tensorflow"
     framework_version = f"tensorflow {tf.__version__}"
     capabilities = Capabilities(
-        autodiff=True, devices=("cpu", "gpu"), masks=True, gradient_flow=True
+        autodiff=True,
+        devices=("cpu", "gpu"),
+        masks=True,
+        gradient_flow=True,
+        nonlinearities=tuple(NONLINEARITIES),
     )
+    kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -272,8 +306,11 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
     def _open_device(self, kind, index):
         return f"{kind.upper()}:{index}"
 
+    def _scope(self):
+        return tf.device(self.device)
+
     def asarray(self, array: np.ndarray, dtype: Any = None) -> tf.Tensor:
-        with tf.device(self.device):
+        with tf.device(self.device):  # also called outside any scope, by users
             return tf.constant(array, dtype=dtype)  # copies the NumPy buffer
 
     def to_numpy(self, array: tf.Tensor) -> np.ndarray:
@@ -287,58 +324,17 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
         )
 
     def _all_finite(self, arrays):
-        with tf.device(self.device):
-            return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(a)) for a in arrays]))
+        return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(a)) for a in arrays]))
 
     def _zeros_state(self, x, H):
-        with tf.device(self.device):
-            return tf.zeros((x.shape[1], H), dtype=x.dtype)
+        return tf.zeros((x.shape[1], H), dtype=x.dtype)
 
     def _zero_masked(self, array, mask):
-        with tf.device(self.device):
-            kept = tf.reshape(
-                mask, tf.concat([tf.shape(mask), tf.ones([array.ndim - 2], tf.int32)], 0)
-            )
-            return tf.where(kept, array, tf.zeros_like(array))
+        kept = tf.reshape(mask, tf.concat([tf.shape(mask), tf.ones([array.ndim - 2], tf.int32)], 0))
+        return tf.where(kept, array, tf.zeros_like(array))
 
-    def _one_hot(self, y, K, dtype):
-        with tf.device(self.device):  # tf.one_hot takes int8/uint8/int32/int64 indices only
-            return tf.one_hot(tf.cast(y, tf.int64), K, dtype=dtype)
-
-    def _forward(self, p, x, h0, mask=None):
-        with tf.device(self.device):
-            return _forward(p, x, h0, mask)
-
-    def _loss(self, p, x, y, h0, mask=None):
-        with tf.device(self.device):
-            return _loss(p, x, y, h0, mask)
-
-    def _gradients(self, p, x, y, h0, mask=None):
-        with tf.device(self.device):
-            return _gradients(p, x, y, h0, mask)
-
-    def _autodiff_gradients(self, p, x, y, h0, mask=None):
-        with tf.device(self.device):
-            return _autodiff_gradients(p, x, y, h0, mask)
-
-    def _lag_norms(self, p, x, y, h0, lags):
-        with tf.device(self.device):
-            return _lag_norms(p, x, y, h0, tf.constant(lags))
-
-    def _truncated_gradients(self, p, x, y, h0, k):
-        with tf.device(self.device):
-            return _truncated_gradients(p, x, y, h0, tf.constant(k))
-
-    def _tbptt_gradients(self, p, x, y, h0, plan):
-        with tf.device(self.device):
-            return _tbptt_gradients(p, x, y, h0, plan)
-
-    def _jacobian_norms(self, p, x, h0):
-        with tf.device(self.device):
-            if x.shape[0] == 1:  # no lag: a TensorArray of unknown element shape cannot stack none
-                sigma = tf.linalg.svd(p.W, compute_uv=False)[0]
-                return tf.zeros((0, x.shape[1]), x.dtype), tf.zeros((0,), x.dtype), sigma
-            return _jacobian_norms(p, x, h0)
+    def _one_hot(self, y, K, dtype):  # tf.one_hot takes int8/uint8/int32/int64 indices only
+        return tf.one_hot(tf.cast(y, tf.int64), K, dtype=dtype)
 
     def enforce_full_precision(self) -> str:
         tf.config.experimental.enable_tensor_float_32_execution(False)

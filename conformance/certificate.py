@@ -18,7 +18,7 @@ from rich.table import Table
 from rnnspec import __version__
 from rnnspec.conformance import SUITE_VERSION, cross
 from rnnspec.conformance.plugin import GROUPS
-from rnnspec.spec import PROTOCOL_VERSION
+from rnnspec.spec import NONLINEARITIES, PROTOCOL_VERSION
 
 LEGEND = (
     "cell: pass, or FAIL and how many; then the worst error ÷ tolerance (pass ≤ 1; "
@@ -102,6 +102,7 @@ def backend_report(backend, selection: Selection, tests: list[dict], duration_s:
             "devices": list(capabilities.devices),
             "dtypes": list(capabilities.dtypes),
             "masks": capabilities.masks,
+            "nonlinearities": list(getattr(capabilities, "nonlinearities", ("tanh",))),
             **{field: getattr(capabilities, field) for field in SCOPE_FIELDS},
         },
         "scope": scope(capabilities),
@@ -138,6 +139,10 @@ def scope(capabilities) -> dict[str, list[str]]:
     if not capabilities.step_gradients:
         unchecked.append("per-step gradients (form A)")
     unchecked += [f"∇{name}" for name in ("h0", "x") if name not in returned]
+    declared = tuple(getattr(capabilities, "nonlinearities", ("tanh",)))
+    if set(declared) != set(NONLINEARITIES):  # SPEC.md §1.1: a φ not declared is n/a
+        covered.append(f"φ = {' and '.join(declared)}")
+        unchecked += [phi for phi in NONLINEARITIES if phi not in declared]
     return {"for": covered, "not checked": unchecked}
 
 

@@ -41,7 +41,9 @@ def parts(backend, args) -> dict:
         backend._weights(y, backend._validate(p, x, y, h0))
         return backend.asarray(np.zeros(())), ()
 
-    return {"checks alone": checks, "kernels alone": partial(backend._gradients, p, x, weights, h0)}
+    options = backend._kernel_options  # JAX's unroll on a GPU
+    kernels = partial(backend._gradients, p, x, weights, h0, **options)
+    return {"checks alone": checks, "kernels alone": kernels}
 
 
 def median_ms(call, sync, repeats: int) -> float:
@@ -108,14 +110,14 @@ def jax_sweep(device: str, workloads: dict, repeats: int) -> None:
     for name, w in workloads.items():
         args = native(backend, w)
         for unroll in UNROLLS:
-            backend._unroll = unroll
+            backend._kernel_options = {"unroll": unroll}
             closed = ms(partial(backend.gradients, *args))
             autodiff = ms(partial(backend.autodiff_gradients, *args))
             print(f"{name:>8} {unroll:>6} {closed:>15.3f} {autodiff:>12.3f}")
-        backend._unroll = jax_backend.GPU_UNROLL
+        backend._kernel_options = {"unroll": jax_backend.GPU_UNROLL}
         for part, call in parts(backend, args).items():
-            print(f"{name:>8} {backend._unroll:>6} {part}: {ms(call):.3f} ms")
-    print(f"\n{'T (long)':>8} {'closed form ms':>15}  (unroll {backend._unroll})")
+            print(f"{name:>8} {jax_backend.GPU_UNROLL:>6} {part}: {ms(call):.3f} ms")
+    print(f"\n{'T (long)':>8} {'closed form ms':>15}  (unroll {jax_backend.GPU_UNROLL})")
     for T in (125, 250, 500, 1000):
         args = native(backend, replace(WORKLOADS["long"], T=T))
         print(f"{T:>8} {ms(partial(backend.gradients, *args)):>15.3f}")

@@ -49,11 +49,11 @@ class _Perturbed(NumpyBackend):
         loss = self._perturb("L", loss)
         return loss, Grads(*(self._perturb(f, getattr(grads, f)) for f in Grads._fields))
 
-    def gradients(self, params, x, y, h0=None, mask=None):
-        return self._result(super().gradients(params, x, y, h0, mask))
+    def gradients(self, params, x, y, h0=None, mask=None, model=None):
+        return self._result(super().gradients(params, x, y, h0, mask, model))
 
-    def step_gradients(self, params, x, y, t, h0=None, mask=None):
-        return self._result(super().step_gradients(params, x, y, t, h0, mask))
+    def step_gradients(self, params, x, y, t, h0=None, mask=None, model=None):
+        return self._result(super().step_gradients(params, x, y, t, h0, mask, model))
 
 
 class _Scaled(_Perturbed):

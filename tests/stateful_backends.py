@@ -15,9 +15,10 @@ from rnnspec.backends.numpy import (
     _loss_and_output_errors,
 )
 from rnnspec.spec import Grads, Params
+from tests.wrong_backends import TanhOnlyBackend
 
 
-class _ReusedBuffer(NumpyBackend):
+class _ReusedBuffer(TanhOnlyBackend):
     """Copies every result into an output buffer it keeps per kernel and returns the buffer itself:
     the next call with the same shapes overwrites the arrays the caller holds."""
 
@@ -48,7 +49,7 @@ class _ReusedBuffer(NumpyBackend):
         return loss, Grads(*grads)
 
 
-class _FlowReusedBuffer(NumpyBackend):
+class _FlowReusedBuffer(TanhOnlyBackend):
     """_ReusedBuffer's bug in one gradient-flow method alone (SPEC.md §10): windowed TBPTT's
     results are buffers that its next call with the same shapes overwrites."""
 
@@ -58,13 +59,13 @@ class _FlowReusedBuffer(NumpyBackend):
 
     _into = _ReusedBuffer._into
 
-    def tbptt_gradients(self, params, x, y, k1, k2, h0=None):
-        losses, grads = super().tbptt_gradients(params, x, y, k1, k2, h0)
+    def tbptt_gradients(self, params, x, y, k1, k2, h0=None, model=None):
+        losses, grads = super().tbptt_gradients(params, x, y, k1, k2, h0, model)
         losses, *grads = self._into("tbptt_gradients", [losses, *grads])
         return losses, Grads(*grads)
 
 
-class _ShapeCache(NumpyBackend):
+class _ShapeCache(TanhOnlyBackend):
     """Memoizes each method on the shapes and dtype of its arguments (and t), not their values:
     every later call with the same shapes gets the first call's result."""
 
@@ -80,17 +81,17 @@ class _ShapeCache(NumpyBackend):
             self._cache[key] = getattr(NumpyBackend, method)(self, *args, **kwargs)
         return self._cache[key]
 
-    def forward(self, params, x, h0=None, mask=None):
-        return self._cached("forward", params, x, h0=h0, mask=mask)
+    def forward(self, params, x, h0=None, mask=None, model=None):
+        return self._cached("forward", params, x, h0=h0, mask=mask, model=model)
 
-    def loss(self, params, x, y, h0=None, mask=None):
-        return self._cached("loss", params, x, y, h0=h0, mask=mask)
+    def loss(self, params, x, y, h0=None, mask=None, model=None):
+        return self._cached("loss", params, x, y, h0=h0, mask=mask, model=model)
 
-    def gradients(self, params, x, y, h0=None, mask=None):
-        return self._cached("gradients", params, x, y, h0=h0, mask=mask)
+    def gradients(self, params, x, y, h0=None, mask=None, model=None):
+        return self._cached("gradients", params, x, y, h0=h0, mask=mask, model=model)
 
-    def step_gradients(self, params, x, y, t, h0=None, mask=None):
-        return self._cached("step_gradients", params, x, y, t, h0=h0, mask=mask)
+    def step_gradients(self, params, x, y, t, h0=None, mask=None, model=None):
+        return self._cached("step_gradients", params, x, y, t, h0=h0, mask=mask, model=model)
 
 
 def _leaves(arg) -> list:
@@ -99,7 +100,7 @@ def _leaves(arg) -> list:
     return [] if arg is None or isinstance(arg, int) else [arg]
 
 
-class _DtypeBlindCache(NumpyBackend):
+class _DtypeBlindCache(TanhOnlyBackend):
     """Keeps a "compiled kernel" per kernel and shapes, keyed without the dtype: the first call with
     some shapes fixes the dtype the kernel computes in, and a later call with the same shapes in the
     other dtype runs that kernel and casts the result (float64 calls after float32 ones get float32
@@ -138,7 +139,7 @@ def _cast(out, dtype):
     return np.asarray(out).astype(dtype)[()]
 
 
-class _MaskBlindCache(NumpyBackend):
+class _MaskBlindCache(TanhOnlyBackend):
     """Keeps a "compiled kernel" per kernel, shapes and dtype, keyed without whether a mask is
     given: the first call with some shapes fixes the variant, and a masked call after an unmasked
     one with the same shapes runs without its mask (its state runs on through the masked steps)."""
@@ -163,7 +164,7 @@ class _MaskBlindCache(NumpyBackend):
         return super()._gradients(p, x, y, h0, **self._variant("gradients", x, mask))
 
 
-class _SharedScratch(NumpyBackend):
+class _SharedScratch(TanhOnlyBackend):
     """Keeps the hidden states h of the call in progress on the instance (to reuse the allocation)
     and reads them back after a step that releases the GIL (here ``time.sleep(0)``; in real code a
     BLAS call or I/O): correct one call at a time, wrong when two threads call at once."""
@@ -196,7 +197,7 @@ class _SharedScratch(NumpyBackend):
         return loss, base.grads_from_deltas(base.ARRAY_METHOD_OPS, p, x, h0, B, rows)
 
 
-class _GlobalState(NumpyBackend):
+class _GlobalState(TanhOnlyBackend):
     """Silences NumPy's floating-point warnings with ``np.seterr(all="ignore")`` in every gradient
     call and never restores them: the user's error state is lost."""
 

@@ -69,7 +69,7 @@ def test_an_old_protocol_backend_is_told_what_to_add():
     with pytest.raises(BackendError) as refused:
         backends.load(f"{__name__}:_ProtocolOneBackend")
     message = str(refused.value)
-    needles = ("declares protocol_version '1.0'", "protocol '2.1'", "Capabilities(autodiff=")
+    needles = ("declares protocol_version '1.0'", "protocol '2.2'", "Capabilities(autodiff=")
     for needle in needles:
         assert needle in message, message
 

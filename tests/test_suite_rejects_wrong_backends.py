@@ -41,6 +41,54 @@ def test_suite_rejects_in_each_form(run_suite, name):
     assert "reproduce:" in first_failure
 
 
+#: backend -> the relu case form B fails on first, and the tensor it names (SPEC.md §1.1)
+WRONG_DERIVATIVES = {
+    "relu_derivative_as_tanh": ("relu", "Grads.U"),  # 1 − h² for relu
+    "derivative_at_h": ("relu", "Grads.U"),  # φ′(h) for φ′(a): relu′(h ≥ 0) = 1
+    "relu_kink_not_as_declared": ("relu_kink", "Grads.b"),  # φ′(0) = 1 computed, 0 declared
+}
+
+
+@pytest.mark.parametrize("name", WRONG_DERIVATIVES)
+def test_suite_rejects_a_wrong_relu_derivative(run_suite, name):
+    """Each wrong φ′ fails form B on a relu case; the kink convention on relu_kink alone, whose
+    a(1) is exactly 0 (the other relu cases keep a(t) away from the kink)."""
+    done = run_suite(
+        f"tests.wrong_backends:{name}", "-k", "test_form_b and relu", dtypes=("float64",)
+    )
+    assert done.returncode == 1, done.stdout[-2000:]
+    case, tensor = WRONG_DERIVATIVES[name]
+    assert f"FAILED conformance/test_form_b.py::test_gradients[float64-{case}]" in done.stdout
+    first_failure = done.stdout.split("AssertionError: ", 1)[1]
+    assert first_failure.startswith(f"gradients -> {tensor} on case {case} "), first_failure[:300]
+    if name == "relu_kink_not_as_declared":
+        assert "1 failed, 2 passed" in done.stdout.splitlines()[-1], done.stdout[-1500:]
+
+
+def test_derivative_at_h_fails_tanh_too(run_suite):
+    """1 − tanh(h)² in place of 1 − h² = tanh′(a): a tanh case's form B fails as well."""
+    done = run_suite(
+        "tests.wrong_backends:derivative_at_h", "-k", "test_form_b and basic", dtypes=("float64",)
+    )
+    assert done.returncode == 1 and "gradients -> Grads.U on case basic" in done.stdout
+
+
+def test_a_backend_of_tanh_alone_has_relu_not_applicable(run_suite):
+    """relu: n/a, with the reason, never failed and never passed (SPEC.md §8); the reference's
+    own relu checks (backend-independent) left out."""
+    done = run_suite(
+        "tests.wrong_backends:tanh_only",
+        "-k",
+        "relu and not test_reference",
+        "-rs",
+        dtypes=("float64",),
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    last = done.stdout.splitlines()[-1]
+    assert "skipped" in last and "passed" not in last and "failed" not in last, last
+    assert "relu: n/a — tests.wrong_backends:tanh_only declares tanh only" in done.stdout
+
+
 def test_control_passes(run_suite):
     done = run_suite(
         "tests.wrong_backends:control",

@@ -3,12 +3,15 @@ the conformance suite must reject every one (tests/test_suite_rejects_wrong_back
 
 Each is the NumPy backend with its form B kernel replaced by a plain loop over the steps (form A's
 double loop for the commuted product, a mistake of form A) that has one switch flipped, so that
-exactly one formula is wrong."""
+exactly one formula is wrong. The backends made for another mistake declare tanh alone
+(``TanhOnlyBackend``): their kernels take no φ."""
 
+import dataclasses
 from unittest import mock
 
 import numpy as np
 
+from rnnspec.backends import base
 from rnnspec.backends import numpy as numpy_backend
 from rnnspec.backends.numpy import NumpyBackend, _hidden_states, _log_softmax_outputs
 from rnnspec.spec import Capabilities, Grads
@@ -20,14 +23,29 @@ class _WrongBackend(NumpyBackend):
     p_minus_y = False  # E1: ŷ − y in place of (Σy) ŷ − y
     untransposed_W = False  # E3: W in place of Wᵀ in the recursion
     h_k_for_h_k_minus_1 = False  # E3/E4: δ(k) h(k)ᵀ in place of δ(k) h(k−1)ᵀ
+    relu_derivative_as_tanh = False  # relu's φ′ taken as tanh's, 1 − h²
+    derivative_at_h = False  # φ′(h(t)) in place of φ′(a(t)): 1 − tanh(h)², relu′(h) = [h ≥ 0]
+    relu_kink_taken_as = 0.0  # the φ′(0) computed, while capabilities declare 0 (SPEC.md §1.1)
 
-    def _gradients(self, p, x, y, h0):
+    def _derivative(self, phi, a, h):
+        """D_t's diagonal for every t, as this backend (mis)computes it."""
+        if phi == "tanh":
+            return 1 - np.tanh(h) ** 2 if self.derivative_at_h else 1 - h * h
+        if self.relu_derivative_as_tanh:
+            return 1 - h * h
+        if self.derivative_at_h:
+            return (h >= 0).astype(h.dtype)
+        return np.where(a > 0, 1.0, np.where(a < 0, 0.0, self.relu_kink_taken_as)).astype(h.dtype)
+
+    def _gradients(self, p, x, y, h0, phi="tanh"):
         T, _B, _ = x.shape
-        h = _hidden_states(p, x, h0)
+        h = _hidden_states(p, x, h0, phi)
         _, log_yhat = _log_softmax_outputs(p, h)
         yhat = np.exp(log_yhat)
         e = yhat - y if self.p_minus_y else y.sum(-1, keepdims=True) * yhat - y
         hs = np.concatenate([h0[None], h])  # hs[k] = h(k)
+        a = x @ p.U.T + p.b + hs[:-1] @ p.W.T  # (1.1) a(1..T)
+        derivative = np.concatenate([np.zeros_like(h0)[None], self._derivative(phi, a, h)])
         W_back = p.W.T if self.untransposed_W else p.W  # row form: δ @ W is Wᵀ δ
         grads = {f: 0.0 for f in Grads._fields}
         grads["x"] = np.zeros_like(x)
@@ -44,12 +62,12 @@ class _WrongBackend(NumpyBackend):
         if self.commuted_product:  # E2 is a mistake of form A: ∇L(t) one step at a time, O(T²)
             for t in range(1, T + 1):
                 for k in range(t, 0, -1):
-                    D_prod = np.prod(1 - hs[k : t + 1] ** 2, axis=0)
+                    D_prod = np.prod(derivative[k : t + 1], axis=0)
                     add(k, (e[t - 1] @ p.V) @ np.linalg.matrix_power(W_back, t - k) * D_prod)
         else:  # form B, one sweep back: δ(k) = D_k (Vᵀ e(k) + Wᵀ δ(k+1))
             carried = 0.0
             for k in range(T, 0, -1):
-                delta = (e[k - 1] @ p.V + carried) * (1 - hs[k] ** 2)
+                delta = (e[k - 1] @ p.V + carried) * derivative[k]
                 carried = delta @ W_back
                 add(k, delta)
         for t in range(1, T + 1):
@@ -75,14 +93,24 @@ seed_commuted_product = _variant(commuted_product=True)
 seed_p_minus_y = _variant(p_minus_y=True)
 missing_transpose = _variant(untransposed_W=True)
 h_k_in_place_of_h_k_minus_1 = _variant(h_k_for_h_k_minus_1=True)
+relu_derivative_as_tanh = _variant(relu_derivative_as_tanh=True)
+derivative_at_h = _variant(derivative_at_h=True)
+relu_kink_not_as_declared = _variant(relu_kink_taken_as=1.0)
 
 
-class _HiddenAutodiff(NumpyBackend):
+class TanhOnlyBackend(NumpyBackend):
+    """The NumPy backend declaring tanh alone: the base of the backends below, whose kernels take
+    no φ; the suite's relu checks are not applicable to them."""
+
+    capabilities = dataclasses.replace(NumpyBackend.capabilities, nonlinearities=("tanh",))
+
+
+class _HiddenAutodiff(TanhOnlyBackend):
     """Has autodiff_gradients (here: the closed form under another name) but declares none, so
     the suite would never check it."""
 
-    def autodiff_gradients(self, params, x, y, h0=None, mask=None):
-        return self.gradients(params, x, y, h0, mask)
+    def autodiff_gradients(self, params, x, y, h0=None, mask=None, model=None):
+        return self.gradients(params, x, y, h0, mask, model)
 
 
 def hidden_autodiff(device=None):
@@ -92,10 +120,9 @@ def hidden_autodiff(device=None):
 # --- gradient flow (SPEC.md §10) -------------------------------------------------------------
 
 
-def _commuted_lag_deltas(p, h, e_rows, lags):
+def _commuted_lag_deltas(p, h, e_rows, lags, derivative):
     """E2 in the lag slabs: δ_k(k + j) as (∏_{i=k}^{k+j} D_i)(Wᵀ)^j Vᵀ e(k + j), W^j pulled out."""
     T, B, H = h.shape
-    derivative = 1 - h * h
     output = (e_rows @ p.V).reshape(T, B, H)
     products = derivative
     for j in range(lags):
@@ -104,15 +131,15 @@ def _commuted_lag_deltas(p, h, e_rows, lags):
         yield (output[j:] @ np.linalg.matrix_power(p.W, j)) * products
 
 
-class _CommutedLagProduct(NumpyBackend):
+class _CommutedLagProduct(TanhOnlyBackend):
     """The seed's W^(t−k) (erratum E2) in lag_norms, truncated_gradients and jacobian_norms."""
 
     def _lag_norms(self, p, x, y, h0, lags):
-        with mock.patch.object(numpy_backend, "_lag_deltas", _commuted_lag_deltas):
+        with mock.patch.object(base, "lag_deltas", _commuted_lag_deltas):
             return super()._lag_norms(p, x, y, h0, lags)
 
     def _truncated_gradients(self, p, x, y, h0, k):
-        with mock.patch.object(numpy_backend, "_lag_deltas", _commuted_lag_deltas):
+        with mock.patch.object(base, "lag_deltas", _commuted_lag_deltas):
             return super()._truncated_gradients(p, x, y, h0, k)
 
     def _jacobian_norms(self, p, x, h0):
@@ -126,14 +153,14 @@ class _CommutedLagProduct(NumpyBackend):
         return norms, norms.mean(axis=1), np.linalg.norm(p.W, 2).astype(x.dtype)
 
 
-class _StaleStateGradients(NumpyBackend):
+class _StaleStateGradients(TanhOnlyBackend):
     """TBPTT(k1, k2) as the recipe of the PyTorch forum thread "Implementing Truncated
     Backpropagation Through Time" runs it: each state h(s) is a detached leaf whose ``.grad``
     collects Wᵀ δ(s + 1) and is passed on down the window, but is never zeroed (optimizer.zero_grad()
     zeroes the parameters only). Where windows overlap (k1 < k2), a state's gradient from an
     earlier window is backpropagated again in the next one (SPEC.md §5, §10.3)."""
 
-    def tbptt_gradients(self, params, x, y, k1, k2, h0=None):
+    def tbptt_gradients(self, params, x, y, k1, k2, h0=None, model=None):
         dims = self._validate(params, x, y, h0)
         p, y, h0 = params, self._weights(y, dims), self._initial_state(x, h0, dims)
         T = x.shape[0]
@@ -176,7 +203,7 @@ class _NoGradientFlow(NumpyBackend):
     capabilities = Capabilities(autodiff=False, devices=("cpu",), masks=True)
 
 
-class _StateThroughPadding(NumpyBackend):
+class _StateThroughPadding(TanhOnlyBackend):
     """The zero-soft-target trick (SPEC.md §9): masked steps' targets are zeroed (by the base
     class), but the recurrence ignores the mask, so the state runs on through the padding."""
 
@@ -190,7 +217,7 @@ class _StateThroughPadding(NumpyBackend):
         return super()._gradients(p, x, y, h0)
 
 
-class _StateResetAtMasks(NumpyBackend):
+class _StateResetAtMasks(TanhOnlyBackend):
     """A masked step sets the state to zero, h(t) = m(t) tanh(a(t)), in place of carrying h(t−1)
     over; its gradients are exact for that model."""
 
@@ -244,7 +271,7 @@ def state_reset_at_masks(device=None):
     return _StateResetAtMasks(device)
 
 
-class _PaddedTargetsRead(NumpyBackend):
+class _PaddedTargetsRead(TanhOnlyBackend):
     """The recurrence honours the mask, but masked steps' targets count in the loss (class
     indices clipped into range, soft targets as given)."""
 
@@ -254,7 +281,7 @@ class _PaddedTargetsRead(NumpyBackend):
         return super()._weights(np.clip(y, 0, dims.K - 1), dims)
 
 
-class _MaskedMissingTranspose(NumpyBackend):
+class _MaskedMissingTranspose(TanhOnlyBackend):
     """With a mask, W in place of Wᵀ (E3) throughout; without one, correct."""
 
     def _gradients(self, p, x, y, h0, mask=None):
@@ -263,11 +290,11 @@ class _MaskedMissingTranspose(NumpyBackend):
         return super()._gradients(p._replace(W=p.W.T), x, y, h0, mask)
 
 
-class _MaskNotValidated(NumpyBackend):
+class _MaskNotValidated(TanhOnlyBackend):
     """Passes the mask to its kernels without validating it (nor reading targets by it)."""
 
-    def _validate(self, params, x, y, h0, t=None, mask=None):
-        return super()._validate(params, x, y, h0, t)
+    def _validate(self, params, x, y, h0, t=None, mask=None, model=None):
+        return super()._validate(params, x, y, h0, t, model=model)
 
 
 def padded_targets_read(device=None):
@@ -300,6 +327,7 @@ def _named(cls, label):
 commuted_lag_product = _named(_CommutedLagProduct, "commuted_lag_product")
 stale_state_gradients = _named(_StaleStateGradients, "stale_state_gradients")
 no_gradient_flow = _named(_NoGradientFlow, "no_gradient_flow")
+tanh_only = _named(TanhOnlyBackend, "tanh_only")
 
 
 def no_masks(device=None):
@@ -309,18 +337,18 @@ def no_masks(device=None):
 # --- wrong on some shapes only: the drawn mask and flow checks reject them ---------------------
 
 
-class _MaskedOmittedH0(NumpyBackend):
+class _MaskedOmittedH0(TanhOnlyBackend):
     """A masked call without h0 returns ∇h0 = 0, as if the omitted h0 were a constant; with h0
     given, or without a mask, it is right."""
 
-    def gradients(self, params, x, y, h0=None, mask=None):
-        loss, grads = super().gradients(params, x, y, h0, mask)
+    def gradients(self, params, x, y, h0=None, mask=None, model=None):
+        loss, grads = super().gradients(params, x, y, h0, mask, model)
         if mask is None or h0 is not None:
             return loss, grads
         return loss, grads._replace(h0=np.zeros_like(grads.h0))
 
 
-class _MaskInOneByte(NumpyBackend):
+class _MaskInOneByte(TanhOnlyBackend):
     """Keeps each sequence's mask in one byte (the first of np.packbits): the steps past the 8th
     read as masked in the recurrence, which carries the state over them."""
 
@@ -332,7 +360,7 @@ class _MaskInOneByte(NumpyBackend):
         return kept
 
 
-class _SquareMaskBatchMajor(NumpyBackend):
+class _SquareMaskBatchMajor(TanhOnlyBackend):
     """Guesses the mask's layout from its shape, batch-major (B, T) where it can be: a square mask
     (T = B) is read the wrong way round."""
 
@@ -343,13 +371,13 @@ class _SquareMaskBatchMajor(NumpyBackend):
         return kept
 
 
-class _DepthBelowTIsFull(NumpyBackend):
+class _DepthBelowTIsFull(TanhOnlyBackend):
     """Takes k = T − 1 for the full gradient (lags run 0 … T − 1, so k = T − 1 leaves the last one
     out): an off-by-one in "k ≥ T is the full gradient"."""
 
-    def truncated_gradients(self, params, x, y, k, h0=None):
+    def truncated_gradients(self, params, x, y, k, h0=None, model=None):
         T = np.shape(x)[0]
-        return super().truncated_gradients(params, x, y, T if k == T - 1 else k, h0)
+        return super().truncated_gradients(params, x, y, T if k == T - 1 else k, h0, model)
 
 
 masked_omitted_h0 = _named(_MaskedOmittedH0, "masked_omitted_h0")

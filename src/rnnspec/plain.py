@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 from rnnspec.spec import (
+    NONLINEARITIES,
     PROTOCOL_VERSION,
     BackendError,
     Capabilities,
@@ -28,6 +29,7 @@ from rnnspec.spec import (
     Params,
     SpecError,
     validate,
+    validate_model,
 )
 from rnnspec.spec.protocol import PARAMETER_GRADIENTS
 
@@ -60,6 +62,7 @@ class Conventions:
     ("indices": x is (T, B) integers, and every x(t) the checks give is one-hot).
     ``sequence``: the function takes one sequence (x (T, D), y (T,) or (T, K), h0 (H,)) and
     is called once per sequence. ``dtypes``: the dtypes it computes in, that of its inputs.
+    ``nonlinearity``: the φ of h(t) = φ(a(t)) it computes, "tanh" or "relu" (SPEC.md §1.1).
     """
 
     arguments: tuple[str, ...] = ("x", "y", "h0", "U", "W", "b", "V", "c")
@@ -72,6 +75,7 @@ class Conventions:
     inputs: Literal["vectors", "indices"] = "vectors"
     sequence: bool = False
     dtypes: tuple[str, ...] = ("float32", "float64")
+    nonlinearity: str = "tanh"
 
     def __post_init__(self):
         choices = {
@@ -81,6 +85,7 @@ class Conventions:
             "loss": ("sum", "batch mean", "step mean"),
             "targets": ("classes", "soft", "both"),
             "inputs": ("vectors", "indices"),
+            "nonlinearity": NONLINEARITIES,
         }
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
@@ -130,6 +135,7 @@ class Conventions:
             soft_targets=self.targets != "classes",
             initial_state="h0" in self.arguments,
             one_hot_inputs=self.inputs == "indices",
+            nonlinearities=(self.nonlinearity,),
             gradients=tuple(
                 f for f in Grads._fields if f in returned and not (f == "x" and self.one_hot)
             ),
@@ -192,20 +198,20 @@ class FunctionBackend:
 
     # --- the protocol's methods ------------------------------------------------------------
 
-    def forward(self, params, x, h0=None, mask=None):
+    def forward(self, params, x, h0=None, mask=None, model=None):
         raise BackendError(
             f"{self.name}: a plain function of the loss and gradients has no forward"
         )
 
-    def loss(self, params, x, y, h0=None, mask=None):
-        return self.gradients(params, x, y, h0, mask)[0]
+    def loss(self, params, x, y, h0=None, mask=None, model=None):
+        return self.gradients(params, x, y, h0, mask, model)[0]
 
-    def gradients(self, params, x, y, h0=None, mask=None):
-        self._validate(params, x, y, h0, None, mask)
+    def gradients(self, params, x, y, h0=None, mask=None, model=None):
+        self._validate(params, x, y, h0, None, mask, model)
         return self._summed(params, x, y, h0, mask)
 
-    def step_gradients(self, params, x, y, t, h0=None, mask=None):
-        self._validate(params, x, y, h0, t, mask)
+    def step_gradients(self, params, x, y, t, h0=None, mask=None, model=None):
+        self._validate(params, x, y, h0, t, mask, model)
         if not self.capabilities.step_gradients:
             raise BackendError(f"{self.name} takes class indices only: no per-step gradients")
         K = params.V.shape[0]
@@ -219,8 +225,14 @@ class FunctionBackend:
 
     # --- how the suite's arrays become the function's, and its results the suite's -----------
 
-    def _validate(self, params, x, y, h0, t, mask):
+    def _validate(self, params, x, y, h0, t, mask, model):
         validate(params, x, y, h0, t, is_native=self.is_native, mask=mask)
+        nonlinearity = validate_model(model).nonlinearity
+        if nonlinearity != self.conventions.nonlinearity:
+            raise SpecError(
+                f"model.nonlinearity: expected {self.conventions.nonlinearity!r} (what "
+                f"{self.name} computes: conventions.nonlinearity), got {nonlinearity!r}"
+            )
         if h0 is not None and not self.capabilities.initial_state:
             raise BackendError(f"h0: {self.name} starts from h(0) = 0 and takes none")
         if y.ndim == 3 and not self.capabilities.soft_targets:

@@ -63,6 +63,7 @@ class Row:
     implementation: str
     device: str
     dtype: str
+    nonlinearities: str  # φ declared, "tanh, relu" (SPEC.md §1.1)
     result: str  # "certified", "partial", "FAIL", "passed" (failed in another dtype) or "error"
     framework: str
     suite: str
@@ -108,7 +109,11 @@ def rows_of(report: dict, date: str, source: str) -> list[Row]:
     }
     if "tests" not in report:  # `rnnspec conform` could not load it: its one-line reason
         empty = tuple(Cell("") for _ in GROUPS)
-        return [Row(**identity, dtype="–", result="error", cells=empty, note=report["error"])]
+        return [
+            Row(**identity, dtype="–", nonlinearities="–", result="error", cells=empty,
+                note=report["error"])
+        ]  # fmt: skip
+    phi = ", ".join(report.get("capabilities", {}).get("nonlinearities", ["tanh"]))
     counts = summarise(report)
     rows = []
     for dtype in report["dtypes"]:
@@ -128,7 +133,9 @@ def rows_of(report: dict, date: str, source: str) -> list[Row]:
             if result == "partial"
             else scope_text(report).removeprefix(", ").removeprefix("; ")
         )  # a plain function's certificate: what it covers and what it does not
-        rows.append(Row(**identity, dtype=dtype, result=result, cells=cells, note=note))
+        rows.append(
+            Row(**identity, dtype=dtype, nonlinearities=phi, result=result, cells=cells, note=note)
+        )
     return rows
 
 
@@ -203,7 +210,7 @@ def _classes(cell: Cell) -> str:
 def html_page(rows: list[Row]) -> str:
     e = html.escape
     header = '<th scope="col" class="name">implementation</th>'
-    header += "".join(f'<th scope="col">{h}</th>' for h in ("device", "dtype", "result"))
+    header += "".join(f'<th scope="col">{h}</th>' for h in ("device", "dtype", "φ", "result"))
     header += "".join(f'<th scope="col" class="group">{e(g)}</th>' for g in GROUPS)
     header += "".join(f'<th scope="col">{h}</th>' for h in ("framework", "suite", "date"))
     body = []
@@ -221,7 +228,7 @@ def html_page(rows: list[Row]) -> str:
             f'<tr data-implementation="{e(row.implementation)}" data-device="{e(row.device)}" '
             f'data-dtype="{e(row.dtype)}" data-result="{e(row.result)}">'
             f'<th scope="row" class="name">{e(row.implementation)}</th>'
-            f"<td>{e(row.device)}</td><td>{e(row.dtype)}</td>"
+            f"<td>{e(row.device)}</td><td>{e(row.dtype)}</td><td>{e(row.nonlinearities)}</td>"
             f'<td class="result-{e(row.result)}">{result}</td>{cells}'
             f"<td>{e(row.framework)}</td><td>{e(row.suite)}</td><td>{e(row.date[:10])}</td></tr>"
         )
@@ -259,7 +266,17 @@ per check group. Built by <code>rnnspec scoreboard</code> from {_sources(rows)}.
 
 def markdown(rows: list[Row]) -> str:
     """The same table as Markdown (GitHub's pipe tables), for the README's readers."""
-    head = ["implementation", "device", "dtype", "result", *GROUPS, "framework", "suite", "date"]
+    head = [
+        "implementation",
+        "device",
+        "dtype",
+        "φ",
+        "result",
+        *GROUPS,
+        "framework",
+        "suite",
+        "date",
+    ]
     lines = [
         f"# {TITLE}",
         "",
@@ -276,7 +293,7 @@ def markdown(rows: list[Row]) -> str:
             notes.append(row)
             result += f" [{len(notes)}]"
         cells = [f"**{c.text()}**" if c.verdict == "FAIL" else c.text() for c in row.cells]
-        fields = [row.implementation, row.device, row.dtype, result, *cells]
+        fields = [row.implementation, row.device, row.dtype, row.nonlinearities, result, *cells]
         fields += [row.framework, row.suite, row.date[:10]]
         lines.append("| " + " | ".join(f.replace("|", "\\|") for f in fields) + " |")
     lines += ["", LEGEND, ""]

@@ -65,7 +65,7 @@ def _sharded(mesh: Mesh):
     shapes."""
 
     def block(p, x, y, h0):
-        loss, g = kernels._gradients(p, x, y, h0)
+        loss, g = kernels.gradients(p, x, y, h0)
         loss, summed = jax.lax.psum((loss, Params(*g[:5])), AXIS)  # (11.2) sums, never a mean
         return loss, Grads._make([*summed, g.h0, g.x])
 

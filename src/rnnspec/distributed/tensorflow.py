@@ -95,7 +95,7 @@ def _combined(strategy: tf.distribute.Strategy):
         if x.shape[1] == 0:  # an empty shard contributes nothing (11.1)
             zeros = [tf.zeros_like(a) for a in p]
             return tf.zeros((), x.dtype), Grads._make([*zeros, h0, x])
-        return kernels._gradients(p, x, y, h0)
+        return kernels.gradients(p, x, y, h0)
 
     @tf.function
     def combined(params, x, y, h0):
