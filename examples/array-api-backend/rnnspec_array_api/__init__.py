@@ -19,8 +19,11 @@ from rnnspec.spec import (
     Dims,
     Forward,
     Grads,
+    Model,
     Params,
+    SpecError,
     validate,
+    validate_model,
 )
 
 
@@ -122,24 +125,41 @@ class ArrayApiBackend:
     # --- the model ------------------------------------------------------------------------------
 
     def forward(
-        self, params: Params, x: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> Forward:
-        dims = self._validate(params, x, None, h0, mask=mask)
+        dims = self._validate(params, x, None, h0, mask=mask, model=model)
         h = _hidden_states(params, x, self._state(x, h0, dims.H), mask)
         o, log_yhat = _outputs(params, h)
         return Forward(h=h, o=o, yhat=xp.exp(log_yhat))
 
     def loss(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> Array:
-        dims = self._validate(params, x, y, h0, mask=mask)
+        dims = self._validate(params, x, y, h0, mask=mask, model=model)
         h = _hidden_states(params, x, self._state(x, h0, dims.H), mask)
         return -xp.sum(self._weights(x, y, dims, mask) * _outputs(params, h)[1])
 
     def gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0, mask=mask)
+        dims = self._validate(params, x, y, h0, mask=mask, model=model)
         weights = self._weights(x, y, dims, mask)
         return _form_b(params, x, weights, self._state(x, h0, dims.H), mask)
 
@@ -151,10 +171,11 @@ class ArrayApiBackend:
         t: int,
         h0: Array | None = None,
         mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
         """Form A as form B on targets zeroed outside step t (SPEC.md §2.10): L(t) and e(t) are
         linear in y(t), and y(s) = 0 makes e(s) = 0 exactly, so the recursion starts at t."""
-        dims = self._validate(params, x, y, h0, t, mask=mask)
+        dims = self._validate(params, x, y, h0, t, mask=mask, model=model)
         at_t = xp.arange(dims.T, device=x.device) == int(t) - 1
         only_t = xp.reshape(xp.astype(at_t, x.dtype), (dims.T, 1, 1))
         weights = self._weights(x, y, dims, mask) * only_t
@@ -162,13 +183,21 @@ class ArrayApiBackend:
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _validate(self, params, x, y, h0, t=None, mask=None) -> Dims:
-        """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend."""
-        return validate(
+    def _validate(self, params, x, y, h0, t=None, mask=None, model=None) -> Dims:
+        """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend;
+        tanh alone (capabilities.nonlinearities' default)."""
+        dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
             mask=mask,
         )  # fmt: skip
+        nonlinearity = validate_model(model).nonlinearity
+        if nonlinearity != "tanh":
+            raise SpecError(
+                f"model.nonlinearity: expected 'tanh' (what the {self.name} backend declares in "
+                f"capabilities.nonlinearities), got {nonlinearity!r}"
+            )
+        return dims
 
     def _all_finite(self, array: Array) -> bool:
         """No NaN or infinity in ``array``: one reduction, one scalar read back."""

@@ -23,8 +23,11 @@ from rnnspec.spec import (
     Dims,
     Forward,
     Grads,
+    Model,
     Params,
+    SpecError,
     validate,
+    validate_model,
 )
 
 __all__ = ["LayerBackend", "unmasked_first", "user_state_kept"]
@@ -98,29 +101,52 @@ class LayerBackend(ABC):
     # --- the protocol's methods -----------------------------------------------------------------
 
     def forward(
-        self, params: Params, x: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> Forward:
-        dims = self._validate(params, x, None, h0, mask=mask)
+        dims = self._validate(params, x, None, h0, mask=mask, model=model)
         return self._forward(params, x, self._state(x, h0, dims), mask)
 
     def loss(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> Array:
-        dims = self._validate(params, x, y, h0, mask=mask)
+        dims = self._validate(params, x, y, h0, mask=mask, model=model)
         weights = self._weights(y, dims, mask)
         return self._loss(params, x, weights, self._state(x, h0, dims), mask)
 
     def gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
         """(L, ∇L) by the framework's autodiff through its layers: reverse mode on the loss is the
         backward recursion of SPEC.md §3 (form B), done by the framework, not written here."""
-        return self.autodiff_gradients(params, x, y, h0, mask)
+        return self.autodiff_gradients(params, x, y, h0, mask, model)
 
     def autodiff_gradients(
-        self, params: Params, x: Array, y: Array, h0: Array | None = None, mask: Array | None = None
+        self,
+        params: Params,
+        x: Array,
+        y: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0, mask=mask)
+        dims = self._validate(params, x, y, h0, mask=mask, model=model)
         weights = self._weights(y, dims, mask)
         return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask)
 
@@ -132,10 +158,11 @@ class LayerBackend(ABC):
         t: int,
         h0: Array | None = None,
         mask: Array | None = None,
+        model: Model | None = None,
     ) -> tuple[Array, Grads]:
         """(L(t), ∇L(t)): the same autodiff on targets zeroed outside step t (SPEC.md §2.10).
         L(t) and e(t) are linear in y(t), and y(s) = 0 makes e(s) = 0 exactly."""
-        dims = self._validate(params, x, y, h0, t, mask=mask)
+        dims = self._validate(params, x, y, h0, t, mask=mask, model=model)
         only_t = np.zeros((dims.T, 1, 1), dtype=dims.dtype)
         only_t[int(t) - 1] = 1
         weights = self._weights(y, dims, mask) * self.asarray(only_t)
@@ -143,13 +170,21 @@ class LayerBackend(ABC):
 
     # --- shared helpers -------------------------------------------------------------------------
 
-    def _validate(self, params, x, y, h0, t=None, mask=None) -> Dims:
-        """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend."""
-        return validate(
+    def _validate(self, params, x, y, h0, t=None, mask=None, model=None) -> Dims:
+        """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend;
+        tanh alone (capabilities.nonlinearities' default)."""
+        dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
             mask=mask,
         )  # fmt: skip
+        nonlinearity = validate_model(model).nonlinearity
+        if nonlinearity != "tanh":
+            raise SpecError(
+                f"model.nonlinearity: expected 'tanh' (what the {self.name} backend declares in "
+                f"capabilities.nonlinearities), got {nonlinearity!r}"
+            )
+        return dims
 
     def _state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
         """h(0), zeros when omitted: always passed to the layer, since ∇h0 is part of the result."""
