@@ -82,7 +82,9 @@ def forms(backend, dtype: str, arrays: dict) -> tuple[bool, float]:
     passed = True
     for method, case, t in comparisons():
         params, x, y, h0 = arrays[case.name]
-        result = getattr(backend, method)(params, x, y, *([t] if t else []), h0=h0)
+        result = getattr(backend, method)(
+            params, x, y, *([t] if t else []), h0=h0, **case.model_argument()
+        )
         try:
             assert_matches_reference(result, Call(backend, method, case, dtype, t, ratios.append))
         except AssertionError:

@@ -126,6 +126,7 @@ def test_what_a_backend_does_not_declare_is_not_applicable_with_its_reason(tmp_p
         "dtypes": ["float32", "float64"],
         "gradient_flow": True,
         "masks": True,
+        "nonlinearities": ["tanh", "relu"],
         "forward": True,
         "step_gradients": True,
         "soft_targets": True,

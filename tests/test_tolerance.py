@@ -64,7 +64,8 @@ def test_a_random_draw_into_saturation_is_judged_as_a_saturated_case():
     from rnnspec.conformance.cases import random_case
     from rnnspec.spec import reference, tolerance
 
-    draws = iter([1, False, 1, 1, 1, 3, 3, False, 1.0, 1])  # T, soft, B, D, H, K, seed, h0, ρ, t
+    draws = iter([1, False, 1, 1, 1, 3, 3, False, 1.0, False, 1])  # T, soft, B, D, H, K, seed,
+    #                                                          h0, ρ, relu, t
     case, _ = random_case(*(lambda *bounds: next(draws),) * 3)
     assert (case.T, case.D, case.H, case.seed, case.conditioning) == (1, 1, 1, 3, "saturated")
     assert case.finite_only("float64", "Grads.U") and not case.finite_only("float64", "Grads.V")
