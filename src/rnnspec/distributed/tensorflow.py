@@ -34,8 +34,9 @@ def gradients(
     to the tensorflow backend on the CPU. Inputs are validated as by ``backend.gradients``.
     """
     backend = backend or backends.load("tensorflow")
-    dims = backend._validate(params, x, y, h0)
-    weights, h0 = backend._weights(y, dims), backend._initial_state(x, h0, dims)
+    with backend._scope():  # the one-hot targets and zero h(0) made on the backend's device
+        dims = backend._validate(params, x, y, h0)
+        weights, h0 = backend._weights(y, dims), backend._initial_state(x, h0, dims)
     strategy = _the_process_strategy(strategy or _mirrored(backend.device.split(":")[0]))
     replicas = strategy.num_replicas_in_sync
     sizes = shard_sizes(dims.B, replicas) if sizes is None else list(sizes)
