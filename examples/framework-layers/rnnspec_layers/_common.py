@@ -73,15 +73,15 @@ def user_state_kept() -> Iterator[None]:
 
 
 class LayerBackend(ABC):
-    """The ``rnnspec.spec.Backend`` protocol (2.1) over a framework's own RNN layer.
+    """The ``rnnspec.spec.Backend`` protocol (2.2) over a framework's own RNN layer.
 
     A subclass supplies ``_arrays``, its framework's conversions (``asarray``, ``to_numpy``,
     ``is_native``, ``all_finite``, ``one_hot``, ``zeros``, ``zero_masked``), and three computations
     through the framework's layers:
     ``_forward``, ``_loss`` and ``_value_and_grad`` (the framework's autodiff through the layers),
-    each given targets as (T, B, K) weights (zero at masked steps), an explicit h(0) and the mask
-    (None without one). Both ``gradients`` and ``autodiff_gradients`` are ``_value_and_grad``: the
-    layer has no closed form of its own.
+    each given targets as (T, B, K) weights (zero at masked steps), an explicit h(0), the mask
+    (None without one) and φ's name, which the layer takes as its own option. Both ``gradients``
+    and ``autodiff_gradients`` are ``_value_and_grad``: the layer has no closed form of its own.
     """
 
     name: str
@@ -108,8 +108,8 @@ class LayerBackend(ABC):
         mask: Array | None = None,
         model: Model | None = None,
     ) -> Forward:
-        dims = self._validate(params, x, None, h0, mask=mask, model=model)
-        return self._forward(params, x, self._state(x, h0, dims), mask)
+        dims, phi = self._validate(params, x, None, h0, mask=mask, model=model)
+        return self._forward(params, x, self._state(x, h0, dims), mask, phi)
 
     def loss(
         self,
@@ -120,9 +120,9 @@ class LayerBackend(ABC):
         mask: Array | None = None,
         model: Model | None = None,
     ) -> Array:
-        dims = self._validate(params, x, y, h0, mask=mask, model=model)
+        dims, phi = self._validate(params, x, y, h0, mask=mask, model=model)
         weights = self._weights(y, dims, mask)
-        return self._loss(params, x, weights, self._state(x, h0, dims), mask)
+        return self._loss(params, x, weights, self._state(x, h0, dims), mask, phi)
 
     def gradients(
         self,
@@ -146,9 +146,9 @@ class LayerBackend(ABC):
         mask: Array | None = None,
         model: Model | None = None,
     ) -> tuple[Array, Grads]:
-        dims = self._validate(params, x, y, h0, mask=mask, model=model)
+        dims, phi = self._validate(params, x, y, h0, mask=mask, model=model)
         weights = self._weights(y, dims, mask)
-        return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask)
+        return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask, phi)
 
     def step_gradients(
         self,
@@ -162,29 +162,30 @@ class LayerBackend(ABC):
     ) -> tuple[Array, Grads]:
         """(L(t), ∇L(t)): the same autodiff on targets zeroed outside step t (SPEC.md §2.10).
         L(t) and e(t) are linear in y(t), and y(s) = 0 makes e(s) = 0 exactly."""
-        dims = self._validate(params, x, y, h0, t, mask=mask, model=model)
+        dims, phi = self._validate(params, x, y, h0, t, mask=mask, model=model)
         only_t = np.zeros((dims.T, 1, 1), dtype=dims.dtype)
         only_t[int(t) - 1] = 1
         weights = self._weights(y, dims, mask) * self.asarray(only_t)
-        return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask)
+        return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask, phi)
 
     # --- shared helpers -------------------------------------------------------------------------
 
-    def _validate(self, params, x, y, h0, t=None, mask=None, model=None) -> Dims:
-        """The shared checks (SPEC.md §7): the same SpecError, word for word, as every backend;
-        tanh alone (capabilities.nonlinearities' default)."""
+    def _validate(self, params, x, y, h0, t=None, mask=None, model=None) -> tuple[Dims, str]:
+        """The shared checks (SPEC.md §7), the same SpecError, word for word, as every backend's,
+        and the model's φ, one of those the layer declares (``capabilities.nonlinearities``)."""
         dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
             mask=mask,
         )  # fmt: skip
-        nonlinearity = validate_model(model).nonlinearity
-        if nonlinearity != "tanh":
+        phi = validate_model(model).nonlinearity
+        declared = self.capabilities.nonlinearities
+        if phi not in declared:
             raise SpecError(
-                f"model.nonlinearity: expected 'tanh' (what the {self.name} backend declares in "
-                f"capabilities.nonlinearities), got {nonlinearity!r}"
+                f"model.nonlinearity: expected one of {declared} (what the {self.name} backend "
+                f"declares in capabilities.nonlinearities), got {phi!r}"
             )
-        return dims
+        return dims, phi
 
     def _state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
         """h(0), zeros when omitted: always passed to the layer, since ∇h0 is part of the result."""
@@ -229,14 +230,17 @@ class LayerBackend(ABC):
         return self._arrays.one_hot(y, K, dtype)
 
     @abstractmethod
-    def _forward(self, p: Params, x: Array, h0: Array, mask: Array | None) -> Forward:
-        """h, o, ŷ at every step; with a mask, h(t) carried over masked steps (9.1)."""
+    def _forward(self, p: Params, x: Array, h0: Array, mask: Array | None, phi: str) -> Forward:
+        """h, o, ŷ at every step, h(t) = φ(a(t)) by the layer configured with ``phi`` (the
+        framework's own "tanh" or "relu"); with a mask, h(t) carried over masked steps (9.1)."""
 
     @abstractmethod
-    def _loss(self, p: Params, x: Array, y: Array, h0: Array, mask: Array | None) -> Array:
+    def _loss(
+        self, p: Params, x: Array, y: Array, h0: Array, mask: Array | None, phi: str
+    ) -> Array:
         """L = −Σ y · log_softmax(o) (1.5)–(1.6), ``y`` as (T, B, K) weights."""
 
     @abstractmethod
     def _value_and_grad(
-        self, p: Params, x: Array, y: Array, h0: Array, mask: Array | None
+        self, p: Params, x: Array, y: Array, h0: Array, mask: Array | None, phi: str
     ) -> tuple[Array, Grads]: ...

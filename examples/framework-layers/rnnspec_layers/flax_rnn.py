@@ -43,13 +43,15 @@ class SimpleRNNClassifier(nn.Module):
     hidden: int
     classes: int
     dtype: Any
+    nonlinearity: str  # the name of flax's own activation, nn.tanh or nn.relu
 
     @nn.compact
     def __call__(self, x, h0, steps=None):
         """``steps``: None, or ``unmasked_first``'s (order, count), batch-major (B, T)."""
         cell = nn.SimpleCell(
-            features=self.hidden, dtype=self.dtype, param_dtype=self.dtype, name="cell"
-        )  # created here, the cell's variables live here, under "cell", not under the nn.RNN
+            features=self.hidden, activation_fn=getattr(nn, self.nonlinearity),
+            dtype=self.dtype, param_dtype=self.dtype, name="cell",
+        )  # fmt: skip  # created here, the cell's variables live here, under "cell", not under the nn.RNN
         if steps is None:
             h = nn.RNN(cell)(x, initial_carry=h0)
         else:
@@ -63,9 +65,10 @@ class SimpleRNNClassifier(nn.Module):
         return h, o
 
 
-def _net(p: Params) -> SimpleRNNClassifier:
+def _net(p: Params, phi: str) -> SimpleRNNClassifier:
     H, _ = p.U.shape
-    return SimpleRNNClassifier(hidden=H, classes=p.V.shape[0], dtype=np.dtype(p.U.dtype))
+    dtype = np.dtype(p.U.dtype)
+    return SimpleRNNClassifier(hidden=H, classes=p.V.shape[0], dtype=dtype, nonlinearity=phi)
 
 
 def _variables(p: Params) -> dict:
@@ -115,7 +118,9 @@ class FlaxLinenBackend(LayerBackend):
 
     name = "flax_linen"
     framework_version = f"flax {flax.__version__} on jax {jax.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu",), masks=True)
+    capabilities = Capabilities(
+        autodiff=True, devices=("cpu",), masks=True, nonlinearities=("tanh", "relu")
+    )
 
     def __init__(self, device: str | None = None):
         super().__init__(device)
@@ -127,11 +132,11 @@ class FlaxLinenBackend(LayerBackend):
             return None
         return tuple(map(self.asarray, unmasked_first(self.to_numpy(mask))))
 
-    def _forward(self, p, x, h0, mask):
-        return Forward(*_forward(_net(p), p, x, h0, self._steps(mask)))
+    def _forward(self, p, x, h0, mask, phi):
+        return Forward(*_forward(_net(p, phi), p, x, h0, self._steps(mask)))
 
-    def _loss(self, p, x, y, h0, mask):
-        return _loss(_net(p), p, x, y, h0, self._steps(mask))
+    def _loss(self, p, x, y, h0, mask, phi):
+        return _loss(_net(p, phi), p, x, y, h0, self._steps(mask))
 
-    def _value_and_grad(self, p, x, y, h0, mask):
-        return _value_and_grad(_net(p), p, x, y, h0, self._steps(mask))
+    def _value_and_grad(self, p, x, y, h0, mask, phi):
+        return _value_and_grad(_net(p, phi), p, x, y, h0, self._steps(mask))

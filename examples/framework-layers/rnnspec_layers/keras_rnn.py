@@ -22,7 +22,7 @@ that no random number generator is drawn from, and run with ``Layer.stateless_ca
 of calling a layer with given values of its variables: the ported weights enter every call as the
 values of the layers' variables, which are never assigned. On torch and tensorflow every call
 builds its own pair of layers and runs eagerly, so calls share nothing. On JAX the computations
-are ``jax.jit``-compiled once per (dtype, D, H, K) around one pair of layers, which they only read,
+are ``jax.jit``-compiled once per (φ, dtype, D, H, K) around one pair of layers, which they only read,
 as Keras compiles its own stateless calls on JAX (see ``_for``).
 
 Masks (SPEC.md §9) go to ``SimpleRNN`` as its own ``mask`` (B, T): Keras carries the state over
@@ -108,21 +108,25 @@ class KerasSimpleRNNBackend(LayerBackend):
         self._arrays = fw = _FRAMEWORKS[keras_backend]()
         self.framework_version = f"keras {keras.__version__} on {fw.version}"
         dtypes = ("float32", "float64") if claim_float64 else DTYPES[keras_backend]
-        self.capabilities = Capabilities(autodiff=True, devices=("cpu",), dtypes=dtypes, masks=True)
+        self.capabilities = Capabilities(
+            autodiff=True, devices=("cpu",), dtypes=dtypes, masks=True,
+            nonlinearities=("tanh", "relu"),
+        )  # fmt: skip
         self._jit = getattr(fw, "jit", None)  # JAX only (see _for)
         self._compiled: dict = {}
         self._compiling = threading.Lock()
 
     # the layers
 
-    def _layers(self, dtype: str, D: int, H: int, K: int):
-        """A fresh SimpleRNN (return_sequences) and Dense in ``dtype``, built for D inputs. The
+    def _layers(self, phi: str, dtype: str, D: int, H: int, K: int):
+        """A fresh SimpleRNN (return_sequences, ``activation=phi``: Keras' own "tanh" or "relu")
+        and Dense in ``dtype``, built for D inputs. The
         constant initialisers and the fixed seed (of the cell's dropout generator, unused) keep
         Python's and the framework's random states untouched; the values are replaced per call."""
         layers = self._keras.layers
         rnn = layers.SimpleRNN(
             H,
-            activation="tanh",
+            activation=phi,
             return_sequences=True,
             kernel_initializer="zeros",
             recurrent_initializer="zeros",
@@ -135,11 +139,11 @@ class KerasSimpleRNNBackend(LayerBackend):
         dense.build((None, None, H))
         return rnn, dense
 
-    def _computations(self, dtype: str, D: int, H: int, K: int):
+    def _computations(self, phi: str, dtype: str, D: int, H: int, K: int):
         """(forward, loss, value_and_grad), functions of (params, x, [y,] h0), through one pair of
         layers: the ported weights enter as the values of the layers' variables (stateless_call)."""
         ops = self._keras.ops
-        rnn, dense = self._layers(dtype, D, H, K)
+        rnn, dense = self._layers(phi, dtype, D, H, K)
 
         def outputs(kernel, recurrent_kernel, bias, dense_kernel, dense_bias, x, h0, mask):
             """h and o, time-major; the layers are batch-major: x goes in as (B, T, D)."""
@@ -193,13 +197,13 @@ class KerasSimpleRNNBackend(LayerBackend):
 
         return forward, loss, value_and_grad
 
-    def _for(self, p, x):
-        """The computations for x's dtype and p's sizes. On torch and tensorflow: a fresh pair of
-        layers for every call, run eagerly. On JAX: jax.jit of them, kept per (dtype, D, H, K), as
+    def _for(self, p, x, phi):
+        """The computations for φ, x's dtype and p's sizes. On torch and tensorflow: a fresh pair of
+        layers for every call, run eagerly. On JAX: jax.jit of them, kept per (φ, dtype, D, H, K), as
         Keras itself compiles its stateless calls on JAX; eagerly, each call would compile the
         SimpleRNN's lax.scan anew (0.6–0.8 s) and keep the executable (4 MiB more per call)."""
         H, D = shape_of(p.U)
-        key = (dtype_name(x), D, H, shape_of(p.V)[0])
+        key = (phi, dtype_name(x), D, H, shape_of(p.V)[0])
         if self._jit is None:
             return self._computations(*key)
         with self._compiling:
@@ -207,14 +211,14 @@ class KerasSimpleRNNBackend(LayerBackend):
                 self._compiled[key] = tuple(self._jit(f) for f in self._computations(*key))
             return self._compiled[key]
 
-    def _forward(self, p, x, h0, mask):
-        return Forward(*self._for(p, x)[0](p, x, h0, mask))
+    def _forward(self, p, x, h0, mask, phi):
+        return Forward(*self._for(p, x, phi)[0](p, x, h0, mask))
 
-    def _loss(self, p, x, y, h0, mask):
-        return self._for(p, x)[1](p, x, y, h0, mask)
+    def _loss(self, p, x, y, h0, mask, phi):
+        return self._for(p, x, phi)[1](p, x, y, h0, mask)
 
-    def _value_and_grad(self, p, x, y, h0, mask):
-        return self._for(p, x)[2](p, x, y, h0, mask)
+    def _value_and_grad(self, p, x, y, h0, mask, phi):
+        return self._for(p, x, phi)[2](p, x, y, h0, mask)
 
 
 def keras_jax(device: str | None = None) -> KerasSimpleRNNBackend:

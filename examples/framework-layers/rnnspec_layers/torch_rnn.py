@@ -1,5 +1,5 @@
-"""``torch.nn.RNN`` (tanh, one layer, time-major) + ``torch.nn.Linear`` as an rnnspec backend,
-differentiated by ``torch.autograd``.
+"""``torch.nn.RNN`` (``nonlinearity`` tanh or relu, one layer, time-major) + ``torch.nn.Linear`` as
+an rnnspec backend, differentiated by ``torch.autograd``.
 
 Weights are ported by SPEC.md §1's table: ``weight_ih_l0 = U`` (H, D), ``weight_hh_l0 = W`` (H, H),
 ``bias_ih_l0 = b`` with ``bias_hh_l0 = 0`` (the cell adds the two biases, so any split works and each
@@ -24,13 +24,14 @@ from ._arrays import TorchArrays
 from ._common import LayerBackend, unmasked_first
 
 
-def _layers(p: Params) -> tuple[torch.nn.RNN, torch.nn.Linear]:
-    """A fresh nn.RNN and nn.Linear in p's dtype holding copies of p's weights (§1's table)."""
+def _layers(p: Params, phi: str) -> tuple[torch.nn.RNN, torch.nn.Linear]:
+    """A fresh nn.RNN (``nonlinearity=phi``) and nn.Linear in p's dtype holding copies of p's
+    weights (§1's table)."""
     H, D = p.U.shape
     K = p.V.shape[0]
     # built on the meta device and then given empty storage (what torch.nn.utils.skip_init does,
     # which refuses nn.RNN's *args signature): no initialisation draws from the user's torch RNG
-    rnn = torch.nn.RNN(D, H, nonlinearity="tanh", dtype=p.U.dtype, device="meta")
+    rnn = torch.nn.RNN(D, H, nonlinearity=phi, dtype=p.U.dtype, device="meta")
     linear = torch.nn.Linear(H, K, dtype=p.U.dtype, device="meta")
     rnn, linear = rnn.to_empty(device=p.U.device), linear.to_empty(device=p.U.device)
     with torch.no_grad():
@@ -69,24 +70,26 @@ class TorchRNNBackend(LayerBackend):
 
     name = "torch_nn_rnn"
     framework_version = f"torch {torch.__version__}"
-    capabilities = Capabilities(autodiff=True, devices=("cpu",), masks=True)
+    capabilities = Capabilities(
+        autodiff=True, devices=("cpu",), masks=True, nonlinearities=("tanh", "relu")
+    )
 
     def __init__(self, device: str | None = None):
         super().__init__(device)
         self._arrays = TorchArrays()
 
     @torch.no_grad()
-    def _forward(self, p, x, h0, mask):
-        h, o = _run(*_layers(p), x, h0, mask)
+    def _forward(self, p, x, h0, mask, phi):
+        h, o = _run(*_layers(p, phi), x, h0, mask)
         return Forward(h=h, o=o, yhat=torch.softmax(o, dim=-1))
 
     @torch.no_grad()
-    def _loss(self, p, x, y, h0, mask):
-        _, o = _run(*_layers(p), x, h0, mask)
+    def _loss(self, p, x, y, h0, mask, phi):
+        _, o = _run(*_layers(p, phi), x, h0, mask)
         return _loss_of(o, y)
 
-    def _value_and_grad(self, p, x, y, h0, mask):
-        rnn, linear = _layers(p)
+    def _value_and_grad(self, p, x, y, h0, mask, phi):
+        rnn, linear = _layers(p, phi)
         h0, x = (a.detach().requires_grad_() for a in (h0, x))  # the caller's stay untouched
         with torch.enable_grad():
             _, o = _run(rnn, linear, x, h0, mask)
