@@ -87,10 +87,10 @@ def conform(session, backend):
 
 
 def bench_calls(session, framework):
-    """The benchmark's calls for this framework on small copies of the masked and the flow
+    """The benchmark's calls for this framework on small copies of the masked, relu and flow
     workloads (a full `rnnspec bench` takes minutes per framework)."""
     session.run(
-        "pytest", "tests/test_bench.py", "-k", f"masked_and_the_flow and {framework}",
+        "pytest", "tests/test_bench.py", "-k", f"take_other_calls and {framework}",
         *session.posargs,
     )  # fmt: skip
 

@@ -61,15 +61,15 @@ class Framework:
     def on_cpu(self) -> bool:
         return self.backend.device.lower() in ("cpu", "cpu:0")
 
-    def implementations(self, params, x, y, h0, mask=None) -> dict[str, Call]:
-        """Name -> one call of loss and all gradients on these (native) inputs; a mask is passed
-        only when given."""
+    def implementations(self, params, x, y, h0, mask=None, model=None) -> dict[str, Call]:
+        """Name -> one call of loss and all gradients on these (native) inputs; a mask and a model
+        are passed only when given (a tanh call is the same on every protocol version)."""
         b = self.backend
-        masked = {} if mask is None else {"mask": mask}
-        impls = {f"{b.name} closed form": lambda: b.gradients(params, x, y, h0, **masked)}
+        given = {k: v for k, v in {"mask": mask, "model": model}.items() if v is not None}
+        impls = {f"{b.name} closed form": lambda: b.gradients(params, x, y, h0, **given)}
         if b.capabilities.autodiff:
             ad = cast(AutodiffBackend, b)  # what capabilities.autodiff promises
-            impls[f"{b.name} autodiff"] = lambda: ad.autodiff_gradients(params, x, y, h0, **masked)
+            impls[f"{b.name} autodiff"] = lambda: ad.autodiff_gradients(params, x, y, h0, **given)
         return impls
 
     def sync(self, arrays: Iterable) -> None:
@@ -119,11 +119,14 @@ class NumpyFramework(Framework):
 class TorchFramework(Framework):
     name = "torch"
 
-    def implementations(self, params, x, y, h0, mask=None) -> dict[str, Call]:
-        """Also what users would write, torch.nn.RNN with autograd: the reference to beat
-        (unmasked workloads only)."""
-        impls = super().implementations(params, x, y, h0, mask)
-        return impls if mask is not None else {**impls, REFERENCE: _nn_rnn(params, x, y, h0)}
+    def implementations(self, params, x, y, h0, mask=None, model=None) -> dict[str, Call]:
+        """Also what users would write, torch.nn.RNN with autograd (its own tanh or relu): the
+        reference to beat (unmasked workloads only)."""
+        impls = super().implementations(params, x, y, h0, mask, model)
+        if mask is not None:
+            return impls
+        phi = "tanh" if model is None else model.nonlinearity
+        return {**impls, REFERENCE: _nn_rnn(params, x, y, h0, phi)}
 
     def sync(self, arrays: Iterable) -> None:
         """torch on CPU is synchronous; CUDA kernels are queued."""
@@ -237,15 +240,15 @@ def framework_of(backend: Backend) -> Framework:
     return FRAMEWORKS.get(type(probe).__module__.partition(".")[0], Framework)(backend)
 
 
-def _nn_rnn(params, x, y, h0) -> Call:
-    """nn.RNN(tanh) + nn.Linear + cross_entropy(reduction="sum"), differentiated by autograd. Of
+def _nn_rnn(params, x, y, h0, phi: str = "tanh") -> Call:
+    """nn.RNN(nonlinearity=phi) + nn.Linear + cross_entropy(reduction="sum"), differentiated by autograd. Of
     torch's two biases bias_hh is held at zero (and gets no gradient), so b = bias_ih."""
     import torch
 
     T, B, D = x.shape
     H, K = params.W.shape[0], params.V.shape[0]
     kw = {"device": x.device, "dtype": x.dtype}
-    rnn, linear = torch.nn.RNN(D, H, nonlinearity="tanh", **kw), torch.nn.Linear(H, K, **kw)
+    rnn, linear = torch.nn.RNN(D, H, nonlinearity=phi, **kw), torch.nn.Linear(H, K, **kw)
     weight_ih, weight_hh, bias_ih, bias_hh = rnn.parameters()
     weights = [weight_ih, weight_hh, bias_ih, linear.weight, linear.bias]
     with torch.no_grad():

@@ -81,7 +81,7 @@ def _expected(w: Case, cache: Path, flow: str | None = None) -> list[np.ndarray]
             return [stored[name] for name in TENSORS]
     params, x, y, h0 = w.arrays("float64")
     if flow is None:
-        result = reference.gradients(params, x, y, h0, mask=w.mask())
+        result = reference.gradients(params, x, y, h0, mask=w.mask(), model=w.model())
     else:
         result = FLOW_CALLS[flow](backends.load("numpy"), params, x, y, h0)
     values = [np.asarray(a) for a in outputs(result)]
@@ -120,7 +120,7 @@ def time_workload(
 ) -> list[dict]:
     b, want, rows = fw.backend, _expected(w, cache), {}
     params, x, y, h0 = w.native(b, dtype)
-    calls = fw.implementations(params, x, y, h0, w.native_mask(b))
+    calls = fw.implementations(params, x, y, h0, w.native_mask(b), **w.model_argument())
     # the gradient-flow methods (SPEC.md §10), where declared: they take no mask, and their workload
     # has none; each is checked against its own float64 result, not against ∇L
     flowing = w.name == FLOW_WORKLOAD and getattr(b.capabilities, "gradient_flow", False)

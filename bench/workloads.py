@@ -7,7 +7,8 @@ from rnnspec.conformance.cases import Case
 #: timed on each case's own inputs (Case.arrays, Case.mask): W of spectral radius 0.9, a
 #: contractive recurrence with tanh unsaturated, as in real training; every value rounded through
 #: float32, so that both dtypes see the very same numbers and one float64 reference checks both;
-#: the masked workload right-padded, its sequences' lengths cycling T, T − 2 and 1 (SPEC.md §9)
+#: the masked workload right-padded, its sequences' lengths cycling T, T − 2 and 1 (SPEC.md §9);
+#: the relu workload medium's sizes with h(t) = relu(a(t)) (SPEC.md §1.1), called with its model
 WORKLOADS = {
     w.name: w
     for w in (
@@ -16,6 +17,7 @@ WORKLOADS = {
         Case("long", T=1000, B=16, D=64, H=128, K=64),
         Case("wide", T=20, B=128, D=512, H=1024, K=512),
         Case("masked", T=100, B=64, D=128, H=256, K=128, padding="right"),
+        Case("relu", T=100, B=64, D=128, H=256, K=128, nonlinearity="relu"),
     )
 }
 #: a masked workload -> the one it is a masked copy of
@@ -71,6 +73,7 @@ TARGETS = (
     Target(MEMORY_WORKLOAD, "memory_exponent", 1.25, of="each implementation"),
     Target("masked", "vs_autodiff", 0.8),
     Target("masked", "vs_unmasked", 1.1),  # the mask costs at most a tenth
+    Target("relu", "vs_autodiff", 0.8),  # as for tanh: φ changes no product
 )
 
 #: the targets on a GPU (CUDA, float32, TF32 off), every workload: torch's closed form at or under

@@ -18,7 +18,13 @@ from rich.console import Console
 
 from rnnspec.backends.numpy import NumpyBackend
 from rnnspec.bench import run, worker
-from rnnspec.bench.frameworks import THREAD_ENV, Framework, NumpyFramework, framework_of
+from rnnspec.bench.frameworks import (
+    REFERENCE,
+    THREAD_ENV,
+    Framework,
+    NumpyFramework,
+    framework_of,
+)
 from rnnspec.bench.report import EFFICIENCY, TIMING, derive, results_table, targets
 from rnnspec.bench.run import machine, rich_table, show, worker_args
 from rnnspec.bench.workloads import FLOW_CALLS, FLOW_WORKLOAD, WORKLOADS, Target
@@ -204,10 +210,12 @@ def test_bench_times_a_builtin_backend(tmp_path):
     assert closed["median_ms"] == statistics.median(closed["times_ms"])
 
 
-#: small copies of the workloads that take other calls, as code: masked (a mask; no nn.RNN row)
-#: and the flow workload (the §10 methods too); the real ones take minutes of float64 reference
+#: small copies of the workloads that take other calls, as code: masked (a mask; no nn.RNN row),
+#: relu (a model; torch.nn.RNN's relu) and the flow workload (the §10 methods too); the real ones
+#: take minutes of float64 reference
 SMALL_COPIES = {
     "masked": 'replace(WORKLOADS["masked"], T=12, B=4, D=3, H=5, K=4)',
+    "relu": 'replace(WORKLOADS["relu"], T=12, B=4, D=3, H=5, K=4)',
     # T above the truncation depth k = 20 of FLOW_CALLS, so that the truncation truncates
     FLOW_WORKLOAD: f'replace(WORKLOADS["small"], name="{FLOW_WORKLOAD}", T=24, B=4, D=3, H=5, K=4)',
 }
@@ -215,8 +223,8 @@ SMALL_COPIES = {
 
 @pytest.mark.parametrize("kind", SMALL_COPIES)
 @pytest.mark.parametrize("name", ["numpy", "torch", "jax", "tensorflow", "mlx"])
-def test_every_framework_times_the_masked_and_the_flow_workloads(name, kind, tmp_path):
-    """Each framework's calls on a masked workload and on the flow workload run, each result checked
+def test_every_framework_times_the_workloads_that_take_other_calls(name, kind, tmp_path):
+    """Each framework's calls on the masked, relu and flow workloads run, each result checked
     against its float64 reference, as in a full `rnnspec bench`: in a process of its own, as the
     bench's workers (frameworks do not share a process)."""
     pytest.importorskip(name)
@@ -239,6 +247,8 @@ def test_every_framework_times_the_masked_and_the_flow_workloads(name, kind, tmp
     assert f"{name} closed form" in ratios and all(r <= 1 for r in ratios.values()), ratios
     if kind == "masked":
         assert not any("nn.RNN" in i for i in ratios), ratios
+    elif kind == "relu":
+        assert (REFERENCE in ratios) == (name == "torch"), ratios
     else:
         assert {f"{name} {label}" for label in FLOW_CALLS} <= set(ratios), ratios
 
