@@ -155,10 +155,12 @@ def mlx_session(session):
 
 @nox.session
 def cross(session):
-    """Every framework in one environment; every backend compared with every other."""
+    """Every framework in one environment; every backend compared with every other; a third φ
+    added to every backend by one line each (tests/test_third_nonlinearity.py)."""
     session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx,test]")
     share_reference(session)
-    session.run("pytest", "tests/test_cross.py", "tests/test_devices.py", "-v", *session.posargs,
+    session.run("pytest", "tests/test_cross.py", "tests/test_devices.py",
+                "tests/test_third_nonlinearity.py", "-v", *session.posargs,
                 env={"JAX_ENABLE_X64": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})  # fmt: skip
 
 

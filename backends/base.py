@@ -69,7 +69,7 @@ class Nonlinearity(NamedTuple):
     """φ of h(t) = φ(a(t)) (1.2) and its derivative (2.2) written in h: φ′(a) = derivative(φ(a)),
     which holds for tanh (1 − h²) and relu ([h > 0], φ′(0) = 0), so no kernel keeps a(t)."""
 
-    phi: Callable[..., Array]  # of a; NumPy's and torch's take out= to work in place
+    phi: Callable[..., Array]  # of a; NumPy's takes out=, torch's works in place (tanh_, relu_)
     derivative: Callable[[Array], Array]
 
 

@@ -19,7 +19,7 @@ FD_CASES = (
 )  # fmt: skip
 
 
-def _finite_differences(loss, array: np.ndarray) -> np.ndarray:
+def finite_differences(loss, array: np.ndarray) -> np.ndarray:
     """Central differences of ``loss`` with respect to every entry of ``array`` (perturbed in place
     on a private copy), step ε = FD_STEP · max(1, |θ|)."""
     grad = np.zeros_like(array)
@@ -36,7 +36,7 @@ def _finite_differences(loss, array: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", FD_CASES + tuple(MASKED_CASES))
-def test_reference_matches_finite_differences(name):
+def test_reference_matchesfinite_differences(name):
     case = {**CASES, **MASKED_CASES}[name]
     mask = case.mask()
     params, x, y, h0 = case.arrays("float64")
@@ -47,7 +47,7 @@ def test_reference_matches_finite_differences(name):
     loss, grads = reference.gradients(params, x, y, h0, mask=mask, model=model)
     inputs = {**params._asdict(), "h0": h0, "x": x}
     for field, array in inputs.items():
-        fd = _finite_differences(lambda: reference.loss(params, x, y, h0, mask, model), array)
+        fd = finite_differences(lambda: reference.loss(params, x, y, h0, mask, model), array)
         want = getattr(grads, field)
         error, bound = float(np.linalg.norm(fd - want)), tolerance.fd_bound(want, loss)
         assert error <= bound, (
@@ -133,7 +133,7 @@ def test_reference_flow_lags_sum_to_form_b():
             assert tolerance.relative_error(got, want) <= tolerance.bound("float64", CASES[name].T)
 
 
-def test_reference_tbptt_window_matches_finite_differences():
+def test_reference_tbptt_window_matchesfinite_differences():
     """(10.6) one window of TBPTT(2, 3) on `soft`: central differences of its loss, the targets
     of its last k1 steps, run from h(τ − k2) held constant."""
     from rnnspec.spec import reference_flow
@@ -149,8 +149,8 @@ def test_reference_tbptt_window_matches_finite_differences():
     W = params.W.copy()
     moved = params._replace(W=W)
     fd = {
-        "W": _finite_differences(lambda: reference.loss(moved, window_x, window_y, start), W),
-        "h0": _finite_differences(lambda: reference.loss(params, window_x, window_y, start), start),
+        "W": finite_differences(lambda: reference.loss(moved, window_x, window_y, start), W),
+        "h0": finite_differences(lambda: reference.loss(params, window_x, window_y, start), start),
     }
     loss = reference.loss(params, window_x, window_y, start)
     assert abs(losses[1] - loss) <= tolerance.bound("float64", case.T) * abs(loss)
@@ -159,7 +159,7 @@ def test_reference_tbptt_window_matches_finite_differences():
         assert np.linalg.norm(want - got) <= tolerance.fd_bound(got, loss), field
 
 
-def test_reference_jacobian_norms_match_finite_differences():
+def test_reference_jacobian_norms_matchfinite_differences():
     """(10.7) ‖∂h(T)/∂h(T−j)‖₂ from central differences of h(T) in h(T−j), on `basic`."""
     from rnnspec.spec import reference_flow
 
