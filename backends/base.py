@@ -73,6 +73,20 @@ class Nonlinearity(NamedTuple):
     derivative: Callable[[Array], Array]
 
 
+def capabilities(
+    nonlinearities: dict[str, Nonlinearity], devices: tuple[str, ...], autodiff: bool = True
+) -> Capabilities:
+    """A built-in backend's: masks (SPEC.md §9), the gradient-flow methods (§10), and every φ its
+    module's hook defines (§1), so that a φ is added to a backend by its one line there."""
+    return Capabilities(
+        autodiff=autodiff,
+        devices=devices,
+        masks=True,
+        gradient_flow=True,
+        nonlinearities=tuple(nonlinearities),
+    )
+
+
 class Ops(NamedTuple):
     """The three array operations :func:`grads_from_deltas` needs, bound to one framework."""
 

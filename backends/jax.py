@@ -24,7 +24,7 @@ import numpy as np
 from jax import lax
 
 from rnnspec.backends import base
-from rnnspec.spec import Capabilities, Grads, Params, SpecError
+from rnnspec.spec import Grads, Params, SpecError
 
 #: φ and φ′ written in h = φ(a) (SPEC.md §1, (2.2)); autodiff differentiates φ itself
 NONLINEARITIES = {
@@ -39,7 +39,7 @@ GPU_UNROLL = 16
 _static = partial(jax.jit, static_argnames=("phi", "unroll"))
 
 
-def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None, unroll: int = 1):
+def _hidden_states(p: Params, x, h0, phi: str, mask=None, unroll: int = 1):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = x.shape
@@ -252,13 +252,7 @@ def jacobian_norms(p: Params, x, h0, phi: str = "tanh", unroll: int = 1):
 class JaxBackend(base.ClosedFormAutodiffBackend):
     name = "jax"
     framework_version = f"jax {jax.__version__}"
-    capabilities = Capabilities(
-        autodiff=True,
-        devices=("cpu", "gpu"),
-        masks=True,
-        gradient_flow=True,
-        nonlinearities=tuple(NONLINEARITIES),
-    )
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"))
     kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}

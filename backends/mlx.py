@@ -18,7 +18,7 @@ import mlx.core as mx
 import numpy as np
 
 from rnnspec.backends import base
-from rnnspec.spec import Capabilities, Grads, Params, SpecError
+from rnnspec.spec import Grads, Params, SpecError
 
 #: φ and φ′ written in h = φ(a) (SPEC.md §1, (2.2)); relu is MLX's own (mlx.nn.relu's maximum),
 #: whose autodiff derivative at 0 is 0
@@ -28,7 +28,7 @@ NONLINEARITIES = {
 }
 
 
-def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None):
+def _hidden_states(p: Params, x, h0, phi: str, mask=None):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = x.shape
@@ -155,13 +155,7 @@ lag_norms, truncated_gradients, tbptt_gradients, jacobian_norms = base.flow_kern
 class MlxBackend(base.ClosedFormAutodiffBackend):
     name = "mlx"
     framework_version = f"mlx {mx.__version__}"  # type: ignore[attr-defined]
-    capabilities = Capabilities(
-        autodiff=True,
-        devices=("cpu", "gpu"),
-        masks=True,
-        gradient_flow=True,
-        nonlinearities=tuple(NONLINEARITIES),
-    )
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"))
     kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}

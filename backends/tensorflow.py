@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnnspec.backends import base
-from rnnspec.spec import Capabilities, Grads, Params
+from rnnspec.spec import Grads, Params
 
 #: φ and φ′ written in h = φ(a) (SPEC.md §1, (2.2))
 NONLINEARITIES = {
@@ -32,7 +32,7 @@ OPS = base.Ops(
 )
 
 
-def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None):
+def _hidden_states(p: Params, x, h0, phi: str, mask=None):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = tf.unstack(tf.shape(x))
@@ -288,13 +288,7 @@ def jacobian_norms(p: Params, x, h0, phi: str = "tanh"):
 class TensorflowBackend(base.ClosedFormAutodiffBackend):
     name = "tensorflow"
     framework_version = f"tensorflow {tf.__version__}"
-    capabilities = Capabilities(
-        autodiff=True,
-        devices=("cpu", "gpu"),
-        masks=True,
-        gradient_flow=True,
-        nonlinearities=tuple(NONLINEARITIES),
-    )
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"))
     kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}

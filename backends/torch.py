@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from rnnspec.backends import base
-from rnnspec.spec import Capabilities, Grads, Params
+from rnnspec.spec import Grads, Params
 
 #: φ in place (torch's trailing-underscore functions, which autograd differentiates as it does the
 #: out-of-place ones) and φ′ written in h = φ(a) (SPEC.md §1, (2.2))
@@ -36,7 +36,7 @@ def _input_projections(p: Params, x):
     return torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
 
 
-def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None):
+def _hidden_states(p: Params, x, h0, phi: str, mask=None):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over (a step loop: the fused RNN has no masks,
     and is torch's tanh RNN only)."""
@@ -267,13 +267,7 @@ lag_norms, truncated_gradients, tbptt_gradients, jacobian_norms = base.flow_kern
 class TorchBackend(base.ClosedFormAutodiffBackend):
     name = "torch"
     framework_version = f"torch {torch.__version__}"
-    capabilities = Capabilities(
-        autodiff=True,
-        devices=("cpu", "cuda"),
-        masks=True,
-        gradient_flow=True,
-        nonlinearities=tuple(NONLINEARITIES),
-    )
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "cuda"))
     kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}

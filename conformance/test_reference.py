@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from rnnspec.conformance.cases import CASES, MASKED_CASES
-from rnnspec.spec import Params, reference, tolerance
+from rnnspec.spec import Params, reference, reference_flow, tolerance
 
 pytestmark = pytest.mark.rnnspec_group("reference (FD)")
 
@@ -94,6 +94,21 @@ def test_reference_relu_kink_is_each_side_of_the_difference(at_zero):
         assert abs(one_sided - grads.b[i]) <= 1e-4 * max(1.0, abs(grads.b[i])), (i, at_zero)
     other = reference.gradients(params, x, y, h0, model=model, relu_prime_at_zero=1.0 - at_zero)
     assert not np.allclose(other[1].b[: case.kink_units], grads.b[: case.kink_units])
+    # form A follows the same convention: Σ_t ∇L(t) is form B's ∇L (4.1) on the kink too
+    steps = [
+        reference.step_gradients(params, x, y, t, h0, model=model, relu_prime_at_zero=at_zero)[1]
+        for t in range(1, case.T + 1)
+    ]
+    for field in grads._fields:
+        summed = sum(getattr(s, field) for s in steps)
+        assert tolerance.ratio(summed, getattr(grads, field), "float64", case.T) <= 1, field
+    if at_zero == 0.0:  # §10's reference takes relu′(0) = 0, the built-in backends' convention
+        _, flowing = reference_flow.truncated_gradients(params, x, y, case.T, h0, model=model)
+        for field in grads._fields:
+            ratio = tolerance.ratio(
+                getattr(flowing, field), getattr(grads, field), "float64", case.T
+            )
+            assert ratio <= 1, field
 
 
 @pytest.mark.parametrize("name", ["basic", "soft", "H1", "K2"])

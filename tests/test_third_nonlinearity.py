@@ -5,7 +5,7 @@ entry in each of the places that name φ, and nothing else of rnnspec changed:
   handed the extended one, as a fresh import of the edited file would give them);
 - the reference's φ and φ′ of a, in ``spec/reference.py``'s ``NONLINEARITIES``;
 - each backend's φ and φ′ written in h, the one line of ``IDENTITY`` below in its module's
-  ``NONLINEARITIES``; the backend class's ``nonlinearities=tuple(NONLINEARITIES)`` then declares it.
+  ``NONLINEARITIES``, which the class's ``base.capabilities(NONLINEARITIES, ...)`` then declares.
 
 SPEC.md would say φ′ = 1 in (1.7). With those lines, every method of every installed backend (the
 closed form, autodiff, masks, form A, SPEC.md §10's gradient-flow methods) agrees with the
