@@ -8,7 +8,10 @@ callable that takes ``device`` and returns a Backend.
 import importlib
 import importlib.util
 import json
+import shutil
+import sys
 from importlib.metadata import distributions, entry_points
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
@@ -42,14 +45,39 @@ def import_target(target: str) -> Any:
         raise BackendError(f"backend {target!r}: {module_name!r} has no {attribute!r}") from None
 
 
+#: PyTorch's index of CPU-only wheels: on Linux the package index's torch is a CUDA build
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def nvidia_gpu() -> bool:
+    """Whether this machine shows an NVIDIA GPU: its driver, or nvidia-smi."""
+    return Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
+
+
 def install_hint(extra: str) -> str:
-    """The command that installs an extra from where rnnspec came from: its folder when pip
-    installed it from one (PEP 610's direct_url.json records it), else a checkout's."""
+    """The command that installs an extra from where rnnspec came from (its folder when pip
+    installed it from one, as PEP 610's direct_url.json records; else a checkout's), leading to the
+    CPU build on Linux without an NVIDIA GPU, where the package index's torch is a CUDA build of
+    several GB and tensorflow-cpu is the smaller wheel."""
+    place = ".", " in a checkout of rnnspec"
     for dist in distributions(name="rnnspec"):
         url = json.loads(dist.read_text("direct_url.json") or "{}").get("url", "")
         if url.startswith("file:"):
-            return f"pip install '{url2pathname(urlparse(url).path)}[{extra}]'"
-    return f"pip install '.[{extra}]' in a checkout of rnnspec"
+            place = url2pathname(urlparse(url).path), ""
+            break
+    folder, where = place
+    if not sys.platform.startswith("linux") or extra not in ("torch", "tensorflow"):
+        return f"pip install '{folder}[{extra}]'{where}"
+    if nvidia_gpu():
+        cuda = " (the CUDA build, several GB)" if extra == "torch" else ""
+        return f"pip install '{folder}[{extra}]'{where}{cuda}"
+    if extra == "tensorflow":
+        return f"pip install '{folder}[tensorflow-cpu]'{where} (no NVIDIA GPU here: the CPU build)"
+    return (
+        f"pip install torch --index-url {TORCH_CPU_INDEX} && pip install '{folder}[torch]'{where}"
+        f" (no NVIDIA GPU here: the CPU build; the package index's torch is a CUDA build of "
+        f"several GB, what plain `pip install '{folder}[torch]'` fetches where a GPU is wanted)"
+    )
 
 
 def _registered() -> dict[str, Any]:

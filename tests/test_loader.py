@@ -27,11 +27,33 @@ def test_missing_framework_names_the_pip_extra(monkeypatch):
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
     )
-    with pytest.raises(
-        BackendError, match=r"needs torch, which is not installed: pip install '.*\[torch\]'"
-    ):
+    with pytest.raises(BackendError, match=r"needs torch, which is not installed: pip install "):
         backends.load("torch")
     assert "torch" not in backends.available()
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_the_install_hint_leads_to_the_cpu_build_where_linux_has_no_gpu(monkeypatch, gpu):
+    """On Linux the package index's torch is a CUDA build of several GB (issue 28: 2.98 GB of
+    wheels in a fresh venv): without a GPU the hint installs torch from PyTorch's CPU index first,
+    and TensorFlow as tensorflow-cpu; with one, the plain extra, saying that it is the CUDA build."""
+    monkeypatch.setattr(backends.sys, "platform", "linux")
+    monkeypatch.setattr(backends, "nvidia_gpu", lambda: gpu)
+    torch, tensorflow = backends.install_hint("torch"), backends.install_hint("tensorflow")
+    cpu_first = f"pip install torch --index-url {backends.TORCH_CPU_INDEX} && pip install '"
+    assert torch.startswith(cpu_first) != gpu, torch
+    assert ("[tensorflow-cpu]'" in tensorflow) != gpu, tensorflow
+    if gpu:
+        assert torch.startswith("pip install '") and "[torch]'" in torch and "CUDA" in torch
+    assert "CPU" not in backends.install_hint("jax")
+
+
+def test_the_install_hint_is_the_plain_extra_off_linux(monkeypatch):
+    """macOS' and Windows' torch on the package index is a CPU build already."""
+    monkeypatch.setattr(backends.sys, "platform", "darwin")
+    monkeypatch.setattr(backends, "nvidia_gpu", lambda: False)
+    assert backends.install_hint("torch").startswith("pip install '")
+    assert "[torch]'" in backends.install_hint("torch")
 
 
 def test_bad_module_factory_names():
