@@ -47,7 +47,7 @@ def test_the_example_runs_on_every_backend(name, example, tmp_path):
 
 @pytest.mark.parametrize("example", [0, 1], ids=["first", "masks"])
 def test_the_example_names_every_built_in_backend_it_runs_on(example):
-    """"switching is one name": the comment beside the load names every built-in backend."""
+    """ "switching is one name": the comment beside the load names every built-in backend."""
     line = next(line for line in _examples()[example].splitlines() if line.startswith(LOAD))
     missing = [name for name in backends.BUILTIN if f'"{name}"' not in line]
     assert not missing, f"the README's example leaves out {missing}: {line}"
