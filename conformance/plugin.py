@@ -13,6 +13,7 @@ and the JSON reporter (rnnspec.conformance.report) are registered by the suite's
 import os
 import platform
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
@@ -100,6 +101,29 @@ def pytest_addoption(parser):
         default=None,
         help="rnnspec: the function's rnnspec.Conventions, module:name (default: the model's own)",
     )
+
+
+#: where a run of the suite outside any pytest project keeps Hypothesis' files (its cache of the
+#: constants it mines from the source), instead of .hypothesis/ in the user's directory
+HYPOTHESIS_HOME = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnspec"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """A run of the suite from a directory of no pytest project (``pytest --pyargs
+    rnnspec.conformance --backend ...`` anywhere, as the README shows) leaves nothing there: no
+    .pytest_cache (pytest's cache provider off, as ``-p no:cacheprovider`` does; --lf and --nf
+    need a project) and no .hypothesis (Hypothesis' home under the user's cache folder). Within a
+    project, pytest and Hypothesis keep their folders as that project configures them."""
+    runs_the_suite = "rnnspec.conformance" in args or any(
+        arg == "--backend" or arg.startswith("--backend=") for arg in args
+    )
+    if not runs_the_suite or early_config.inipath is not None:
+        return
+    early_config.pluginmanager.consider_pluginarg("no:cacheprovider")
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(HYPOTHESIS_HOME / "hypothesis")
 
 
 def pytest_configure(config):
