@@ -128,7 +128,17 @@ def _rendered_rows(page: Path) -> list[dict]:
     return table.rows
 
 
-COLUMNS = ("implementation", "device", "dtype", "result", *GROUPS, "framework", "suite", "date")
+COLUMNS = (
+    "implementation",
+    "device",
+    "dtype",
+    "φ",
+    "result",
+    *GROUPS,
+    "framework",
+    "suite",
+    "date",
+)
 
 
 def _by_name(row: dict) -> dict[str, str]:
@@ -177,6 +187,26 @@ def test_the_rendered_table_says_what_the_certificates_say(certificates, tmp_pat
     markdown = (into / "scoreboard.md").read_text()
     assert "dtype float64 not checked (--dtype)" in markdown
     assert "**FAIL 2 37**" in markdown
+
+
+def test_a_superseded_certificate_is_named_not_dropped(certificates, tmp_path):
+    """Issue 28: a folder of four certificates made a board "from 2 certificates", two older ones
+    of the same backends dropped without a word. The board counts every certificate it read and
+    names each row it left off, with the newer one that replaced it; so does the command."""
+    older = _report("torch", "cpu", ("float32",), date="2026-11-19T09:00:00+00:00")
+    (certificates / "older.json").write_text(json.dumps(older))
+    into = tmp_path / "board"
+    done = subprocess.run(
+        [str(RNNSPEC), "scoreboard", str(certificates), "--into", str(into)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = "older.json: torch on cpu, float32 (2026-11-19) superseded by partial.json (2026-11-21)"
+    assert said in " ".join(done.stdout.split()), done.stdout
+    for page in ("scoreboard.md", "index.html"):
+        text = " ".join((into / page).read_text().split())
+        assert "from 3 certificates dated 2026-11-20 to 2026-11-21; 1 row of older.json" in text
+        assert said in text, page
 
 
 def test_a_folder_without_certificates_is_refused(tmp_path):

@@ -221,9 +221,11 @@ def scoreboard(certificates, into, png):
     from rnnspec import scoreboard as board
 
     try:
-        rows = board.build(certificates, into)
+        rows, superseded = board.build(certificates, into)
     except (ValueError, KeyError, json.JSONDecodeError) as error:
         raise click.ClickException(str(error)) from error
+    for item in superseded:
+        console.print(escape(item.text()), highlight=False)
     console.print(f"wrote {escape(str(into / 'index.html'))} and scoreboard.md: {len(rows)} rows")
     if png:
         try:

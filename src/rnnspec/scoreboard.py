@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,10 +140,28 @@ def rows_of(report: dict, date: str, source: str) -> list[Row]:
     return rows
 
 
-def read(folder: Path) -> list[Row]:
-    """Every row of every certificate in ``folder``; where two give the same implementation,
-    device and dtype, the newer. Built-in backends first, in the loader's order."""
+@dataclass(frozen=True)
+class Superseded:
+    """A row left off the board: ``by`` is a newer one of the same implementation, device, dtype."""
+
+    row: Row
+    by: Row
+
+    def text(self) -> str:
+        r, by = self.row, self.by
+        return (
+            f"{r.source}: {r.implementation} on {r.device}, {r.dtype} ({r.date[:10]}) superseded "
+            f"by {by.source} ({by.date[:10]}), the newer certificate of the same implementation, "
+            f"device and dtype"
+        )
+
+
+def read(folder: Path) -> tuple[list[Row], list[Superseded]]:
+    """Every row of every certificate in ``folder``, built-in backends first, in the loader's
+    order; where two give the same implementation, device and dtype, the newer (the first in file
+    name order, of two of one date), and the other among the superseded, which the board lists."""
     newest: dict[tuple[str, str, str], Row] = {}
+    superseded: list[Superseded] = []
     for path in sorted(Path(folder).glob("*.json")):
         data = json.loads(path.read_text())
         entries = data["backends"] if "backends" in data else [data]
@@ -154,8 +173,13 @@ def read(folder: Path) -> list[Row]:
             date = entry.get("date") or data.get("date") or "undated"
             for row in rows_of(entry, date, path.name):
                 key = (row.implementation, row.device, row.dtype)
-                if key not in newest or row.date > newest[key].date:
+                if key not in newest:
                     newest[key] = row
+                elif row.date > newest[key].date:
+                    superseded.append(Superseded(newest[key], by=row))
+                    newest[key] = row
+                else:
+                    superseded.append(Superseded(row, by=newest[key]))
     builtin = list(BUILTIN)
 
     def order(row: Row) -> tuple:
@@ -164,7 +188,7 @@ def read(folder: Path) -> list[Row]:
         dtype = DTYPE_ORDER.index(row.dtype) if row.dtype in DTYPE_ORDER else len(DTYPE_ORDER)
         return rank, name, row.device, dtype
 
-    return sorted(newest.values(), key=order)
+    return sorted(newest.values(), key=order), superseded
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -195,19 +219,27 @@ td.result-partial { color: #7a5100; background: #fff4d6; font-weight: 600; }
 """
 
 
-def _sources(rows: list[Row]) -> str:
-    """'7 certificates (rnnspec conform --json) dated 2026-11-26 to 2026-11-27'"""
+def _sources(rows: list[Row], superseded: Sequence[Superseded]) -> str:
+    """'7 certificates dated 2026-11-26 to 2026-11-27', and how many rows of which were superseded
+    (every certificate read is counted, whether or not one of its rows is shown)."""
     dates = sorted(r.date[:10] for r in rows)
     span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
-    count = len({r.source for r in rows})
-    return f"{count} certificate{'s' if count > 1 else ''} dated {span}"
+    count = len({r.source for r in rows} | {s.row.source for s in superseded})
+    text = f"{count} certificate{'s' if count > 1 else ''} dated {span}"
+    if superseded:
+        older = sorted({s.row.source for s in superseded})
+        text += (
+            f"; {len(superseded)} row{'s' if len(superseded) > 1 else ''} of {', '.join(older)} "
+            f"superseded by newer certificates (listed below the table)"
+        )
+    return text
 
 
 def _classes(cell: Cell) -> str:
     return cell.verdict or "none"
 
 
-def html_page(rows: list[Row]) -> str:
+def html_page(rows: list[Row], superseded: Sequence[Superseded] = ()) -> str:
     e = html.escape
     header = '<th scope="col" class="name">implementation</th>'
     header += "".join(f'<th scope="col">{h}</th>' for h in ("device", "dtype", "φ", "result"))
@@ -236,6 +268,13 @@ def html_page(rows: list[Row]) -> str:
         f'<li id="note-{i}">{e(r.implementation)} on {e(r.device)}, {e(r.dtype)}: {e(r.note)}</li>'
         for i, r in enumerate(notes, 1)
     )
+    superseded_items = (
+        '<ul class="notes superseded">'
+        + "".join(f"<li>{e(item.text())}</li>" for item in superseded)
+        + "</ul>"
+        if superseded
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -248,7 +287,7 @@ def html_page(rows: list[Row]) -> str:
 <h1>{TITLE}</h1>
 <p>What each implementation of the vanilla RNN's BPTT gradients passed of the rnnspec conformance
 suite, on each device and in each dtype: one row per implementation × device × dtype, one column
-per check group. Built by <code>rnnspec scoreboard</code> from {_sources(rows)}.</p>
+per check group. Built by <code>rnnspec scoreboard</code> from {e(_sources(rows, superseded))}.</p>
 <div class="scroll">
 <table id="scoreboard">
 <thead><tr>{header}</tr></thead>
@@ -259,12 +298,13 @@ per check group. Built by <code>rnnspec scoreboard</code> from {_sources(rows)}.
 </div>
 <p class="legend">{e(LEGEND)}</p>
 <ol class="notes">{note_items}</ol>
+{superseded_items}
 </body>
 </html>
 """
 
 
-def markdown(rows: list[Row]) -> str:
+def markdown(rows: list[Row], superseded: Sequence[Superseded] = ()) -> str:
     """The same table as Markdown (GitHub's pipe tables), for the README's readers."""
     head = [
         "implementation",
@@ -280,7 +320,7 @@ def markdown(rows: list[Row]) -> str:
     lines = [
         f"# {TITLE}",
         "",
-        f"Built by `rnnspec scoreboard` from {_sources(rows)}; the same table as "
+        f"Built by `rnnspec scoreboard` from {_sources(rows, superseded)}; the same table as "
         "[index.html](index.html).",
         "",
         "| " + " | ".join(head) + " |",
@@ -299,18 +339,20 @@ def markdown(rows: list[Row]) -> str:
     lines += ["", LEGEND, ""]
     lines += [f"{i}. {r.implementation} on {r.device}, {r.dtype}: {r.note}" for i, r in
               enumerate(notes, 1)]  # fmt: skip
+    if superseded:
+        lines += ["", *(f"- {item.text()}" for item in superseded)]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def build(folder: Path, into: Path) -> list[Row]:
+def build(folder: Path, into: Path) -> tuple[list[Row], list[Superseded]]:
     """Write index.html and scoreboard.md into ``into`` from the certificates in ``folder``."""
-    rows = read(folder)
+    rows, superseded = read(folder)
     if not rows:
         raise ValueError(f"{folder}: no certificates (*.json) there")
     into.mkdir(parents=True, exist_ok=True)
-    (into / "index.html").write_text(html_page(rows))
-    (into / "scoreboard.md").write_text(markdown(rows))
-    return rows
+    (into / "index.html").write_text(html_page(rows, superseded))
+    (into / "scoreboard.md").write_text(markdown(rows, superseded))
+    return rows, superseded
 
 
 def browser() -> str | None:
