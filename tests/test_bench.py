@@ -4,6 +4,7 @@ command shares with its worker, and real runs of a built-in and of an unknown fr
 import importlib.util
 import io
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -25,9 +26,16 @@ from rnnspec.bench.frameworks import (
     NumpyFramework,
     framework_of,
 )
-from rnnspec.bench.report import EFFICIENCY, TIMING, derive, results_table, targets
+from rnnspec.bench.report import (
+    EFFICIENCY,
+    TIMING,
+    derive,
+    results_table,
+    target_summary,
+    targets,
+)
 from rnnspec.bench.run import machine, rich_table, show, worker_args
-from rnnspec.bench.workloads import FLOW_CALLS, FLOW_WORKLOAD, WORKLOADS, Target
+from rnnspec.bench.workloads import FLOW_CALLS, FLOW_WORKLOAD, WORKLOADS, Target, flops
 from rnnspec.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,7 +81,7 @@ DATA = {
     "workers": [
         torch_round(closed=2.0, autodiff=4.0, nn_rnn=5.0),
         torch_round(closed=3.0, autodiff=5.0, nn_rnn=6.0),
-        {"backend": "numpy", "peak": {"float32": {"gflops": 50.0, "repeats": 7}},
+        {"backend": "numpy", "peak": {"float32": {"gflops": 100.0, "repeats": 7}},
          "results": [timed("numpy closed form", 1.0)]},
         {"backend": "numpy", "results": [
             {"workload": "long", "dtype": "float32", "impl": "numpy closed form",
@@ -106,7 +114,7 @@ def test_a_backend_without_autodiff_is_compared_with_every_other_backends_autodi
     assert numpy["fastest_autodiff"] == "torch autodiff"  # pooled median 4.5 beats nn.RNN's 5.5
     assert numpy["vs_autodiff"] == pytest.approx(1.0 / 4.5)
     assert numpy["vs_nn_rnn"] == pytest.approx(1.0 / 5.5)
-    assert numpy["fraction_of_peak"] == pytest.approx(SMALL_FLOPS / 1e-3 / 1e9 / 50.0)
+    assert numpy["fraction_of_peak"] == pytest.approx(SMALL_FLOPS / 1e-3 / 1e9 / 100.0)
     memory = by_impl(rows, "long")["numpy closed form"]
     assert memory["memory_exponent"] == pytest.approx(np.log2(3.0))
     assert "vs_autodiff" not in by_impl(rows)["torch autodiff"]  # only closed forms get ratios
@@ -156,6 +164,26 @@ def test_targets_apply_each_workloads_limit_to_the_rows_they_bind():
     }
     assert memory == {"jax autodiff": False, "jax closed form": True}  # every implementation's
     assert all(c["measured"] != 5.0 for c in checks.values())  # float64 rows bind no target
+
+
+def test_a_call_faster_than_its_peak_flags_the_peak_and_misses_its_targets():
+    """Issue 28: "% of peak" printed 127 % and 118 %: a peak measured under load or with the wrong
+    thread count is no peak. A row above its framework's measured peak gets no fraction, its cell
+    says so, and a fraction-of-peak target on it is missed, "peak invalid"."""
+    workload = WORKLOADS["medium"]
+    fast = flops(workload) / 1e6 / 40.0  # ms of a call at 40 GFLOP/s, over the peak of 30
+    data = {"workers": [{"backend": "numpy", "peak": {"float32": {"gflops": 30.0, "repeats": 7}},
+                         "results": [timed("numpy closed form", fast, "medium")]}]}  # fmt: skip
+    (row,) = derive(data)
+    assert row["gflops"] == pytest.approx(40.0) and row["peak_invalid"]
+    assert "fraction_of_peak" not in row
+    goal = Target("medium", "fraction_of_peak", 0.6, at_least=True, of="the fastest closed form")
+    (check,) = targets([row], (goal,))
+    assert not check["met"] and math.isnan(check["measured"])
+    summary = target_summary([check])
+    assert "numpy closed form, medium: peak invalid" in summary.rows[0][2]
+    (cells,) = results_table([row], ["float32"]).rows
+    assert "> peak" in cells
 
 
 def test_targets_are_data():
@@ -261,7 +289,12 @@ def test_bench_times_an_unknown_frameworks_backend_with_the_fallbacks(tmp_path, 
     assert set(worker_report["threads"]) <= {*THREAD_ENV, "cpus"}  # no framework to ask
     (closed,) = data["rows"]
     assert closed["impl"] == "foreign closed form" and closed["calls"] == 3  # no autodiff row
-    assert closed["error_ratio"] <= 1 and 0 < closed["fraction_of_peak"]
+    assert closed["error_ratio"] <= 1  # a fraction of its peak, or a peak measured under load:
+    assert (
+        0 < closed["fraction_of_peak"] <= 1
+        if "fraction_of_peak" in closed
+        else closed["peak_invalid"]
+    )
 
 
 def test_frameworks_are_told_by_their_arrays_and_the_fallback_measures_memory():
@@ -436,14 +469,14 @@ def test_markdown_renders_the_tables_and_the_targets_from_the_results():
     assert "median of 7 2048 × 2048 products" in text
     assert "torch: torch 1.0 on cpu, timed as torch: cpus 2" in text
     assert (
-        "Peak 2048² matmul, GFLOP/s (median over rounds), float32: torch 100, numpy 50, jax 80"
+        "Peak 2048² matmul, GFLOP/s (median over rounds), float32: torch 100, numpy 100, jax 80"
         in text
     )
     # torch closed form: 2 ms in one round's process, 3 in the other's
     assert "up to 1.50× (torch closed form, small float32: 2.00 ms in one round, 3.00 ms" in text
     assert "The run took 2 minutes." in text
     assert (
-        "**Not a full run** (workloads medium, wide, masked not timed; at most 3 timed calls, not 30)"
+        "**Not a full run** (workloads medium, wide, masked, relu not timed; at most 3 timed calls, not 30)"
         in text
     )
     options = run.bench.make_context("bench", []).params
