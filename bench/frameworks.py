@@ -31,6 +31,37 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+#: what sets each framework's CPU thread pool: OpenMP and the BLAS libraries (NumPy, torch),
+#: TensorFlow's intra-op pool; XLA's Eigen pool takes no count (XLA_FLAGS, THREAD_ENV)
+THREAD_COUNT_ENV = (
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+)  # fmt: skip
+#: a 1-minute load average above this fraction of the usable cores makes a run's times meaningless
+BUSY_FRACTION = 0.5
+
+
+def free_cores(usable: int, load: tuple[float, ...] | None) -> int:
+    """The cores other work leaves free: the usable ones less the 1-minute load average, rounded,
+    and at least one. A thread pool larger than the free cores spins on the busy ones (issue 28:
+    272 ms against 1.86 ms for one NumPy call at load 4 on 2 cores; 1.54 ms with one thread)."""
+    if load is None:
+        return usable
+    return max(1, min(usable, usable - round(load[0])))
+
+
+def busy(usable: int, load: tuple[float, ...] | None) -> bool:
+    """Whether other work on the machine makes its timings mean little (BUSY_FRACTION)."""
+    return load is not None and load[0] > BUSY_FRACTION * usable
+
+
+def thread_settings(given: dict[str, str], usable: int, load) -> dict[str, str]:
+    """The workers' thread counts: none where the user set any (``--env`` or the environment),
+    since they own that choice; else every pool at the free cores' count."""
+    if any(key in given or key in os.environ for key in THREAD_COUNT_ENV):
+        return {}
+    return dict.fromkeys(THREAD_COUNT_ENV, str(free_cores(usable, load)))
+
+
 def load_average() -> tuple[float, float, float] | None:
     """The 1, 5 and 15 minute load averages, or None where the OS keeps none (Windows)."""
     with contextlib.suppress(AttributeError, OSError):

@@ -346,10 +346,26 @@ def _settings(data: dict) -> str:
         f"dtypes {', '.join(o['dtypes'] or DTYPES)}; seed {o['seed']}",
         f"peak matmul: {of}{PEAK_SIZE} × {PEAK_SIZE} products",
         *([f"worker environment {env}"] if env else []),
+        *_threads(data),
         *([f"device {o['device']}"] if o["device"] else []),
     ]
     took = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} s"
     return "- Settings: " + "; ".join(parts) + f". The run took {took}."
+
+
+def _threads(data: dict) -> list[str]:
+    """The thread counts the run chose from the free cores (bench.frameworks.thread_settings)."""
+    threads = data.get("threads")  # runs from before the choice record none
+    if not threads:
+        return []
+    if not threads["chosen"]:
+        return ["thread counts as the user set them"]
+    load = data["machine"]["load_average_before"]
+    why = f"less the load average {load[0]:.1f} before the run" if load else "(no load average)"
+    return [
+        f"{threads['free_cores']} thread(s) per worker pool (OMP, MKL, OpenBLAS, TensorFlow's "
+        f"intra-op): the usable cores {why}"
+    ]
 
 
 def _partial(data: dict) -> str | None:

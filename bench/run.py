@@ -23,7 +23,7 @@ from rich.table import Table as RichTable
 
 from rnnspec import backends
 from rnnspec.bench import report
-from rnnspec.bench.frameworks import load_average, usable_cores
+from rnnspec.bench.frameworks import busy, free_cores, load_average, thread_settings, usable_cores
 from rnnspec.bench.plot import plot
 from rnnspec.bench.report import Bad, Strong, Table
 from rnnspec.bench.worker import CHECK_FACTOR, MEASUREMENT_OPTIONS
@@ -164,7 +164,17 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
     args = worker_args({**measurement, "workloads": workloads})
     data: dict[str, Any] = {"options": click.get_current_context().params, "machine": machine()}
     data["workloads"] = {name: asdict(WORKLOADS[name]) for name in workloads}
-    env = dict(pair.split("=", 1) for pair in env_pairs)
+    given = dict(pair.split("=", 1) for pair in env_pairs)
+    usable, load = data["machine"]["usable_cores"], data["machine"]["load_average_before"]
+    chosen = thread_settings(given, usable, load)
+    env = {**chosen, **given}
+    data["threads"] = {"chosen": chosen, "free_cores": free_cores(usable, load)}
+    if busy(usable, load):
+        console.print(
+            f"[bold yellow]warning:[/] the machine is busy (load average {load[0]:.1f} on "
+            f"{usable} usable cores): its times mean little, and ratios within one run less so",
+            highlight=False,
+        )
     jobs = [(f"round {n}/{rounds}: timing {name}", name, args, env)
             for n in range(1, rounds + 1) for name in names]  # fmt: skip
     if memory and MEMORY_WORKLOAD in workloads:

@@ -18,13 +18,17 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from rnnspec.backends.numpy import NumpyBackend
-from rnnspec.bench import run, worker
+from rnnspec.bench import report, run, worker
 from rnnspec.bench.frameworks import (
     REFERENCE,
+    THREAD_COUNT_ENV,
     THREAD_ENV,
     Framework,
     NumpyFramework,
+    busy,
     framework_of,
+    free_cores,
+    thread_settings,
 )
 from rnnspec.bench.report import (
     EFFICIENCY,
@@ -184,6 +188,39 @@ def test_a_call_faster_than_its_peak_flags_the_peak_and_misses_its_targets():
     assert "numpy closed form, medium: peak invalid" in summary.rows[0][2]
     (cells,) = results_table([row], ["float32"]).rows
     assert "> peak" in cells
+
+
+@pytest.mark.parametrize(
+    "usable, load, threads, is_busy",
+    [(2, (4.0, 3.0, 2.0), 1, True), (16, (3.2, 1.0, 1.0), 13, False), (4, None, 4, False),
+     (2, (0.4, 0.2, 0.1), 2, False), (8, (4.6, 4.0, 4.0), 3, True)],
+)  # fmt: skip
+def test_worker_threads_are_the_free_cores_and_a_busy_machine_is_said(
+    usable, load, threads, is_busy, monkeypatch
+):
+    """Issue 28: at load average 4 on 2 cores NumPy's default pool took 272 ms a call where one
+    thread took 1.54 ms: the workers' pools get the cores the load leaves free, unless the user set
+    a count; a run on a machine that busy says so."""
+    for key in THREAD_COUNT_ENV:
+        monkeypatch.delenv(key, raising=False)
+    assert free_cores(usable, load) == threads
+    assert busy(usable, load) == is_busy
+    assert thread_settings({}, usable, load) == dict.fromkeys(THREAD_COUNT_ENV, str(threads))
+    assert thread_settings({"OMP_NUM_THREADS": "2"}, usable, load) == {}  # the user's choice
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    assert thread_settings({}, usable, load) == {}
+
+
+def test_the_settings_line_says_the_threads_chosen():
+    data = {
+        "options": {"rounds": 1, "repeats": 30, "max_seconds": 10.0, "seed": 0, "dtypes": (),
+                    "env_pairs": (), "device": None},
+        "seconds": 30.0, "workloads": {"small": {}}, "workers": [],
+        "machine": {"load_average_before": (1.2, 1.0, 1.0)},
+        "threads": {"chosen": dict.fromkeys(THREAD_COUNT_ENV, "1"), "free_cores": 1},
+    }  # fmt: skip
+    line = report._settings(data)
+    assert "1 thread(s) per worker pool" in line and "load average 1.2" in line
 
 
 def test_targets_are_data():
