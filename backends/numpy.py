@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from rnnspec.backends import base
-from rnnspec.spec import Params
+from rnnspec.spec import Capabilities, Params
 
 #: φ in place (out=) and φ′ written in h = φ(a) (SPEC.md §1, (2.2))
 NONLINEARITIES = {
@@ -16,7 +16,7 @@ NONLINEARITIES = {
 }
 
 
-def _hidden_states(p: Params, x, h0, phi: str, mask=None):
+def _hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None):
     """h(1..T): U x(t) + b for every t in one matrix product, then the recurrence (1.1)–(1.2);
     with a mask, (9.1): a masked step carries h(t−1) over."""
     T, B, D = x.shape
@@ -128,7 +128,13 @@ lag_norms, truncated_gradients, tbptt_gradients, jacobian_norms = base.flow_kern
 class NumpyBackend(base.ClosedFormBackend):
     name = "numpy"
     framework_version = f"numpy {np.__version__}"
-    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu",), autodiff=False)
+    capabilities = Capabilities(
+        autodiff=False,
+        devices=("cpu",),
+        masks=True,
+        gradient_flow=True,
+        nonlinearities=tuple(NONLINEARITIES),
+    )
     kernels = sys.modules[__name__]
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:
