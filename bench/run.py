@@ -26,7 +26,7 @@ from rnnspec.bench import report
 from rnnspec.bench.frameworks import busy, free_cores, load_average, thread_settings, usable_cores
 from rnnspec.bench.plot import plot
 from rnnspec.bench.report import Bad, Strong, Table
-from rnnspec.bench.worker import CHECK_FACTOR, MEASUREMENT_OPTIONS
+from rnnspec.bench.worker import CHECK_FACTOR, MEASUREMENT_OPTIONS, PROGRESS
 from rnnspec.bench.workloads import MEMORY_WORKLOAD, QUICK, WORKLOADS, targets_for
 
 console = Console()
@@ -53,22 +53,36 @@ def worker_args(measurement: dict[str, Any]) -> list[str]:
     return [arg for o, v in values if v is not None for arg in (o.opts[0], str(v))]
 
 
-def run_worker(name: str, args: list[str], env: dict[str, str]) -> dict:
-    """One worker process's results (its JSON goes through a file: backends may print)."""
-    with tempfile.TemporaryDirectory() as folder:
+def run_worker(doing: str, name: str, args: list[str], env: dict[str, str]) -> dict:
+    """One worker process's results (its JSON goes through a file: backends may print), showing
+    what it is timing: a spinner on a terminal, a line per workload and dtype in a pipe or file."""
+    with tempfile.TemporaryDirectory() as folder, console.status(f"{doing} ...") as status:
         path = Path(folder) / "worker.json"
         command = [sys.executable, "-m", "rnnspec.bench.worker", name, *args, "--json", str(path)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
-        done = subprocess.run(command, capture_output=True, text=True, env=env)
+        process = subprocess.Popen(  # one stream, read as it comes: neither pipe can fill up
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        output = []
+        for line in process.stdout or ():
+            if not line.startswith(PROGRESS):
+                output.append(line)
+                continue
+            now = f"{doing}: {line.removeprefix(PROGRESS).strip()}"
+            status.update(f"{now} ...")
+            if not console.is_terminal:
+                console.print(now, highlight=False, soft_wrap=True)
+        process.wait()
         report = json.loads(path.read_text()) if path.exists() and path.stat().st_size else {}
-    if done.returncode == 0 and report:
+    if process.returncode == 0 and report:
         return report
     if "error" in report:  # the worker's own one-line reason: a backend it could not load
         error(report["error"])
         return report
+    said = "".join(output)[-3000:]
     console.print(f"[bold red]{escape(name)} worker failed[/]")
-    console.print(escape(done.stderr[-3000:]), highlight=False)
-    return {"backend": name, "error": done.stderr[-3000:], "results": []}
+    console.print(escape(said), highlight=False)
+    return {"backend": name, "error": said, "results": []}
 
 
 def error(message: str) -> None:
@@ -181,9 +195,8 @@ def bench(names, quick, rounds, env_pairs, memory, json_path, plot_path, **measu
         jobs += [(f"measuring {name}'s memory", name, [*args, "--measure", "memory"],
                   {**env, **MEMORY_ENV}) for name in names]  # fmt: skip
     data["workers"] = []
-    for doing, *job in jobs:
-        with console.status(f"{doing} ..."):
-            data["workers"].append(run_worker(*job))
+    for job in jobs:
+        data["workers"].append(run_worker(*job))
     data["machine"]["load_average_after"] = load_average()
     data["seconds"] = time.monotonic() - started
     data["rows"] = report.derive(data)

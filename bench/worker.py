@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import statistics
+import sys
 import time
 from dataclasses import replace
 from functools import partial
@@ -90,6 +91,15 @@ def _expected(w: Case, cache: Path, flow: str | None = None) -> list[np.ndarray]
     np.savez(written, **dict(zip(TENSORS, values)))  # type: ignore[arg-type]  # newer numpy stubs
     written.replace(path)
     return values
+
+
+#: how a worker's progress line starts on its stderr, for rnnspec bench to show
+PROGRESS = "rnnspec-bench-progress: "
+
+
+def progress(doing: str) -> None:
+    """What the worker starts now, one line on stderr (bench shows it; backends may print too)."""
+    print(PROGRESS + doing, file=sys.stderr, flush=True)
 
 
 def _timed(call: Call, fw: Framework) -> tuple[float, Any]:
@@ -211,10 +221,11 @@ def main(
             out["results"] += memory(fw, replace(WORKLOADS[MEMORY_WORKLOAD], seed=seed), dtype)
     else:
         out["peak"] = {dtype: peak_gflops(fw, dtype) for dtype in dtypes}
-        for name in workloads or WORKLOADS:
+        steps = [(name, dtype) for name in workloads or WORKLOADS for dtype in dtypes]
+        for done, (name, dtype) in enumerate(steps):
+            progress(f"{name} {dtype} ({done + 1} of {len(steps)})")
             w = replace(WORKLOADS[name], seed=seed)
-            for dtype in dtypes:
-                out["results"] += time_workload(fw, w, dtype, cache, repeats, max_seconds)
+            out["results"] += time_workload(fw, w, dtype, cache, repeats, max_seconds)
     json.dump(out, json_file, default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
 
 

@@ -263,11 +263,15 @@ def bench_json(tmp_path, *args) -> dict:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "loss + all gradients" in result.output
-    return json.loads(report.read_text())
+    progress = [line for line in result.output.splitlines() if line.startswith("round ")]
+    return {**json.loads(report.read_text()), "progress": progress}
 
 
 def test_bench_times_a_builtin_backend(tmp_path):
     data = bench_json(tmp_path, "--backend", "numpy", "--quick")
+    # piped (not a terminal), as the test's output is: a line per workload and dtype as it starts
+    # (issue 28: piped, `rnnspec bench --quick` printed nothing for 8 minutes)
+    assert data["progress"] == ["round 1/1: timing numpy: small float32 (1 of 1)"]
     ((backend, framework),) = {(w["backend"], w["framework"]) for w in data["workers"]}
     assert (backend, framework) == ("numpy", "numpy")
     (closed,) = data["rows"]
@@ -403,7 +407,7 @@ def record_workers(monkeypatch) -> list[str]:
     """run_worker replaced: the names it was asked to time."""
     started: list[str] = []
 
-    def run_worker(name, args, env):
+    def run_worker(doing, name, args, env):
         started.append(name)
         return {"backend": name, "error": "not run in this test", "results": []}
 
