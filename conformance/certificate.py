@@ -301,10 +301,18 @@ def not_applicable(reports: list[dict]) -> list[str]:
     return [f"{backend}: {why}" for backend, why in sorted(reasons)]
 
 
+#: why the pairs' limit is 2 where every other table's is 1, under the cross table
+PAIR_LIMIT_WHY = (
+    f"worst: the pair's difference ÷ the tolerance bound. Each backend is within 1 bound of the "
+    f"reference, so two are within {cross.PAIR_LIMIT:g} of each other."
+)
+
+
 def cross_table(rows: list[dict]) -> Table:
     """One row per pair and dtype: its worst tensor, as a fraction of the tolerance bound."""
     t = Table(
         title=f"cross-backend agreement (pass ≤ {cross.PAIR_LIMIT:g})",
+        caption=PAIR_LIMIT_WHY,
         box=box.SIMPLE_HEAD,
         padding=(0, 1),
     )
