@@ -4,11 +4,14 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from rnnspec.cli import main
 from rnnspec.conformance import SUITE_VERSION
+from rnnspec.conformance.cases import random_case
+from rnnspec.spec import tolerance
 
 
 def test_a_selection_is_a_partial_run_not_a_certificate(tmp_path):
@@ -136,3 +139,27 @@ def test_what_a_backend_does_not_declare_is_not_applicable_with_its_reason(tmp_p
         "one_hot_inputs": False,
     }
     assert numpy_report["scope"] == {"for": [], "not checked": []}
+
+
+def test_calibrate_fits_80_columns_and_calls_relu_cases_with_their_model():
+    """Issue 28: at 80 columns each cell wrapped over five lines (`step_gradie…`); and the random
+    cases draw φ since protocol 2.2, so a relu case must reach the backend with its model: called
+    as tanh, its error would be O(1), thousands of times the tolerance."""
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(
+        main, ["calibrate", "--backend", "numpy", "--cases", "30", "--seed", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    wide = [line for line in lines if len(line) > 80]
+    assert not wide, "\n".join(wide)
+    rows = {line.split("│")[1].strip(): line.split("│")[2:] for line in lines
+            if line.startswith("│ float")}  # fmt: skip
+    assert set(rows) == {"float32", "float64"}, result.output
+    for dtype, (ratio, needed, *_) in rows.items():
+        assert float(ratio) <= 1 and needed.strip().endswith(f"of {tolerance.MARGIN:g}"), dtype
+    rng = np.random.default_rng(0)  # the same draws as calibrate's: some of them relu
+    drawn = [random_case(integer=lambda lo, hi: int(rng.integers(lo, hi + 1)),
+                         uniform=lambda lo, hi: float(rng.uniform(lo, hi)),
+                         boolean=lambda: bool(rng.integers(2)))[0].nonlinearity
+             for _ in range(30)]  # fmt: skip
+    assert "relu" in drawn
