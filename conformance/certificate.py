@@ -6,6 +6,7 @@ group × backend, the cross-backend table, the failures, and the verdict (:func:
 certified only where the whole suite ran and passed. Everything it prints fits an 80-column
 terminal."""
 
+import re
 import textwrap
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
@@ -327,6 +328,29 @@ def cross_table(rows: list[dict]) -> Table:
         style = "green" if row["ratio"] <= cross.PAIR_LIMIT else "bold red"
         t.add_row(pair, dtype, f"[{style}]{row['ratio']:.2g}[/]", row["tensor"])
     return t
+
+
+def ordered_failures(failures: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """(backend, test) failures in the order a person should read them: one of each distinct
+    check first (the same check in the other dtype or on another case after all of those), the
+    most specific first: the check of the very erratum its diagnosis matched (E3's check, where
+    every failure of a transposed ∇W says "matches erratum E3"), then those with any diagnosis,
+    then the rest, each in the suite's order."""
+
+    def specificity(failure: tuple[str, dict]) -> int:
+        message, test_id = failure[1].get("message", ""), failure[1]["id"]
+        matched = re.search(r"diagnosis: matches erratum E(\d)", message)
+        if matched and re.search(rf"::test_e{matched[1]}_", test_id):
+            return 0
+        return 1 if "diagnosis:" in message else 2
+
+    diagnosed = sorted(failures, key=specificity)
+    first, again, seen = [], [], set()
+    for backend, test in diagnosed:
+        check = (backend, test["id"].partition("[")[0])  # the check, whatever its parameters
+        (again if check in seen else first).append((backend, test))
+        seen.add(check)
+    return first + again
 
 
 def failure(backend: str, test: dict, width: int) -> list[str]:

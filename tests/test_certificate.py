@@ -98,3 +98,36 @@ def test_the_verdicts_lines_fit_80_columns():
     text = console.export_text()
     assert text.count("certified: ") == 5 and "partial run: tensorflow" in text
     assert max(len(line) for line in text.splitlines()) <= 80, text
+
+
+def test_failures_are_shown_distinct_and_the_most_specific_first():
+    """Issue 28: for ∇W transposed the first failure shown was headed E1, whose check fails with
+    everything else, and the five shown were float32/float64 pairs of 2.5 checks. One of each
+    check first; the check of the erratum its diagnosis matched before all; diagnosed ones next."""
+    e3 = "  diagnosis: matches erratum E3: W for Wᵀ in the backward recursion (SPEC.md §5)"
+
+    def failed(test_id: str, diagnosed: bool) -> tuple[str, dict]:
+        return "mine", {
+            "id": test_id,
+            "message": "relative error ...\n" + (e3 if diagnosed else ""),
+        }
+
+    suite_order = [
+        failed("rnnspec.conformance.test_errata::test_e1_soft_target_factor[float32]", True),
+        failed("rnnspec.conformance.test_errata::test_e1_soft_target_factor[float64]", True),
+        failed("rnnspec.conformance.test_errata::test_e3_transposes[float32]", True),
+        failed("rnnspec.conformance.test_errata::test_e3_transposes[float64]", True),
+        failed("rnnspec.conformance.test_forward::test_outputs[float32-basic]", False),
+        failed("rnnspec.conformance.test_form_b::test_gradients[float32-basic]", True),
+        failed("rnnspec.conformance.test_form_b::test_gradients[float32-soft]", True),
+    ]
+    shown = [test["id"].split("::")[1] for _, test in certificate.ordered_failures(suite_order)]
+    assert shown == [
+        "test_e3_transposes[float32]",  # its own erratum diagnosed
+        "test_e1_soft_target_factor[float32]",  # diagnosed, in the suite's order
+        "test_gradients[float32-basic]",
+        "test_outputs[float32-basic]",  # no diagnosis
+        "test_e3_transposes[float64]",  # then the same checks again, in the same order
+        "test_e1_soft_target_factor[float64]",
+        "test_gradients[float32-soft]",
+    ]

@@ -180,9 +180,9 @@ def show(
             _print_wrapped(f"n/a: {line}", style="dim")
     if agreement:
         console.print(certificate.cross_table(agreement))
-    failures = [
-        (r["backend"], t) for r in reports for t in r.get("tests", []) if t["outcome"] == "failed"
-    ]
+    failures = certificate.ordered_failures(
+        [(r["backend"], t) for r in reports for t in r.get("tests", []) if t["outcome"] == "failed"]
+    )
     for backend, test in failures[:show_failures]:
         console.rule(style="red")
         for line in certificate.failure(backend, test, console.width):
