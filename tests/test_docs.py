@@ -113,3 +113,16 @@ def test_what_the_documented_tools_import_is_there():
     """scripts/' tools (README.md's table) need a GPU, torchrun or minutes, so the default sessions
     do not run them: what they import from rnnspec must still exist when rnnspec changes."""
     assert not _missing_names(ROOT / "scripts")
+
+
+def test_the_readme_says_what_the_second_quickstart_command_costs():
+    """Issue 28: the README gave no cost for `python3 -m pip install "nox[uv]" && python3 -m nox`.
+    The paragraph is scripts/fresh_clone.py's measurement, within the fresh-clone issue's budget."""
+    fresh = importlib.import_module("scripts.fresh_clone")
+    readme = (ROOT / "README.md").read_text()
+    begin, end = readme.index(fresh.BEGIN), readme.index(fresh.END)
+    said = readme[begin:end]
+    minutes = float(re.search(r"\*\*([\d.]+) minutes\*\*", said)[1])
+    gib = float(re.search(r"\*\*([\d.]+) GiB\*\* on disk", said)[1])
+    assert re.search(r"\(\d{4}-\d\d-\d\d, commit `[0-9a-f]{7,}`\)", said), said
+    assert minutes * 60 <= fresh.BUDGET_SECONDS and gib * 2**30 <= fresh.BUDGET_BYTES, said
