@@ -345,7 +345,9 @@ def ordered_failures(failures: list[tuple[str, dict]]) -> list[tuple[str, dict]]
         return 1 if "diagnosis:" in message else 2
 
     diagnosed = sorted(failures, key=specificity)
-    first, again, seen = [], [], set()
+    first: list[tuple[str, dict]] = []
+    again: list[tuple[str, dict]] = []
+    seen: set[tuple[str, str]] = set()
     for backend, test in diagnosed:
         check = (backend, test["id"].partition("[")[0])  # the check, whatever its parameters
         (again if check in seen else first).append((backend, test))

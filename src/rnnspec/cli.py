@@ -289,10 +289,10 @@ def calibrate(name, device, count, seed):
                 boolean=lambda: bool(rng.integers(2)),
             )
             case = declared_nonlinearity(drawn, backend)  # a relu draw as tanh where not declared
-            native, model = case.native(backend, dtype), case.model_argument()
+            native, model = case.native(backend, dtype), case.model()
             for method, result in (
-                ("gradients", backend.gradients(*native, **model)),
-                ("step_gradients", backend.step_gradients(*native[:3], t, native.h0, **model)),
+                ("gradients", backend.gradients(*native, model=model)),
+                ("step_gradients", backend.step_gradients(*native[:3], t, native.h0, model=model)),
             ):
                 want = expected(case, method, t if method == "step_gradients" else None)
                 for got, value, kappa, tensor in zip(
@@ -304,8 +304,8 @@ def calibrate(name, device, count, seed):
                         worst = (ratio, (f"{kappa:.3g}", f"{call} {tensor}", case.label()))
         ratio, where = worst
         needed = f"{ratio * tolerance.MARGIN:.3g} of {tolerance.MARGIN:g}"
-        kappa, tensor, label = where or ("", "", "")
-        table.add_row(dtype, f"{ratio:.3g}", needed, kappa, tensor)
+        at_kappa, tensor, label = where or ("", "", "")
+        table.add_row(dtype, f"{ratio:.3g}", needed, at_kappa, tensor)
         cases.append(f"{dtype}'s worst case: {label}")
     console.print(table)
     for line in cases:  # a case's label is a line of its own: in a cell it would wrap to pieces
