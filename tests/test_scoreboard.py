@@ -128,17 +128,7 @@ def _rendered_rows(page: Path) -> list[dict]:
     return table.rows
 
 
-COLUMNS = (
-    "implementation",
-    "device",
-    "dtype",
-    "φ",
-    "result",
-    *GROUPS,
-    "framework",
-    "suite",
-    "date",
-)
+COLUMNS = scoreboard.COLUMNS
 
 
 def _by_name(row: dict) -> dict[str, str]:

@@ -31,6 +31,18 @@ from rnnspec.conformance.certificate import ratio_text, scope_text, summarise
 from rnnspec.conformance.plugin import GROUPS
 
 TITLE = "rnnspec conformance scoreboard"
+#: the table's columns, on the page and in its Markdown twin
+COLUMNS = (
+    "implementation",
+    "device",
+    "dtype",
+    "φ",
+    "result",
+    *GROUPS,
+    "framework",
+    "suite",
+    "date",
+)
 DTYPE_ORDER = ("float32", "float64")
 #: the headless browsers the screenshot may use, in order of preference
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -241,10 +253,8 @@ def _classes(cell: Cell) -> str:
 
 def html_page(rows: list[Row], superseded: Sequence[Superseded] = ()) -> str:
     e = html.escape
-    header = '<th scope="col" class="name">implementation</th>'
-    header += "".join(f'<th scope="col">{h}</th>' for h in ("device", "dtype", "φ", "result"))
-    header += "".join(f'<th scope="col" class="group">{e(g)}</th>' for g in GROUPS)
-    header += "".join(f'<th scope="col">{h}</th>' for h in ("framework", "suite", "date"))
+    kind = {COLUMNS[0]: ' class="name"', **dict.fromkeys(GROUPS, ' class="group"')}
+    header = "".join(f'<th scope="col"{kind.get(c, "")}>{e(c)}</th>' for c in COLUMNS)
     body = []
     notes = []
     for row in rows:
@@ -306,17 +316,7 @@ per check group. Built by <code>rnnspec scoreboard</code> from {e(_sources(rows,
 
 def markdown(rows: list[Row], superseded: Sequence[Superseded] = ()) -> str:
     """The same table as Markdown (GitHub's pipe tables), for the README's readers."""
-    head = [
-        "implementation",
-        "device",
-        "dtype",
-        "φ",
-        "result",
-        *GROUPS,
-        "framework",
-        "suite",
-        "date",
-    ]
+    head = list(COLUMNS)
     lines = [
         f"# {TITLE}",
         "",
