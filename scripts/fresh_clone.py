@@ -84,17 +84,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readme", type=Path, help="rewrite this file's paragraph")
     parser.add_argument("--json", type=Path, help="write the measurement here")
+    parser.add_argument("--log", type=Path, default=Path("fresh-clone-nox.log"),
+                        help="where nox's whole output is kept")  # fmt: skip
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="rnnspec-fresh-"))
     try:
         m = measure(folder)
     finally:
+        if (folder / "nox.log").exists():
+            shutil.copyfile(folder / "nox.log", args.log)
         shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps({k: v for k, v in m.items() if k != "log_tail"}, indent=1))
     if args.json:
         args.json.write_text(json.dumps(m, indent=1))
     if m["returncode"]:
-        print(m["log_tail"], file=sys.stderr)
+        print(m["log_tail"], f"\nnox's whole output: {args.log}", file=sys.stderr)
         return 1
     if args.readme:
         text = args.readme.read_text()
