@@ -78,7 +78,8 @@ def cpu_builds() -> tuple[str, ...]:
 def share_reference(session):
     """The reference's answers kept in nox's cache folder for every later process of every session
     (conformance/oracle.py keys them by their sources): computing them is most of a NumPy run."""
-    session.env["RNNSPEC_REFERENCE_CACHE"] = str(Path(session.cache_dir) / "reference")
+    # absolute: sessions and tests run the suite from other directories too (examples, layers)
+    session.env["RNNSPEC_REFERENCE_CACHE"] = str(Path(session.cache_dir).resolve() / "reference")
 
 
 def conform(session, backend):
