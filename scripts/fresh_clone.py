@@ -74,9 +74,9 @@ def paragraph(m: dict) -> str:
         f"{BEGIN}\nThe second command's cost, measured from a fresh clone in a new virtual "
         f"environment with empty caches on the project's {m['cores']}-core CPU machine "
         f"({m['date']}, commit `{m['commit']}`): **{m['seconds'] / 60:.1f} minutes** and "
-        f"**{gib(m['bytes'])}** on disk ({parts}); it downloads the CPU builds of every framework "
-        f"once, into uv's cache. `python3 scripts/fresh_clone.py --readme README.md` measures it "
-        f"again and rewrites this paragraph.\n{END}"
+        f"**{gib(m['bytes'])}** on disk ({parts}; a file uv hard-linked into several "
+        f"environments counted once). `python3 scripts/fresh_clone.py --readme README.md` "
+        f"measures it again and rewrites this paragraph.\n{END}"
     )
 
 
