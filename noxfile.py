@@ -216,7 +216,8 @@ def bench(session):
     """`rnnspec bench` over every framework: the table, bench-results/cpu.bench.json and
     bench-results/cpu.png, then docs/benchmarks.md's tables regenerated from that JSON
     (rnnspec.bench.markdown) and the plot copied to docs/bench-cpu.png. Not in the default list:
-    about 12 minutes, and it wants a quiet machine. Extra options go to rnnspec bench
+    over 30 minutes on 2 CPU cores with the masked and relu workloads and MLX (its worker alone
+    ran over 12 minutes of round 1), and it wants a quiet machine. Extra options go to rnnspec bench
     (`nox -s bench -- --quick`); a run with extra options leaves the docs as they are."""
     session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx,bench]")
     results, plot = "bench-results/cpu.bench.json", "bench-results/cpu.png"
