@@ -103,11 +103,6 @@ def pytest_addoption(parser):
     )
 
 
-#: where a run of the suite outside any pytest project keeps Hypothesis' files (its cache of the
-#: constants it mines from the source), instead of .hypothesis/ in the user's directory
-HYPOTHESIS_HOME = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnnspec"
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_load_initial_conftests(early_config, parser, args):
     """A run of the suite from a directory of no pytest project (``pytest --pyargs
@@ -123,7 +118,10 @@ def pytest_load_initial_conftests(early_config, parser, args):
     early_config.pluginmanager.consider_pluginarg("no:cacheprovider")
     from hypothesis.configuration import set_hypothesis_home_dir
 
-    set_hypothesis_home_dir(HYPOTHESIS_HOME / "hypothesis")
+    # its cache of the constants it mines from the source, in the user's cache folder (read here,
+    # not at import: this plugin is imported by every pytest run where rnnspec is installed)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    set_hypothesis_home_dir(cache / "rnnspec" / "hypothesis")
 
 
 def pytest_configure(config):
