@@ -216,9 +216,10 @@ def bench(session):
     """`rnnspec bench` over every framework: the table, bench-results/cpu.bench.json and
     bench-results/cpu.png, then docs/benchmarks.md's tables regenerated from that JSON
     (rnnspec.bench.markdown) and the plot copied to docs/bench-cpu.png. Not in the default list:
-    over 30 minutes on 2 CPU cores with the masked and relu workloads and MLX (its worker alone
-    ran over 12 minutes of round 1), and it wants a quiet machine. Extra options go to rnnspec bench
-    (`nox -s bench -- --quick`); a run with extra options leaves the docs as they are."""
+    48 minutes on 2 CPU cores with every framework and workload (MLX's worker alone about 15
+    minutes a round: its CPU matmul runs at a few GFLOP/s), and it wants a quiet machine. Extra
+    options go to rnnspec bench (`nox -s bench -- --quick`); a run with extra options leaves the
+    docs as they are."""
     session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx,bench]")
     results, plot = "bench-results/cpu.bench.json", "bench-results/cpu.png"
     session.run(
@@ -328,6 +329,49 @@ def layers(session):
             f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
         )
     session.run("python", "-m", "rnnspec.scoreboard", str(empty), *LAYER_BACKENDS)  # README tables
+
+
+#: the witnesses of the frameworks' compilers and loop primitives (examples/framework-layers)
+WITNESS_BACKENDS = (
+    "torch_func", "torch_scan_closed_over", "torch_scan_carried", "torch_compile_loop",
+    "torch_compile_nn_rnn", "tf_xla_scan", "keras_tensorflow_xla", "jax_scan_checkpoint",
+    "jax_scan_unroll", "mlx_compile",
+)  # fmt: skip
+
+
+@nox.session
+def witnesses(session):
+    """The frameworks' compilers and loop primitives as witnesses (examples/framework-layers,
+    "Compiled paths"): torch.func, torch's scan with the weights closed over and carried,
+    torch.compile of a loop and of nn.RNN, XLA over tf.scan and over Keras' SimpleRNN,
+    jax.checkpoint and unroll in lax.scan, mx.compile; installed as a user installs them and
+    certified one by one from an empty directory, each in a process of its own. Not in the default
+    list: compilers compile once per shape, and the suite has many shapes (durations: README.md
+    of the example)."""
+    session.install(
+        *cpu_builds(), ".[torch,jax,tensorflow-cpu,mlx]", "keras==3.15.1", "flax==0.12.8"
+    )
+    session.install(*cpu_builds(), "./examples/framework-layers")
+    share_reference(session)
+    empty = (Path(session.create_tmp()) / "empty").resolve()  # reports land here after chdir
+    empty.mkdir(exist_ok=True)
+    session.chdir(empty)
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    names = session.posargs or WITNESS_BACKENDS  # `nox -s witnesses -- mlx_compile`: one of them
+    for name in names:
+        report = empty / f"{name}.json"
+        session.run("rnnspec", "conform", "--backend", name, "--json", str(report), env=env,
+                    success_codes=[0, 1])  # fmt: skip
+        certificate = json.loads(report.read_text())
+        (backend,) = certificate["backends"]
+        if "error" in backend:  # not loaded: the suite ran nothing
+            session.error(f"{name}: {backend['error']}")
+        verdict = "certified" if backend["certified"] else "NOT certified"
+        session.log(
+            f"{verdict}: {backend['backend']} ({backend['framework_version']}), "
+            f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
+        )
+    session.run("python", "-m", "rnnspec.scoreboard", str(empty), *names)  # README tables
 
 
 @nox.session(name="scoreboard")

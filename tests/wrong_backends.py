@@ -26,6 +26,11 @@ class _WrongBackend(NumpyBackend):
     relu_derivative_as_tanh = False  # relu's φ′ taken as tanh's, 1 − h²
     derivative_at_h = False  # φ′(h(t)) in place of φ′(a(t)): 1 − tanh(h)², relu′(h) = [h ≥ 0]
     relu_kink_taken_as = 0.0  # the φ′(0) computed, while capabilities declare 0 (SPEC.md §1.1)
+    # compiled-path classics: a reverse-mode loop run forwards (E2 under another name: the
+    # Jacobian products accumulated in forward order, elixir-nx/axon PR #644), and a loop whose
+    # closed-over W gets no gradient from inside it (the loop primitive's bug, pytorch#184528)
+    backward_in_forward_order = False
+    closed_over_W_without_gradient = False
 
     def _derivative(self, phi, a, h):
         """D_t's diagonal for every t, as this backend (mis)computes it."""
@@ -66,10 +71,12 @@ class _WrongBackend(NumpyBackend):
                     add(k, (e[t - 1] @ p.V) @ np.linalg.matrix_power(W_back, t - k) * D_prod)
         else:  # form B, one sweep back: δ(k) = D_k (Vᵀ e(k) + Wᵀ δ(k+1))
             carried = 0.0
-            for k in range(T, 0, -1):
+            for k in range(1, T + 1) if self.backward_in_forward_order else range(T, 0, -1):
                 delta = (e[k - 1] @ p.V + carried) * derivative[k]
                 carried = delta @ W_back
                 add(k, delta)
+        if self.closed_over_W_without_gradient:  # only the loop's body reads W
+            grads["W"] = np.zeros_like(p.W)
         for t in range(1, T + 1):
             grads["V"] = grads["V"] + e[t - 1].T @ h[t - 1]
             grads["c"] = grads["c"] + e[t - 1].sum(0)
@@ -96,6 +103,8 @@ h_k_in_place_of_h_k_minus_1 = _variant(h_k_for_h_k_minus_1=True)
 relu_derivative_as_tanh = _variant(relu_derivative_as_tanh=True)
 derivative_at_h = _variant(derivative_at_h=True)
 relu_kink_not_as_declared = _variant(relu_kink_taken_as=1.0)
+backward_in_forward_order = _variant(backward_in_forward_order=True)
+closed_over_W_without_gradient = _variant(closed_over_W_without_gradient=True)
 
 
 class TanhOnlyBackend(NumpyBackend):

@@ -164,5 +164,56 @@ class TensorflowArrays:
             loss = fn(*args)
         return loss, tape.gradient(loss, args)
 
+    def xla(self, fn):
+        """``fn`` compiled by XLA: traced once per signature, compiled once per shape."""
+        return self.tf.function(fn, jit_compile=True, reduce_retracing=True)
+
     def full_precision(self) -> str:
         return "TensorFlow on the CPU computes float32 matmuls in full float32; nothing to change"
+
+
+class MlxArrays:
+    """MLX arrays on the CPU. MLX is lazy: results are evaluated by the caller (``evaluated``)."""
+
+    def __init__(self):
+        import mlx.core as mx
+
+        self.mx = mx
+        self.version = f"mlx {mx.__version__}"
+
+    def asarray(self, array, dtype=None):
+        array = np.array(array, dtype=dtype, copy=True)
+        # by name: mx.array would make float32 of float64 data
+        name = "bool_" if array.dtype == np.bool_ else array.dtype.name
+        return self.mx.array(array, dtype=getattr(self.mx, name))
+
+    def to_numpy(self, array):
+        return np.array(array, copy=True)
+
+    def is_native(self, array):
+        return isinstance(array, self.mx.array)
+
+    def all_finite(self, array):
+        return bool(self.mx.isfinite(array).all())
+
+    def zeros(self, x, B, H):
+        return self.mx.zeros((B, H), dtype=x.dtype)
+
+    def one_hot(self, y, K, dtype):
+        mx = self.mx
+        return (y[..., None] == mx.arange(K)).astype(getattr(mx, dtype))
+
+    def zero_masked(self, array, mask):
+        """``array`` (T, B, ...) with zeros at the steps ``mask`` (T, B) masks."""
+        return self.mx.where(mask.reshape(mask.shape + (1,) * (array.ndim - 2)), array, 0)
+
+    def no_grad(self):
+        return nullcontext()
+
+    def evaluated(self, *arrays):
+        """The arrays, computed now: the work, and any error, happen in the call."""
+        self.mx.eval(*arrays)
+        return arrays
+
+    def full_precision(self) -> str:
+        return "MLX on the CPU computes float32 matmuls in full float32; nothing to change"

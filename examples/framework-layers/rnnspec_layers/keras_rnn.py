@@ -98,11 +98,20 @@ class KerasSimpleRNNBackend(LayerBackend):
     """rnnspec backend ``keras_<backend>``: keras.layers.SimpleRNN + Dense on one Keras backend.
 
     ``claim_float64`` declares float64 whatever DTYPES says (as ``dtype="float64"`` layers promise):
-    not registered as a backend, only to measure what goes wrong (README.md, "Findings").
+    not registered as a backend, only to measure what goes wrong (README.md, "Findings"). ``xla``
+    (TensorFlow only) compiles the computations with ``tf.function(jit_compile=True)``, kept per
+    key as on JAX: the witness of XLA on Keras' layer, ``keras_tensorflow_xla``.
     """
 
-    def __init__(self, keras_backend: str, device: str | None = None, claim_float64: bool = False):
-        self.name = f"keras_{keras_backend}" + ("_with_float64" if claim_float64 else "")
+    def __init__(
+        self,
+        keras_backend: str,
+        device: str | None = None,
+        claim_float64: bool = False,
+        xla: bool = False,
+    ):
+        suffix = ("_with_float64" if claim_float64 else "") + ("_xla" if xla else "")
+        self.name = f"keras_{keras_backend}{suffix}"
         super().__init__(device)
         self._keras = keras = _import_keras(keras_backend)
         self._arrays = fw = _FRAMEWORKS[keras_backend]()
@@ -112,7 +121,7 @@ class KerasSimpleRNNBackend(LayerBackend):
             autodiff=True, devices=("cpu",), dtypes=dtypes, masks=True,
             nonlinearities=("tanh", "relu"),
         )  # fmt: skip
-        self._jit = getattr(fw, "jit", None)  # JAX only (see _for)
+        self._jit = fw.xla if xla else getattr(fw, "jit", None)  # JAX, or XLA (see _for)
         self._compiled: dict = {}
         self._compiling = threading.Lock()
 
@@ -234,6 +243,11 @@ def keras_torch(device: str | None = None) -> KerasSimpleRNNBackend:
 def keras_tensorflow(device: str | None = None) -> KerasSimpleRNNBackend:
     """rnnspec backend ``keras_tensorflow``: Keras on TensorFlow."""
     return KerasSimpleRNNBackend("tensorflow", device)
+
+
+def keras_tensorflow_xla(device: str | None = None) -> KerasSimpleRNNBackend:
+    """rnnspec backend ``keras_tensorflow_xla``: Keras on TensorFlow, compiled by XLA."""
+    return KerasSimpleRNNBackend("tensorflow", device, xla=True)
 
 
 def keras_jax_with_float64(device: str | None = None) -> KerasSimpleRNNBackend:
