@@ -25,6 +25,7 @@ h(t) = m(t) φ(a(t)) + (1 − m(t)) h(t−1), by ``torch.where``.
 """
 
 import threading
+from contextlib import nullcontext
 
 import torch
 import torch._dynamo
@@ -87,33 +88,49 @@ def _scan_states_carried(U, W, b, x, h0, mask, phi: str):
     return scan(step, (h0, U, W, b), (x, kept))[1]
 
 
+#: Dynamo, which torch.compile and the scan op (it compiles its step) run, is not thread safe
+#: (pytorch#118260, #136833; README.md, finding 8): concurrent calls raise, and leave the process's
+#: tracing state broken for every later call. The witnesses that enter it take this lock, so that
+#: a process calls Dynamo from one thread at a time, as a user calling from threads must.
+_DYNAMO = threading.Lock()
+
+
 class _Witness(LayerBackend):
     """The model's (h, o) by the subclass's ``_outputs(p, x, h0, mask, phi)``; forward and loss
-    under no_grad, the loss's value and gradients by torch.autograd.grad over every input."""
+    under no_grad, the loss's value and gradients by ``_differentiated`` (torch.autograd.grad over
+    every input); all three one call at a time in the process where ``enters_dynamo``."""
 
     framework_version = f"torch {torch.__version__}"
     capabilities = Capabilities(
         autodiff=True, devices=("cpu",), masks=True, nonlinearities=("tanh", "relu")
     )
+    enters_dynamo = True
 
     def __init__(self, device: str | None = None):
         super().__init__(device)
         self._arrays = TorchArrays()
+
+    def _one_at_a_time(self):
+        return _DYNAMO if self.enters_dynamo else nullcontext()
 
     def _outputs(self, p: Params, x, h0, mask, phi):
         """h (T, B, H) and o (T, B, K)."""
         raise NotImplementedError
 
     def _forward(self, p, x, h0, mask, phi):
-        with torch.no_grad():
+        with self._one_at_a_time(), torch.no_grad():
             h, o = self._outputs(p, x, h0, mask, phi)
         return Forward(h=h, o=o, yhat=torch.softmax(o, dim=-1))
 
     def _loss(self, p, x, y, h0, mask, phi):
-        with torch.no_grad():
+        with self._one_at_a_time(), torch.no_grad():
             return _loss_of(self._outputs(p, x, h0, mask, phi)[1], y)
 
     def _value_and_grad(self, p, x, y, h0, mask, phi):
+        with self._one_at_a_time():
+            return self._differentiated(p, x, y, h0, mask, phi)
+
+    def _differentiated(self, p, x, y, h0, mask, phi):
         def loss(U, W, b, V, c, x, h0):
             return _loss_of(self._outputs(Params(U, W, b, V, c), x, h0, mask, phi)[1], y)
 
@@ -125,12 +142,13 @@ class TorchFuncBackend(_Witness):
     """rnnspec backend ``torch_func``: torch.func.grad_and_value over the eager loop."""
 
     name = "torch_func"
+    enters_dynamo = False  # torch.func transforms the eager code; no compilation
 
     def _outputs(self, p, x, h0, mask, phi):
         h = _loop_states(p.U, p.W, p.b, x, h0, mask, phi)
         return h, h @ p.V.T + p.c  # (1.3)
 
-    def _value_and_grad(self, p, x, y, h0, mask, phi):
+    def _differentiated(self, p, x, y, h0, mask, phi):
         def loss(weights, x, h0):
             return _loss_of(self._outputs(Params(*weights), x, h0, mask, phi)[1], y)
 
@@ -148,7 +166,7 @@ class TorchScanClosedOverBackend(_Witness):
         h = _scan_states_closed_over(p.U, p.W, p.b, x, h0, mask, phi)
         return h, h @ p.V.T + p.c
 
-    def _value_and_grad(self, p, x, y, h0, mask, phi):
+    def _differentiated(self, p, x, y, h0, mask, phi):
         """The weights' and x's gradients with h(0) not requiring grad (pytorch#184528), then
         ∇h(0) alone from a second pass."""
 
