@@ -113,9 +113,15 @@ class _Witness(LayerBackend):
     def _one_at_a_time(self):
         return _DYNAMO if self.enters_dynamo else nullcontext()
 
+    @staticmethod
+    def _states(U, W, b, x, h0, mask, phi: str):
+        """h (T, B, H), by the path the witness is named for."""
+        raise NotImplementedError
+
     def _outputs(self, p: Params, x, h0, mask, phi):
         """h (T, B, H) and o (T, B, K)."""
-        raise NotImplementedError
+        h = self._states(p.U, p.W, p.b, x, h0, mask, phi)
+        return h, h @ p.V.T + p.c  # (1.3)
 
     def _forward(self, p, x, h0, mask, phi):
         with self._one_at_a_time(), torch.no_grad():
@@ -143,10 +149,7 @@ class TorchFuncBackend(_Witness):
 
     name = "torch_func"
     enters_dynamo = False  # torch.func transforms the eager code; no compilation
-
-    def _outputs(self, p, x, h0, mask, phi):
-        h = _loop_states(p.U, p.W, p.b, x, h0, mask, phi)
-        return h, h @ p.V.T + p.c  # (1.3)
+    _states = staticmethod(_loop_states)
 
     def _differentiated(self, p, x, y, h0, mask, phi):
         def loss(weights, x, h0):
@@ -161,10 +164,7 @@ class TorchScanClosedOverBackend(_Witness):
     """rnnspec backend ``torch_scan_closed_over``: scan, the weights closed over by the step."""
 
     name = "torch_scan_closed_over"
-
-    def _outputs(self, p, x, h0, mask, phi):
-        h = _scan_states_closed_over(p.U, p.W, p.b, x, h0, mask, phi)
-        return h, h @ p.V.T + p.c
+    _states = staticmethod(_scan_states_closed_over)
 
     def _differentiated(self, p, x, y, h0, mask, phi):
         """The weights' and x's gradients with h(0) not requiring grad (pytorch#184528), then
@@ -184,10 +184,7 @@ class TorchScanCarriedBackend(_Witness):
     """rnnspec backend ``torch_scan_carried``: scan, the weights passed in as part of the carry."""
 
     name = "torch_scan_carried"
-
-    def _outputs(self, p, x, h0, mask, phi):
-        h = _scan_states_carried(p.U, p.W, p.b, x, h0, mask, phi)
-        return h, h @ p.V.T + p.c
+    _states = staticmethod(_scan_states_carried)
 
 
 def _compiled_call(compiled, *args, **settings):
