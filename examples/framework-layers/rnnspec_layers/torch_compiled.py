@@ -18,7 +18,10 @@ The compiled witnesses compile once per shape, dtype, φ and grad mode (``dynami
 shape its own graph, as a user's fixed-shape training loop has), with
 ``fail_on_recompile_limit_hit``, so that a limit reached is an error, never a silent fall back to
 eager; the limit is raised for the suite's many shapes, in a ``torch._dynamo.config.patch``
-around each call, so that the user's settings stay as they are.
+around each call, so that the user's settings stay as they are; ``torch_compile_nn_rnn`` with
+``allow_rnn=True``, without which Dynamo runs nn.RNN eagerly (README.md, finding 7). Every witness
+but ``torch_func`` enters Dynamo, which is not thread safe, and is called one call at a time per
+process (``_DYNAMO``; finding 8).
 
 Masks (SPEC.md §9), but for ``torch_compile_nn_rnn``, as the spec writes them, in the step:
 h(t) = m(t) φ(a(t)) + (1 − m(t)) h(t−1), by ``torch.where``.
