@@ -23,7 +23,8 @@ of calling a layer with given values of its variables: the ported weights enter 
 values of the layers' variables, which are never assigned. On torch and tensorflow every call
 builds its own pair of layers and runs eagerly, so calls share nothing. On JAX the computations
 are ``jax.jit``-compiled once per (φ, dtype, D, H, K) around one pair of layers, which they only read,
-as Keras compiles its own stateless calls on JAX (see ``_for``).
+as Keras compiles its own stateless calls on JAX (see ``_for``); ``keras_tensorflow_xla`` does the
+same with ``tf.function(jit_compile=True)`` in place of ``jax.jit``.
 
 Masks (SPEC.md §9) go to ``SimpleRNN`` as its own ``mask`` (B, T): Keras carries the state over
 masked steps, as the spec does, and its output there repeats the last unmasked one, which is h(t);
@@ -210,7 +211,8 @@ class KerasSimpleRNNBackend(LayerBackend):
         """The computations for φ, x's dtype and p's sizes. On torch and tensorflow: a fresh pair of
         layers for every call, run eagerly. On JAX: jax.jit of them, kept per (φ, dtype, D, H, K), as
         Keras itself compiles its stateless calls on JAX; eagerly, each call would compile the
-        SimpleRNN's lax.scan anew (0.6–0.8 s) and keep the executable (4 MiB more per call)."""
+        SimpleRNN's lax.scan anew (0.6–0.8 s) and keep the executable (4 MiB more per call). Under
+        XLA (keras_tensorflow_xla): tf.function(jit_compile=True) of them, kept the same way."""
         H, D = shape_of(p.U)
         key = (phi, dtype_name(x), D, H, shape_of(p.V)[0])
         if self._jit is None:
