@@ -87,6 +87,14 @@ def capabilities(
     )
 
 
+def host_all_finite(arrays: list[Array]) -> bool:
+    """Whether no array holds NaN or infinity, read by NumPy where the arrays lie in host memory:
+    for a backend on the CPU, where ``np.asarray`` is a view of a framework's array, one pass per
+    array and no framework dispatch, against tens of microseconds per operation of a framework's
+    eager reductions (the fixed cost of a call: docs/benchmarks.md)."""
+    return all(np.isfinite(np.asarray(array)).all() for array in arrays)
+
+
 class Ops(NamedTuple):
     """The three array operations :func:`grads_from_deltas` needs, bound to one framework."""
 
@@ -364,7 +372,9 @@ class ClosedFormBackend(ABC):
 
     @abstractmethod
     def _all_finite(self, arrays: list[Array]) -> bool:
-        """Whether no array holds NaN or infinity: one reduction, one scalar off the device."""
+        """Whether no array holds NaN or infinity: on the CPU :func:`host_all_finite` (or the
+        framework's own reductions where they are as cheap, torch's), elsewhere one fused
+        reduction, one scalar off the device."""
 
     @abstractmethod
     def _zeros_state(self, x: Array, H: int) -> Array: ...

@@ -289,6 +289,8 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
         )
 
     def _all_finite(self, arrays):
+        if self._device.platform == "cpu":
+            return base.host_all_finite(arrays)
         return bool(_all_finite(arrays))
 
     def _zeros_state(self, x, H):
