@@ -3,9 +3,10 @@
     python -m rnnspec.bench.markdown RESULTS.json DOC.md
 
 RESULTS.json is what ``rnnspec bench --json`` writes. report.py's setup lines and tables (the
-workloads, one table per dtype, the peak memory, the targets' summary and every target) replace
-what DOC.md holds between the marker comments BEGIN and END; every byte outside them is kept. A
-DOC.md without the markers is refused (exit 1): the script never guesses where the tables go.
+workloads, one table per dtype, the fixed cost of a call, the peak memory, the targets' summary
+and every target) replace what DOC.md holds between the marker comments BEGIN and END; every byte
+outside them is kept. A DOC.md without the markers is refused (exit 1): the script never guesses
+where the tables go.
 """
 
 import json
@@ -25,6 +26,7 @@ _END = re.compile(r"[ \t]*" + re.escape(END))
 #: what Markdown reads as markup in a table cell: emphasis, a column break, HTML
 MARKUP = re.compile(r"([\\`*_|<>\[\]])")
 NO_MEMORY = "Not measured in this run (`--no-memory`, or that workload not timed)."
+NO_FIXED_COST = "Not measured in this run (the tiny and small workloads not both timed)."
 
 
 def table(t: Table) -> list[str]:
@@ -49,6 +51,8 @@ def render(data: dict) -> str:
     lines = [*report.setup(data), "", *_section(report.workload_table(data)), report.LEGEND, ""]
     for dtype in sorted({r["dtype"] for r in rows if "error_ratio" in r}):
         lines += _section(report.results_table(rows, [dtype]))
+    fixed = report.fixed_cost_table(data)
+    lines += _section(fixed) if fixed.rows else [f"### {fixed.title}", "", NO_FIXED_COST, ""]
     lines += _section(memory) if memory.rows else [f"### {memory.title}", "", NO_MEMORY, ""]
     every = report.target_table(checks)
     lines += [*_section(report.target_summary(checks), "##"), f"{every.title}:", "", *table(every)]

@@ -42,6 +42,11 @@ def derive(data: dict) -> list[dict]:
                        "round_medians_ms": [*was("round_medians_ms", []), row["median_ms"]],
                        "first_call_s": max(was("first_call_s", 0.0), row["first_call_s"]),
                        "error_ratio": max(was("error_ratio", 0.0), row["error_ratio"])}  # fmt: skip
+            if "prepared_median_ms" in row:
+                row["round_prepared_ms"] = [
+                    *was("round_prepared_ms", []),
+                    row["prepared_median_ms"],
+                ]
             rows[key].update(row)
     for row in rows.values():
         if "times_ms" in row:
@@ -82,6 +87,12 @@ def _compare(row: dict, rows: dict[tuple, dict]) -> None:
         unmasked = (workloads.MASKED_OF.get(workload), dtype, row["impl"])
         against = {"vs_autodiff": fastest, "vs_nn_rnn": rows.get((workload, dtype, REFERENCE)),
                    "vs_unmasked": rows.get(unmasked)}  # fmt: skip
+        tiny = rows.get((workloads.FIXED_COST_OF.get(workload), dtype, row["impl"]))
+        if tiny and "median_ms" in tiny:  # the fixed cost: the tiny call's time over this one's
+            row["fixed_share"] = _ratio(tiny, row)
+        if "round_prepared_ms" in row:  # per round, within the process that timed both
+            pairs = zip(row["round_prepared_ms"], row["round_medians_ms"])
+            row["validation_share"] = statistics.median(a / b for a, b in pairs)
     else:
         return
     for key, other in against.items():
@@ -107,6 +118,7 @@ WORDING = {
     "fraction_of_peak": "{subject} {op} {limit:.0%} of its framework's matmul peak",
     "memory_exponent": "{subject}'s memory O(T): log2(peak(T) / peak(T/2)) {op} {limit:g}",
     "vs_unmasked": "{subject} {op} {limit:g}× itself unmasked",
+    "fixed_share": "{subject}'s fixed cost (its T = 1, B = 1 call) {op} {limit:.0%} of its call",
 }
 ANY_AUTODIFF = (
     "its framework's fastest autodiff (a backend without autodiff: any other framework's)"
@@ -242,6 +254,29 @@ def results_table(rows: list[dict], dtypes: Iterable[str]) -> Table:
     return Table(f"{', '.join(dtypes)}, ms per call", headers, "lwrrrrrrrr", cells, grouped=True)
 
 
+def fixed_cost_table(data: dict) -> Table:
+    """Each closed form's fixed cost on each workload of FIXED_COST_OF: its tiny call's time (T = 1,
+    B = 1) and its preparation's (validation, targets, h(0)), each as a share of its call."""
+    rows = {(r["workload"], r["dtype"], r["impl"]): r for r in data["rows"]}
+    mine = sorted((r for r in data["rows"] if is_closed_form(r)
+                   and r["workload"] in workloads.FIXED_COST_OF and "median_ms" in r),
+                  key=lambda r: (_workload_order(r["workload"]), r["dtype"], r["impl"]))  # fmt: skip
+    cells = []
+    for r in mine:
+        tiny = rows.get((workloads.FIXED_COST_OF[r["workload"]], r["dtype"], r["impl"]), {})
+        prepared = statistics.median(r["round_prepared_ms"]) if "round_prepared_ms" in r else None
+        cells.append([
+            f"{r['workload']} {r['dtype'].replace('float', 'f')}", Strong(r["impl"]),
+            _cell(tiny, "median_ms", _ms),
+            _ms(r["median_ms"]), _cell(r, "fixed_share", "{:.1%}".format),
+            "" if prepared is None else _ms(prepared), _cell(r, "validation_share", "{:.1%}".format),
+        ])  # fmt: skip
+    headers = ("workload", "implementation", "T = 1, B = 1\nms/call", "ms/call", "fixed\nshare",
+               "validation\nms", "validation\nshare")  # fmt: skip
+    return Table("fixed cost of a call: its T = 1, B = 1 call and its validation, as shares of it",
+                 headers, "lwrrrrr", cells)  # fmt: skip
+
+
 def memory_table(data: dict) -> Table:
     w = _workload(data, MEMORY_WORKLOAD)
     mine = sorted((r for r in data["rows"] if "memory_bytes" in r),
@@ -259,6 +294,8 @@ def _measured(check: dict) -> str:
     measured = check["measured"]
     if math.isnan(measured):
         return "peak invalid"  # PEAK_INVALID says why
+    if check["quantity"] == "fixed_share":
+        return f"{measured:.1%}"
     return f"{measured:.0%}" if check["quantity"] == "fraction_of_peak" else f"{measured:.2f}"
 
 

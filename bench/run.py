@@ -129,15 +129,17 @@ STYLES: dict[type, str] = {Strong: "[bold]{}[/]", Bad: "[bold red]{}[/]"}
 
 
 def show(data: dict) -> Group:
-    """The setup, the timing and the efficiency tables with the legend, the peak memory where it
-    was measured and every target: 80 columns suffice."""
+    """The setup, the timing and the efficiency tables with the legend, the fixed cost and the peak
+    memory where they were measured and every target: 80 columns suffice."""
     results = report.results_table(data["rows"], sorted({r["dtype"] for r in data["rows"]}))
     memory, checks = report.memory_table(data), data["targets"]
+    fixed = report.fixed_cost_table(data)
     parts: list[Any] = [Markdown("\n".join(report.setup(data, page=False)))]
     if results.rows:
         parts += [rich_table(results, report.TIMING, "loss + all gradients: ms per call"),
                   rich_table(results, report.EFFICIENCY, "GFLOP/s, first call, accuracy"),
                   Markdown(report.LEGEND, style="dim")]  # fmt: skip
+    parts += [rich_table(fixed)] * bool(fixed.rows)
     parts += [rich_table(memory, range(6))] * bool(memory.rows)  # "measured with": on the page
     parts += [rich_table(report.target_table(checks), title="targets (float32)")] * bool(checks)
     return Group(*parts)

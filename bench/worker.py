@@ -28,6 +28,7 @@ import click
 import numpy as np
 
 from rnnspec import backends
+from rnnspec.backends.base import ClosedFormBackend
 from rnnspec.bench.frameworks import PEAK_SIZE, Call, Framework, framework_of, outputs
 from rnnspec.bench.workloads import FLOW_CALLS, FLOW_WORKLOAD, MEMORY_WORKLOAD, WORKLOADS
 from rnnspec.conformance import cases
@@ -125,12 +126,29 @@ def peak_gflops(fw: Framework, dtype: str, repeats: int = 7) -> dict:
     return {"size": PEAK_SIZE, "repeats": repeats, "median_ms": 1e3 * median, "gflops": gflops}
 
 
+def _preparation(fw: Framework, params, x, y, h0, mask, model) -> Call | None:
+    """What a built-in backend's ``gradients`` does before its kernel, as one call: SPEC.md §7's
+    checks, the targets as weights, h(0); None for a backend that is not built in."""
+    b = fw.backend
+    if not isinstance(b, ClosedFormBackend):
+        return None
+
+    def call():
+        with b._scope():
+            _, weights, state = b._prepared(params, x, y, h0, mask=mask, model=model)
+        return weights, state
+
+    return call
+
+
 def time_workload(
     fw: Framework, w: Case, dtype: str, cache: Path, repeats: int, max_seconds: float
 ) -> list[dict]:
     b, want, rows = fw.backend, _expected(w, cache), {}
     params, x, y, h0 = w.native(b, dtype)
     calls = fw.implementations(params, x, y, h0, w.native_mask(b), **w.model_argument())
+    preparing = _preparation(fw, params, x, y, h0, w.native_mask(b), w.model())
+    closed_form = f"{b.name} closed form"
     # the gradient-flow methods (SPEC.md §10), where declared: they take no mask, and their workload
     # has none; each is checked against its own float64 result, not against ∇L
     flowing = w.name == FLOW_WORKLOAD and getattr(b.capabilities, "gradient_flow", False)
@@ -153,6 +171,8 @@ def time_workload(
         for n in calls
         if rows[n]["error_ratio"] <= CHECK_FACTOR  # type: ignore[operator]
     }
+    # the closed form's preparation is timed in the same rounds, as the share of its call
+    prepared: list[float] | None = [] if preparing and closed_form in times else None
     gc.collect()
     gc.disable()  # as timeit does: a collection would land on whichever call is running
     started = time.perf_counter()
@@ -160,12 +180,18 @@ def time_workload(
         for round_ in range(repeats):
             for name, seconds in times.items():
                 seconds.append(_timed(calls[name], fw)[0])
+            if prepared is not None and preparing:
+                start = time.perf_counter()
+                fw.sync(preparing())
+                prepared.append(time.perf_counter() - start)
             if round_ >= 4 and time.perf_counter() - started > max_seconds:
                 break
     finally:
         gc.enable()
     for name, seconds in times.items():
         rows[name].update(summary([1e3 * s for s in seconds]))
+    if prepared:
+        rows[closed_form]["prepared_median_ms"] = 1e3 * statistics.median(prepared)
     return list(rows.values())
 
 

@@ -517,8 +517,8 @@ def test_markdown_renders_the_tables_and_the_targets_from_the_results():
     assert "up to 1.50× (torch closed form, small float32: 2.00 ms in one round, 3.00 ms" in text
     assert "The run took 2 minutes." in text
     assert (
-        "**Not a full run** (workloads medium, wide, masked, relu not timed; at most 3 timed calls, not 30)"
-        in text
+        "**Not a full run** (workloads tiny, medium, wide, masked, relu not timed; "
+        "at most 3 timed calls, not 30)" in text
     )
     options = run.bench.make_context("bench", []).params
     full = {
@@ -671,3 +671,52 @@ def test_gradient_flow_rows_are_costed_in_full_gradients_and_are_no_autodiff():
     assert rows["torch closed form"]["fastest_autodiff"] == "torch autodiff"
     timing = rendered(rich_table(results_table([*rows.values()], ["float32"]), TIMING))
     assert "= 0.50× closed form" in " ".join(" ".join(timing).split())
+
+
+def test_the_fixed_cost_is_the_tiny_calls_share_and_validation_its_preparations():
+    """Per round within one process, then the median: the tiny call's time over the small call's,
+    and the preparation's (validation, targets, h(0)) over the small call's."""
+
+    def one_round(tiny: float, small: float, prepared: float) -> dict:
+        return {"backend": "jax", "results": [
+            timed("jax closed form", tiny, "tiny"),
+            {**timed("jax closed form", small), "prepared_median_ms": prepared},
+            timed("jax autodiff", small),
+        ]}  # fmt: skip
+
+    rows = derive({"workers": [one_round(1.0, 4.0, 0.2), one_round(3.0, 5.0, 1.0)]})
+    closed = by_impl(rows)["jax closed form"]
+    assert closed["fixed_share"] == pytest.approx((1 / 4 + 3 / 5) / 2)
+    assert closed["validation_share"] == pytest.approx((0.2 / 4 + 1 / 5) / 2)
+    assert "fixed_share" not in by_impl(rows, "tiny")["jax closed form"]
+    assert "fixed_share" not in by_impl(rows)["jax autodiff"]  # the closed form's fixed cost only
+    table = report.fixed_cost_table({"rows": rows})
+    assert table.rows == [
+        ["small f32", "jax closed form", "2.00", "4.50", "42.5%", "0.60", "12.5%"]
+    ]
+    (check,) = [c for c in targets(rows) if c["quantity"] == "fixed_share"]
+    assert not check["met"] and check["measured"] == closed["fixed_share"]
+    assert (
+        check["target"] == "jax closed form's fixed cost (its T = 1, B = 1 call) ≤ 10% of its call"
+    )
+
+
+def test_the_worker_times_a_builtin_backends_preparation_and_no_other(monkeypatch, tmp_path):
+    numpy_fw = framework_of(NumpyBackend())
+    w = WORKLOADS["tiny"]
+    inputs = w.native(numpy_fw.backend, "float64")
+    weights, h0 = worker._preparation(numpy_fw, *inputs, None, None)()
+    assert weights.shape == (w.T, w.B, w.K) and h0.shape == (w.B, w.H)
+    prepared, original = [], NumpyBackend._prepared
+    monkeypatch.setattr(NumpyBackend, "_prepared", lambda self, *args, **keywords: (
+        prepared.append(args[0]) or original(self, *args, **keywords)))  # fmt: skip
+    (row,) = worker.time_workload(numpy_fw, w, "float64", tmp_path, repeats=5, max_seconds=1)
+    # gradients prepares once a call (the first, the warm-ups, the timed ones); the rounds once more
+    assert len(prepared) == 1 + worker.WARMUP_CALLS + 2 * row["calls"] and row["calls"] == 5
+    assert len({id(params) for params in prepared}) == 1  # the timed call's very inputs
+    assert np.array_equal(prepared[0].W, inputs[0].W) and row["prepared_median_ms"] > 0
+
+    class Foreign:  # a backend that is not a built-in one: its preparation is not known
+        name, capabilities = "foreign", NumpyBackend().capabilities
+
+    assert worker._preparation(Framework(Foreign()), *inputs, None, None) is None
