@@ -102,6 +102,37 @@ def bench_calls(session, framework):
     )  # fmt: skip
 
 
+def certify_from_empty(session, names, verdicts_only: bool = False) -> Path:
+    """`rnnspec conform --backend NAME --json NAME.json` for each name, from an empty directory
+    (installed as a user installs them, nothing of the checkout on the path), each in a process of
+    its own; each verdict logged. A backend that is not certified fails the session, unless
+    ``verdicts_only`` (the witnesses: a disagreement is a finding to report, not a crash).
+    Returns the directory of the certificates."""
+    empty = (Path(session.create_tmp()) / "empty").resolve()  # reports land here after chdir
+    empty.mkdir(exist_ok=True)
+    session.chdir(empty)
+    for name in names:
+        report = empty / f"{name}.json"
+        codes = [0, 1] if verdicts_only else [0]
+        session.run("rnnspec", "conform", "--backend", name, "--json", str(report),
+                    env={"TF_CPP_MIN_LOG_LEVEL": "2"}, success_codes=codes)  # fmt: skip
+        certificate = json.loads(report.read_text())
+        (backend,) = certificate["backends"]
+        if "error" in backend:  # not loaded: the suite ran nothing
+            session.error(f"{name}: {backend['error']}")
+        verdict = "certified" if backend["certified"] else "NOT certified"
+        session.log(
+            f"{verdict}: {backend['backend']} ({backend['framework_version']}), "
+            f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
+        )
+    return empty
+
+
+#: the witnesses of compiled paths that take a minute or less (examples/framework-layers, README.md
+#: "Results"), certified in their framework's default session; the others in `nox -s witnesses`
+FAST_WITNESSES = {"torch": ("torch_func",), "mlx": ("mlx_compile",)}
+
+
 @nox.session
 def lint(session):
     session.install(*cpu_builds(), "-e", ".[lint]")
@@ -128,6 +159,8 @@ def torch_session(session):
     share_reference(session)
     conform(session, "torch")
     bench_calls(session, "torch")
+    session.install(*cpu_builds(), "./examples/framework-layers")
+    certify_from_empty(session, FAST_WITNESSES["torch"])
 
 
 @nox.session(name="jax")
@@ -149,8 +182,8 @@ def tensorflow_session(session):
 
 @nox.session(name="mlx")
 def mlx_session(session):
-    """MLX's CPU build (mlx[cpu]; on Linux the only one), the MLX state check's own test and the
-    benchmark's MLX calls."""
+    """MLX's CPU build (mlx[cpu]; on Linux the only one), the MLX state check's own test, the
+    benchmark's MLX calls and the mx.compile witness."""
     session.install(*cpu_builds(), "-e", ".[mlx,test]")
     share_reference(session)
     conform(session, "mlx")
@@ -158,6 +191,8 @@ def mlx_session(session):
         "pytest", "tests/test_suite_rejects_stateful_backends.py", "-k", "mlx", *session.posargs
     )
     bench_calls(session, "mlx")
+    session.install(*cpu_builds(), "./examples/framework-layers")
+    certify_from_empty(session, FAST_WITNESSES["mlx"])
 
 
 @nox.session
@@ -324,16 +359,7 @@ def layers(session):
         "used = sorted(m for m in sys.modules if m.startswith('rnnspec.')); "
         "assert used == ['rnnspec.spec'] + [m for m in used if m.startswith('rnnspec.spec.')], used",
     )  # fmt: skip
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
-    for name in LAYER_BACKENDS:
-        report = empty / f"{name}.json"
-        session.run("rnnspec", "conform", "--backend", name, "--json", str(report), env=env)
-        certificate = json.loads(report.read_text())
-        (backend,) = certificate["backends"]
-        session.log(
-            f"certified: {backend['backend']} ({backend['framework_version']}), "
-            f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
-        )
+    certify_from_empty(session, LAYER_BACKENDS)
     session.run("python", "-m", "rnnspec.scoreboard", str(empty), *LAYER_BACKENDS)  # README tables
 
 
@@ -359,24 +385,8 @@ def witnesses(session):
     )
     session.install(*cpu_builds(), "./examples/framework-layers")
     share_reference(session)
-    empty = (Path(session.create_tmp()) / "empty").resolve()  # reports land here after chdir
-    empty.mkdir(exist_ok=True)
-    session.chdir(empty)
-    env = {"TF_CPP_MIN_LOG_LEVEL": "2"}
     names = session.posargs or WITNESS_BACKENDS  # `nox -s witnesses -- mlx_compile`: one of them
-    for name in names:
-        report = empty / f"{name}.json"
-        session.run("rnnspec", "conform", "--backend", name, "--json", str(report), env=env,
-                    success_codes=[0, 1])  # fmt: skip
-        certificate = json.loads(report.read_text())
-        (backend,) = certificate["backends"]
-        if "error" in backend:  # not loaded: the suite ran nothing
-            session.error(f"{name}: {backend['error']}")
-        verdict = "certified" if backend["certified"] else "NOT certified"
-        session.log(
-            f"{verdict}: {backend['backend']} ({backend['framework_version']}), "
-            f"{' + '.join(backend['dtypes'])}: {backend['summary']}"
-        )
+    empty = certify_from_empty(session, names, verdicts_only=True)
     session.run("python", "-m", "rnnspec.scoreboard", str(empty), *names)  # README tables
 
 
