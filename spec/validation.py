@@ -4,6 +4,7 @@ Only shapes and dtype names are read from the model's arrays; the targets' value
 the backend's ``to_numpy`` because class indices and soft-target weights must be checked by value.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -30,6 +31,14 @@ class Dims(NamedTuple):
 def dtype_name(array: Any) -> str:
     """'float32' for numpy.float32, torch.float32, tf.float32, jnp.float32, ..."""
     dtype = getattr(array, "dtype", None)
+    try:
+        return _name_of(dtype)
+    except TypeError:  # a dtype that cannot be hashed: named afresh
+        return _name_of.__wrapped__(dtype)
+
+
+@functools.cache  # a dtype's name never changes; NumPy's dtype.name is computed at every read
+def _name_of(dtype: Any) -> str:
     name = getattr(dtype, "name", None)
     if not isinstance(name, str):
         name = str(dtype)
