@@ -23,12 +23,21 @@ from urllib.parse import urlparse
 import nox
 
 nox.needs_version = ">=2026.10.20"  # parallel sessions
-# The sessions write bytecode (.pyc, into .nox/ and the checkout's ignored __pycache__ folders)
-# even where PYTHONDONTWRITEBYTECODE is set, as some machines set it: their dozens of Python
-# processes would otherwise compile every module they import afresh, and pytest rewrite the
-# suite's asserts afresh. On the 2-core machine, a suite process that collects and runs nothing
-# took 3.5 s without bytecode and 1.3 s with it, `import tensorflow` 18 s and 8 s.
+# Bytecode (.pyc) is written where it pays for its disk, whatever the machine's
+# PYTHONDONTWRITEBYTECODE says (some machines set it): the sessions write it, into .nox/ and the
+# checkout's ignored __pycache__ folders, so that their dozens of Python processes do not compile
+# every module they import afresh, nor pytest rewrite the suite's asserts afresh (a suite process
+# that collects nothing: 3.5 s without bytecode, 1.3 s with it, on the 2-core machine), but for the
+# sessions with torch or tensorflow (without_bytecode): there a few processes import a framework
+# whose bytecode is 50-110 MiB an environment, which the default run's disk target cannot hold.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+
+
+def without_bytecode(session):
+    """No .pyc in this session's environment (see PYTHONDONTWRITEBYTECODE above)."""
+    session.env["PYTHONDONTWRITEBYTECODE"] = "1"
+
+
 nox.options.default_venv_backend = "uv"
 nox.options.parallel = 2
 nox.options.allow_parallel = True
@@ -155,6 +164,7 @@ def numpy(session):
 
 @nox.session(name="torch")
 def torch_session(session):
+    without_bytecode(session)
     session.install(*cpu_builds(), "-e", ".[torch,test]")
     share_reference(session)
     conform(session, "torch")
@@ -174,6 +184,7 @@ def jax_session(session):
 
 @nox.session(name="tensorflow")
 def tensorflow_session(session):
+    without_bytecode(session)
     session.install(*cpu_builds(), "-e", ".[tensorflow-cpu,test]")
     share_reference(session)
     conform(session, "tensorflow")
@@ -199,6 +210,7 @@ def mlx_session(session):
 def cross(session):
     """Every framework in one environment; every backend compared with every other; a third φ
     added to every backend by one line each (tests/test_third_nonlinearity.py)."""
+    without_bytecode(session)
     session.install(*cpu_builds(), "-e", ".[torch,jax,tensorflow-cpu,mlx,test]")
     share_reference(session)
     session.run("pytest", "tests/test_cross.py", "tests/test_devices.py",
@@ -211,6 +223,7 @@ def distributed(session):
     """rnnspec.distributed on each framework's own engine (docs/distributed.md): torch with 2 and 3
     gloo ranks on 127.0.0.1, JAX on 4 host devices, TensorFlow on 2 logical CPUs, each certified
     equal to one device and the averaging variants rejected; about a minute on 2 CPU cores."""
+    without_bytecode(session)
     session.install(*cpu_builds(), "-e", ".[test,torch,jax,tensorflow-cpu]")
     share_reference(session)
     session.run("pytest", "tests/test_distributed.py", *session.posargs,
