@@ -372,9 +372,8 @@ class ClosedFormBackend(ABC):
 
     @abstractmethod
     def _all_finite(self, arrays: list[Array]) -> bool:
-        """Whether no array holds NaN or infinity: on the CPU :func:`host_all_finite` (or the
-        framework's own reductions where they are as cheap, torch's), elsewhere one fused
-        reduction, one scalar off the device."""
+        """Whether no array holds NaN or infinity: on the CPU (``_on_cpu``) :func:`host_all_finite`,
+        elsewhere one fused reduction, one scalar off the device."""
 
     @abstractmethod
     def _zeros_state(self, x: Array, H: int) -> Array: ...
@@ -541,6 +540,12 @@ class ClosedFormBackend(ABC):
         return "full float32 precision is this backend's only mode"
 
     # --- shared plumbing ------------------------------------------------------------------------
+
+    @property
+    def _on_cpu(self) -> bool:
+        """Whether the backend's arrays lie in host memory: its device is the CPU ("cpu", "cpu:0",
+        "CPU:0", as each framework names it)."""
+        return self.device.lower().startswith("cpu")
 
     def _validate(self, params, x, y, h0, t=None, mask=None, model=None) -> Dims:
         dims = validate(

@@ -289,7 +289,7 @@ class JaxBackend(base.ClosedFormAutodiffBackend):
         )
 
     def _all_finite(self, arrays):
-        if self._device.platform == "cpu":
+        if self._on_cpu:
             return base.host_all_finite(arrays)
         return bool(_all_finite(arrays))
 

@@ -194,7 +194,7 @@ class MlxBackend(base.ClosedFormAutodiffBackend):
         return isinstance(array, mx.array)  # in memory every device shares: on any device
 
     def _all_finite(self, arrays):
-        if self.device.startswith("cpu"):
+        if self._on_cpu:
             return base.host_all_finite(arrays)
         return bool(mx.all(mx.stack([mx.isfinite(array).all() for array in arrays])))
 

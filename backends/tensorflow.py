@@ -318,7 +318,7 @@ class TensorflowBackend(base.ClosedFormAutodiffBackend):
         )
 
     def _all_finite(self, arrays):
-        if self.device.startswith("CPU"):
+        if self._on_cpu:
             return base.host_all_finite(arrays)
         return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(a)) for a in arrays]))
 

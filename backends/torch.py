@@ -299,7 +299,7 @@ class TorchBackend(base.ClosedFormAutodiffBackend):
         return isinstance(array, torch.Tensor) and array.device == self._device
 
     def _all_finite(self, arrays):
-        if self._device.type == "cpu":  # detached: a view, whether or not it requires grad
+        if self._on_cpu:  # detached: a view, whether or not it requires grad
             return base.host_all_finite([array.detach() for array in arrays])
         # 0·v is 0 for a finite v and NaN for ±inf or NaN: the sum is NaN exactly when an entry is
         # not finite, and cannot overflow. Three kernels and one wait, however many arrays.
