@@ -55,8 +55,8 @@ from rnnspec.spec import (
     validate_model,
 )
 from rnnspec.spec.reference_flow import regime, windows
-from rnnspec.spec.types import Array, JacobianNorms, LagNorms
-from rnnspec.spec.validation import validate_length
+from rnnspec.spec.types import Array, JacobianNorms, LagNorms, LayerOutputs
+from rnnspec.spec.validation import validate_cotangents, validate_length
 
 #: The kernels every backend module defines, in this order (autodiff_gradients where it has one).
 KERNELS = (
@@ -74,7 +74,10 @@ class Nonlinearity(NamedTuple):
 
 
 def capabilities(
-    nonlinearities: dict[str, Nonlinearity], devices: tuple[str, ...], autodiff: bool = True
+    nonlinearities: dict[str, Nonlinearity],
+    devices: tuple[str, ...],
+    autodiff: bool = True,
+    stacks: bool = False,
 ) -> Capabilities:
     """A built-in backend's: masks (SPEC.md §9), the gradient-flow methods (§10), and every φ its
     module's hook defines (§1), so that a φ is added to a backend by its one line there."""
@@ -84,6 +87,8 @@ def capabilities(
         masks=True,
         gradient_flow=True,
         nonlinearities=tuple(nonlinearities),
+        stacks=stacks,
+        layer=stacks,
     )
 
 
@@ -295,6 +300,166 @@ def _jacobian_norms(arrays: Arrays, p: Params, x, h0, phi: str = "tanh"):
     return per_sequence, per_sequence.mean(1), arrays.spectral_norm(p.W)
 
 
+class StackArrays(NamedTuple):
+    """What the stack kernels (SPEC.md §12–§13) need of a framework: its one-cell forward and
+    backward recursions, its output layer, and the few functions whose names differ."""
+
+    hidden_states: Callable[..., Array]  # (cell, z, h0, phi, mask) -> h(1..T), (T, B, H)
+    cell_deltas: Callable[..., tuple]  # (cell, h, grad_h, h0, phi, mask, final) -> δ, ∇h(0)
+    outputs: Callable[..., tuple]  # (p, h) -> o(t), log ŷ(t), (T, B, K) each
+    loss_and_output_errors: Callable[..., tuple]  # (p, h, y) -> L, e(t) as (T·B, K) rows
+    flip: Callable[[Array], Array]  # a reversed along its first axis, time
+    concatenate_last: Callable[[list], Array]  # along the last axis
+    stack: Callable[[list], Array]  # along a new first axis
+    rows: Callable[[Array], Array]  # (T, B, n) -> (T·B, n)
+    exp: Callable[[Array], Array]
+    ops: Ops
+
+
+def stack_kernels(arrays: StackArrays) -> tuple[Callable, ...]:
+    """``stack_forward``, ``stack_loss``, ``stack_gradients`` (SPEC.md §12), ``layer_forward``
+    and ``layer_gradients`` (§13) for one framework, written once over its one-cell kernels."""
+    return tuple(
+        functools.partial(kernel, arrays)
+        for kernel in (_stack_forward, _stack_loss, _stack_gradients, _layer_forward,
+                       _layer_gradients)
+    )  # fmt: skip
+
+
+def _cell(p: Params, i: int, model: Model) -> Params:
+    """Cell i's U, W, b as a Params without a head: i = l·directions + d (§12)."""
+    if not model.stacked:
+        return Params(p.U, p.W, p.b, None, None)
+    return Params(p.U[i], p.W[i], p.b[i], None, None)
+
+
+def _states(arrays: StackArrays, p: Params, x, h0: list, model: Model, phi: str, mask):
+    """(12.1)–(12.3): every cell's h(1..T) in time order, and every layer's input z_l (z_1 = x,
+    z_{l+1} = the layer's [forward; reverse] states); a reverse direction is its cell's forward
+    recursion over the reversed sequence (its mask reversed too), reversed back (§12.2)."""
+    flipped_mask = None if mask is None else arrays.flip(mask)
+    states, inputs = [], [x]
+    for layer in range(model.layers):
+        z = inputs[-1]
+        for direction in range(model.directions):
+            i = layer * model.directions + direction
+            if direction == 0:
+                h = arrays.hidden_states(_cell(p, i, model), z, h0[i], phi, mask)
+            else:
+                reversed_z = arrays.flip(z)
+                cell = _cell(p, i, model)
+                h = arrays.flip(arrays.hidden_states(cell, reversed_z, h0[i], phi, flipped_mask))
+            states.append(h)
+        mine = states[-model.directions :]
+        inputs.append(mine[0] if model.directions == 1 else arrays.concatenate_last(mine))
+    return states, inputs
+
+
+def _cell_grads(arrays: StackArrays, cell: Params, z, h, h0, delta, h0_grad, B):
+    """(3.3), (3.5), (12.5) of one cell from its δ(t), all in the cell's own order of steps:
+    ∇U, ∇W, ∇b, ∇h(0) and its input's gradient Uᵀ δ(t), (T, B, D_l)."""
+    ops = arrays.ops
+    z_rows, h_rows, delta_rows = arrays.rows(z), arrays.rows(h), arrays.rows(delta)
+    return (
+        ops.t_matmul(delta_rows, z_rows),  # (3.3) Σ_t δ(t) z(t)ᵀ
+        ops.t_matmul(delta_rows[:B], h0) + ops.t_matmul(delta_rows[B:], h_rows[:-B]),  # (3.3)
+        ops.sum_rows(delta_rows),  # (3.3) Σ_t δ(t)
+        delta_rows[:B] @ cell.W if h0_grad is None else h0_grad,  # (3.5), (9.10)
+        ops.reshape_like(delta_rows @ cell.U, z),  # (12.5) Uᵀ δ(t), as rows
+    )
+
+
+def _backward(arrays: StackArrays, p: Params, h0: list, states, inputs, grad_top, finals,
+              model: Model, phi: str, mask):  # fmt: skip
+    """(12.4)–(12.6): from ∂ℓ/∂(top layer's states) and each cell's ∂ℓ/∂h_n (or None), every
+    cell's ∇U, ∇W, ∇b, ∇h(0) in cell order, and ∇x. ``grad_top`` is a fresh array: the
+    one-cell kernels overwrite their gradient in place with δ."""
+    flipped_mask = None if mask is None else arrays.flip(mask)
+    B = inputs[0].shape[1]
+    per_cell: list = [None] * model.cells
+    grad = grad_top
+    for layer in reversed(range(model.layers)):
+        z, below = inputs[layer], None
+        for direction in range(model.directions):
+            i = layer * model.directions + direction
+            cell, h = _cell(p, i, model), states[i]
+            H = h.shape[-1]
+            g = grad if model.directions == 1 else grad[..., direction * H : (direction + 1) * H]
+            if direction == 1:  # in the reverse direction's own order of steps, t = T..1
+                z, h, g = arrays.flip(z), arrays.flip(h), arrays.flip(g)
+            delta, h0_grad = arrays.cell_deltas(
+                cell, h, g, h0[i], phi, mask if direction == 0 else flipped_mask, finals[i]
+            )
+            U, W, b, dh0, dz = _cell_grads(arrays, cell, z, h, h0[i], delta, h0_grad, B)
+            if direction == 1:
+                z, dz = arrays.flip(z), arrays.flip(dz)
+            per_cell[i] = (U, W, b, dh0)
+            below = dz if below is None else below + dz  # (12.5) both directions read z_l(t)
+        grad = below  # (12.6) the gradient of the layer below's states
+    return per_cell, grad
+
+
+def _stack_h0(arrays: StackArrays, h0, model: Model) -> list:
+    """Each cell's h(0), (B, H): rows of the (cells, B, H) h0 of a stack (§12)."""
+    return [h0[i] for i in range(model.cells)] if model.stacked else [h0]
+
+
+def _grads_of(arrays: StackArrays, per_cell, V, c, grad_x, model: Model) -> Grads:
+    U, W, b, h0 = (tuple(cell[k] for cell in per_cell) for k in range(4))
+    if not model.stacked:
+        return Grads(U[0], W[0], b[0], V, c, h0[0], grad_x)
+    return Grads(U, W, b, V, c, arrays.stack(list(h0)), grad_x)
+
+
+def _stack_forward(arrays: StackArrays, p: Params, x, h0, model: Model, phi="tanh", mask=None):
+    _, inputs = _states(arrays, p, x, _stack_h0(arrays, h0, model), model, phi, mask)
+    o, log_yhat = arrays.outputs(p, inputs[-1])
+    return inputs[-1], o, arrays.exp(log_yhat)
+
+
+def _stack_loss(arrays: StackArrays, p: Params, x, y, h0, model: Model, phi="tanh", mask=None):
+    _, inputs = _states(arrays, p, x, _stack_h0(arrays, h0, model), model, phi, mask)
+    return arrays.loss_and_output_errors(p, inputs[-1], y)[0]
+
+
+def _stack_gradients(arrays: StackArrays, p: Params, x, y, h0, model: Model, phi="tanh",
+                     mask=None):  # fmt: skip
+    """(12.4) with g_N(t) = Vᵀ e(t) from the head, which reads no last state (§12.3)."""
+    h0 = _stack_h0(arrays, h0, model)
+    states, inputs = _states(arrays, p, x, h0, model, phi, mask)
+    top = inputs[-1]
+    loss, e_rows = arrays.loss_and_output_errors(p, top, y)  # (1.6), (2.1)
+    ops = arrays.ops
+    grad_top = ops.reshape_like(e_rows @ p.V, top)  # Vᵀ e(t), every t
+    per_cell, grad_x = _backward(arrays, p, h0, states, inputs, grad_top, [None] * model.cells,
+                                 model, phi, mask)  # fmt: skip
+    V, c = ops.t_matmul(e_rows, arrays.rows(top)), ops.sum_rows(e_rows)  # (3.4)
+    return loss, _grads_of(arrays, per_cell, V, c, grad_x, model)
+
+
+def _finals(states: list, model: Model) -> list:
+    """(13.2) each cell's last state h_n: h(T) forward, h(1) in the reverse direction."""
+    return [h[0] if i % model.directions else h[-1] for i, h in enumerate(states)]
+
+
+def _layer_forward(arrays: StackArrays, p: Params, x, h0, model: Model, phi="tanh", mask=None):
+    states, inputs = _states(arrays, p, x, _stack_h0(arrays, h0, model), model, phi, mask)
+    finals = _finals(states, model)
+    return inputs[-1], arrays.stack(finals) if model.stacked else finals[0]
+
+
+def _layer_gradients(arrays: StackArrays, p: Params, x, h_grad, hn_grad, h0, model: Model,
+                     phi="tanh", mask=None):  # fmt: skip
+    """(13.1): the layer's VJP, its upstream gradients injected as g_N(t) and at each cell's last
+    step; h_grad is copied first (the one-cell kernels write δ over their gradient)."""
+    h0 = _stack_h0(arrays, h0, model)
+    states, inputs = _states(arrays, p, x, h0, model, phi, mask)
+    finals = [None] * model.cells if hn_grad is None else _stack_h0(arrays, hn_grad, model)
+    per_cell, grad_x = _backward(arrays, p, h0, states, inputs, h_grad * 1, finals, model, phi,
+                                 mask)  # fmt: skip
+    return _grads_of(arrays, per_cell, None, None, grad_x, model)
+
+
 def parse_device(backend: str, device: str | None, kinds: dict[str, str]) -> tuple[str, int | None]:
     """The kind and index a device name asks for: "GPU:1" -> ("gpu", 1), "cpu" -> ("cpu", None).
 
@@ -409,6 +574,21 @@ class ClosedFormBackend(ABC):
     def _jacobian_norms(self, *args, **keywords):
         return self.kernels.jacobian_norms(*args, **keywords)
 
+    def _stack_forward(self, *args, **keywords):
+        return self.kernels.stack_forward(*args, **keywords)
+
+    def _stack_loss(self, *args, **keywords):
+        return self.kernels.stack_loss(*args, **keywords)
+
+    def _stack_gradients(self, *args, **keywords):
+        return self.kernels.stack_gradients(*args, **keywords)
+
+    def _layer_forward(self, *args, **keywords):
+        return self.kernels.layer_forward(*args, **keywords)
+
+    def _layer_gradients(self, *args, **keywords):
+        return self.kernels.layer_gradients(*args, **keywords)
+
     # --- the Backend protocol -------------------------------------------------------------------
 
     def forward(
@@ -421,10 +601,11 @@ class ClosedFormBackend(ABC):
     ) -> Forward:
         with self._scope():
             dims = self._validate(params, x, None, h0, mask=mask, model=model)
-            h0 = self._initial_state(x, h0, dims)
-            return Forward(
-                *self._finished(self._forward(params, x, h0, **self._keywords(mask, model)))
-            )
+            h0 = self._initial_state(x, h0, dims, model)
+            keywords = self._keywords(mask, model)
+            if validate_model(model).stacked:
+                return Forward(*self._finished(self._stack_forward(params, x, h0, **keywords)))
+            return Forward(*self._finished(self._forward(params, x, h0, **keywords)))
 
     def loss(
         self,
@@ -437,7 +618,9 @@ class ClosedFormBackend(ABC):
     ) -> Array:
         with self._scope():
             _, weights, h0 = self._prepared(params, x, y, h0, mask=mask, model=model)
-            return self._finished(self._loss(params, x, weights, h0, **self._keywords(mask, model)))
+            keywords = self._keywords(mask, model)
+            kernel = self._stack_loss if validate_model(model).stacked else self._loss
+            return self._finished(kernel(params, x, weights, h0, **keywords))
 
     def gradients(
         self,
@@ -451,7 +634,8 @@ class ClosedFormBackend(ABC):
         with self._scope():
             _, weights, h0 = self._prepared(params, x, y, h0, mask=mask, model=model)
             keywords = self._keywords(mask, model)
-            return self._finished(self._gradients(params, x, weights, h0, **keywords))
+            kernel = self._stack_gradients if validate_model(model).stacked else self._gradients
+            return self._finished(kernel(params, x, weights, h0, **keywords))
 
     def step_gradients(
         self,
@@ -469,9 +653,56 @@ class ClosedFormBackend(ABC):
             at_t[int(t) - 1] = 1
             weights = weights * self.asarray(at_t)
             keywords = self._keywords(mask, model)
-            return self._finished(self._gradients(params, x, weights, h0, **keywords))
+            kernel = self._stack_gradients if validate_model(model).stacked else self._gradients
+            return self._finished(kernel(params, x, weights, h0, **keywords))  # (12.7) for a stack
+
+    # --- the layer alone (SPEC.md §13) -----------------------------------------------------------
+
+    def layer_forward(
+        self,
+        params: Params,
+        x: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
+    ) -> LayerOutputs:
+        with self._scope():
+            dims = self._validate(params, x, None, h0, mask=mask, model=model, head=False)
+            h0 = self._initial_state(x, h0, dims, model)
+            keywords = {**self._keywords(mask, model), "model": validate_model(model)}
+            return LayerOutputs(*self._finished(self._layer_forward(params, x, h0, **keywords)))
+
+    def layer_gradients(
+        self,
+        params: Params,
+        x: Array,
+        h_grad: Array,
+        hn_grad: Array | None = None,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
+    ) -> Grads:
+        with self._scope():
+            dims = self._validate(params, x, None, h0, mask=mask, model=model, head=False)
+            validate_cotangents(h_grad, hn_grad, dims, validate_model(model),
+                                self.is_native, self._all_finite, self.to_numpy)  # fmt: skip
+            h0 = self._initial_state(x, h0, dims, model)
+            keywords = {**self._keywords(mask, model), "model": validate_model(model)}
+            grads = self._layer_gradients(params, x, h_grad, hn_grad, h0, **keywords)
+            return self._finished(grads)
 
     # --- gradient flow (SPEC.md §10) ---------------------------------------------------------------
+
+    @staticmethod
+    def _one_cell(method: str, model: Model | None) -> None:
+        """§10's methods are defined for the one-layer network (SPEC.md §12.5)."""
+        model = validate_model(model)
+        if model.stacked:
+            raise SpecError(
+                f"model: expected one layer in one direction for {method} (SPEC.md §12.5: the lag "
+                f"decomposition of §10 is the one-layer network's), got layers={model.layers}, "
+                f"bidirectional={model.bidirectional}"
+            )
 
     def lag_norms(
         self,
@@ -482,6 +713,7 @@ class ClosedFormBackend(ABC):
         max_lag: int | None = None,
         model: Model | None = None,
     ) -> LagNorms:
+        self._one_cell("lag_norms", model)
         with self._scope():
             dims, weights, h0 = self._prepared(params, x, y, h0, model=model)
             lags = dims.T if max_lag is None else min(dims.T, validate_length("max_lag", max_lag))
@@ -497,6 +729,7 @@ class ClosedFormBackend(ABC):
         h0: Array | None = None,
         model: Model | None = None,
     ) -> tuple[Array, Grads]:
+        self._one_cell("truncated_gradients", model)
         with self._scope():
             dims, weights, h0 = self._prepared(params, x, y, h0, model=model)
             k = min(dims.T, validate_length("k", k))  # lags run to T − 1: k ≥ T is the full one
@@ -513,6 +746,7 @@ class ClosedFormBackend(ABC):
         h0: Array | None = None,
         model: Model | None = None,
     ) -> tuple[Array, Grads]:
+        self._one_cell("tbptt_gradients", model)
         with self._scope():
             dims, weights, h0 = self._prepared(params, x, y, h0, model=model)
             k1 = validate_length("k1", k1)
@@ -524,6 +758,7 @@ class ClosedFormBackend(ABC):
     def jacobian_norms(
         self, params: Params, x: Array, h0: Array | None = None, model: Model | None = None
     ) -> JacobianNorms:
+        self._one_cell("jacobian_norms", model)
         with self._scope():
             dims = self._validate(params, x, None, h0, model=model)
             h0 = self._initial_state(x, h0, dims)
@@ -547,11 +782,23 @@ class ClosedFormBackend(ABC):
         "CPU:0", as each framework names it)."""
         return self.device.lower().startswith("cpu")
 
-    def _validate(self, params, x, y, h0, t=None, mask=None, model=None) -> Dims:
+    def _validate(self, params, x, y, h0, t=None, mask=None, model=None, head=True) -> Dims:
+        model = validate_model(model)
+        if model.stacked and not getattr(self.capabilities, "stacks", False):
+            raise SpecError(
+                f"model: expected one layer in one direction (the {self.name} backend does not "
+                f"declare capabilities.stacks), got layers={model.layers}, "
+                f"bidirectional={model.bidirectional}"
+            )
+        if not head and not getattr(self.capabilities, "layer", False):
+            raise SpecError(
+                f"the {self.name} backend does not declare capabilities.layer: no layer_forward "
+                "or layer_gradients (SPEC.md §13)"
+            )
         dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite_of=self._all_finite,
-            mask=mask,
+            mask=mask, model=model, head=head,
         )  # fmt: skip
         if dims.dtype not in self.capabilities.dtypes:  # e.g. float64 on MLX's GPU
             declared = " or ".join(self.capabilities.dtypes)
@@ -571,9 +818,10 @@ class ClosedFormBackend(ABC):
     def _keywords(self, mask: Array | None, model: Model | None) -> dict[str, Any]:
         """The kernels' keywords: ``mask`` with a mask (SPEC.md §9), ``phi`` for a φ other than
         tanh (§1), so that a tanh call without a mask is the same kernel call it always was."""
-        nonlinearity = validate_model(model).nonlinearity
-        phi = {} if nonlinearity == "tanh" else {"phi": nonlinearity}
-        return {**self._kernel_options, **self._masked(mask), **phi}
+        model = validate_model(model)
+        phi = {} if model.nonlinearity == "tanh" else {"phi": model.nonlinearity}
+        stack = {"model": model} if model.stacked else {}  # the stack kernels' (§12)
+        return {**self._kernel_options, **self._masked(mask), **phi, **stack}
 
     def _masked(self, mask: Array | None) -> dict[str, Array]:
         """The kernels' keyword for a mask: none without one (SPEC.md §9)."""
@@ -592,10 +840,15 @@ class ClosedFormBackend(ABC):
         """A call's inputs checked, then what its kernel takes: the dimensions, the targets as
         weights and the initial state."""
         dims = self._validate(params, x, y, h0, t, mask=mask, model=model)
-        return dims, self._weights(y, dims, mask), self._initial_state(x, h0, dims)
+        return dims, self._weights(y, dims, mask), self._initial_state(x, h0, dims, model)
 
-    def _initial_state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
-        return self._zeros_state(x, dims.H) if h0 is None else h0
+    def _initial_state(self, x: Array, h0: Array | None, dims: Dims, model=None) -> Array:
+        """h(0), zeros where omitted; for a stack without one, a list of each cell's zeros."""
+        if h0 is not None:
+            return h0
+        zeros = self._zeros_state(x, dims.H)
+        model = validate_model(model)
+        return [zeros] * model.cells if model.stacked else zeros
 
     def _weights(self, y: Array, dims: Dims, mask: Array | None = None) -> Array:
         """Targets as (T, B, K) weights; zero at masked steps, whose targets are not read (§9):

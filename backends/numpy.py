@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from rnnspec.backends import base
-from rnnspec.spec import Capabilities, Params
+from rnnspec.spec import Params
 
 #: φ in place (out=) and φ′ written in h = φ(a) (SPEC.md §1, (2.2))
 NONLINEARITIES = {
@@ -80,30 +80,42 @@ def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     return -np.vdot(y, log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
+def _cell_deltas(p: Params, h, grad_h, h0, phi: str = "tanh", mask=None, final=None):
+    """δ(t) for t = T..1 (3.1)–(3.2), (9.8)–(9.9), written over ``grad_h``, ∂ℓ/∂h(t) from above
+    (Vᵀ e(t) from the head, or a layer's gradient, (12.4)); ``final`` ∂ℓ/∂h(T) of the last state
+    (13.1). Returns δ and ∇h(0) where a mask carries the gradient past step 1 (9.10), else None."""
+    T = h.shape[0]
+    delta = grad_h
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
+    scratch = np.empty_like(h0)
+    if mask is None:
+        if final is not None:
+            delta[T - 1] += final
+        for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+            if t + 1 < T:
+                delta[t] += np.matmul(delta[t + 1], p.W, out=scratch)
+            delta[t] *= derivative[t]
+        return delta, None
+    kept = mask[..., None].astype(h.dtype)  # m(t) as 0 or 1, rows
+    carried = (
+        np.zeros_like(h0) if final is None else np.array(final)
+    )  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+    for t in reversed(range(T)):
+        delta[t] += carried  # (9.8) ∇_{h(t)} L
+        np.subtract(delta[t], np.multiply(delta[t], kept[t], out=carried), out=carried)
+        delta[t] *= derivative[t]
+        delta[t] *= kept[t]  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L
+        carried += np.matmul(delta[t], p.W, out=scratch)
+    return delta, carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
+
+
 def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     T, B, D = x.shape
     h = _hidden_states(p, x, h0, phi, mask)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     H = h.shape[-1]
-    delta = np.matmul(e_rows, p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
-    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
-    scratch = np.empty_like(h0)
-    h0_grad = None
-    if mask is None:
-        for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-            if t + 1 < T:
-                delta[t] += np.matmul(delta[t + 1], p.W, out=scratch)
-            delta[t] *= derivative[t]
-    else:
-        kept = mask[..., None].astype(x.dtype)  # m(t) as 0 or 1, rows
-        carried = np.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-        for t in reversed(range(T)):
-            delta[t] += carried  # (9.8) ∇_{h(t)} L
-            np.subtract(delta[t], np.multiply(delta[t], kept[t], out=carried), out=carried)
-            delta[t] *= derivative[t]
-            delta[t] *= kept[t]  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L
-            carried += np.matmul(delta[t], p.W, out=scratch)
-        h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
+    grad_h = np.matmul(e_rows, p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
+    delta, h0_grad = _cell_deltas(p, h, grad_h, h0, phi, mask)
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
     return loss, base.grads_from_deltas(
         base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
@@ -123,18 +135,27 @@ ARRAYS = base.Arrays(
     spectral_norm=lambda a: np.linalg.norm(a, 2, axis=(-2, -1)),
 )
 lag_norms, truncated_gradients, tbptt_gradients, jacobian_norms = base.flow_kernels(ARRAYS)
+STACK_ARRAYS = base.StackArrays(
+    hidden_states=_hidden_states,
+    cell_deltas=_cell_deltas,
+    outputs=_log_softmax_outputs,
+    loss_and_output_errors=_loss_and_output_errors,
+    flip=lambda a: a[::-1],
+    concatenate_last=lambda arrays: np.concatenate(arrays, axis=-1),
+    stack=np.stack,
+    rows=lambda a: a.reshape(-1, a.shape[-1]),
+    exp=np.exp,
+    ops=base.ARRAY_METHOD_OPS,
+)
+stack_forward, stack_loss, stack_gradients, layer_forward, layer_gradients = base.stack_kernels(
+    STACK_ARRAYS
+)
 
 
 class NumpyBackend(base.ClosedFormBackend):
     name = "numpy"
     framework_version = f"numpy {np.__version__}"
-    capabilities = Capabilities(
-        autodiff=False,
-        devices=("cpu",),
-        masks=True,
-        gradient_flow=True,
-        nonlinearities=tuple(NONLINEARITIES),
-    )
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu",), autodiff=False, stacks=True)
     kernels = sys.modules[__name__]
 
     def asarray(self, array: np.ndarray, dtype: Any = None) -> np.ndarray:

@@ -87,6 +87,11 @@ class Capabilities:
     nonlinearities: tuple[str, ...] = ("tanh",)
     #: relu's φ′(0), the one value of its derivative that is a convention (SPEC.md §1.1)
     relu_prime_at_zero: float = 0.0
+    #: whether it computes stacked and bidirectional networks, Model(layers=…, bidirectional=…)
+    #: (SPEC.md §12), on every method but §10's
+    stacks: bool = False
+    #: whether it has the layer alone, ``layer_forward`` and ``layer_gradients`` (SPEC.md §13)
+    layer: bool = False
 
 
 @runtime_checkable

@@ -9,6 +9,10 @@ The nonlinearity φ of h(t) = φ(a(t)) comes from the call's ``model`` (SPEC.md 
 with φ′(0), its one convention, given as ``relu_prime_at_zero`` (0 unless a backend declares
 otherwise). D_t = diag φ′(a(t)) is computed from a(t) itself, never from h(t).
 
+A stacked or bidirectional network (SPEC.md §12) and the layer alone (§13) are computed cell by
+cell, each direction of each layer by the one-layer recursion of §9 with the gradient from above
+injected, (12.1)–(12.6); the one-layer functions above them stay the literal §1–§3 code.
+
 A mask (SPEC.md §9) enters as m(t) ∈ {0, 1} per sequence; without one every m(t) is 1, and each
 §9 equation below is then the §1–§3 equation it generalizes, in exact arithmetic and in floating
 point alike (1·v + 0·w = v).
@@ -16,8 +20,8 @@ point alike (1·v + 0·w = v).
 
 import numpy as np
 
-from rnnspec.spec.types import Forward, Grads, Model, Params
-from rnnspec.spec.validation import validate, validate_model
+from rnnspec.spec.types import Forward, Grads, LayerOutputs, Model, Params
+from rnnspec.spec.validation import validate, validate_cotangents, validate_model
 
 #: (1.2) φ, and (2.2) its derivative φ′ with relu's φ′(0) given, both of a(t)
 NONLINEARITIES = {
@@ -171,8 +175,14 @@ def _batch_grads(per_sequence: list) -> Grads:
 
 
 def forward(params: Params, x, h0=None, mask=None, model=None) -> Forward:
-    """h(1..T), o(1..T), ŷ(1..T) as (T, B, ·) float64 arrays."""
-    validate(params, x, h0=h0, mask=mask)
+    """h(1..T), o(1..T), ŷ(1..T) as (T, B, ·) float64 arrays; for a stack h is the top layer's
+    [forward; reverse] states (12.3)."""
+    validate(params, x, h0=h0, mask=mask, model=model)
+    if validate_model(model).stacked:
+        tops, o, log_yhat = zip(
+            *(s[:3] for s in _stack_sequences(params, x, None, h0, mask, model))
+        )
+        return Forward(h=np.stack(tops, 1), o=np.stack(o, 1), yhat=np.exp(np.stack(log_yhat, 1)))
     hs, os, yhats = [], [], []
     for _, _, h, o, log_yhat, _, _, _ in _sequences(params, x, None, h0, mask, model):
         hs.append(np.stack(h[1:]))
@@ -183,7 +193,9 @@ def forward(params: Params, x, h0=None, mask=None, model=None) -> Forward:
 
 def step_loss(params: Params, x, y, t: int, h0=None, mask=None, model=None) -> float:
     """m(t) L(t) summed over the batch (1.5), (9.2)."""
-    validate(params, x, y, h0, t, mask=mask)
+    validate(params, x, y, h0, t, mask=mask, model=model)
+    if validate_model(model).stacked:
+        return float(_stack_step_losses(params, x, y, h0, mask, model)[t - 1])
     return sum(
         _step_loss(ys[t], lp[t], ms[t])
         for _, _, _, _, lp, ys, ms, _ in _sequences(params, x, y, h0, mask, model)
@@ -192,7 +204,9 @@ def step_loss(params: Params, x, y, t: int, h0=None, mask=None, model=None) -> f
 
 def loss(params: Params, x, y, h0=None, mask=None, model=None) -> float:
     """L = Σ_t Σ_batch m(t) L(t) (1.6), (9.2)."""
-    validate(params, x, y, h0, mask=mask)
+    validate(params, x, y, h0, mask=mask, model=model)
+    if validate_model(model).stacked:
+        return float(_stack_step_losses(params, x, y, h0, mask, model).sum())
     return sum(
         _step_loss(ys[t], lp[t], ms[t])
         for _, xs, _, _, lp, ys, ms, _ in _sequences(params, x, y, h0, mask, model)
@@ -203,8 +217,17 @@ def loss(params: Params, x, y, h0=None, mask=None, model=None) -> float:
 def step_gradients(
     params: Params, x, y, t: int, h0=None, mask=None, model=None, relu_prime_at_zero=0.0
 ) -> tuple[float, Grads]:
-    """(L(t), ∇L(t)) by form A, the ordered Jacobian products. O(T³) work: for checking only."""
-    validate(params, x, y, h0, t, mask=mask)
+    """(L(t), ∇L(t)) by form A, the ordered Jacobian products. O(T³) work: for checking only.
+    For a stack, ∇L(t) by (12.7): the stack's recursion on the targets of step t alone."""
+    validate(params, x, y, h0, t, mask=mask, model=model)
+    if validate_model(model).stacked:
+        at_t = np.zeros(np.shape(y)[:2], bool)
+        at_t[t - 1] = True
+        read = at_t if mask is None else at_t & np.asarray(mask, bool)
+        weights = target_weights(y, np.shape(params.V)[0], read)  # zero outside step t
+        grads = _stack_gradients(params, x, weights, None, None, h0, mask, model,
+                                 relu_prime_at_zero)  # fmt: skip
+        return step_loss(params, x, y, t, h0, mask, model), grads
     per_sequence = [
         _sequence_step_gradients(p, xs, h, lp, ys, ms, d, t)
         for p, xs, h, _, lp, ys, ms, d in _sequences(
@@ -217,8 +240,13 @@ def step_gradients(
 def gradients(
     params: Params, x, y, h0=None, mask=None, model=None, relu_prime_at_zero=0.0
 ) -> tuple[float, Grads]:
-    """(L, ∇L) by form B, the backward recursion, linear in T."""
-    validate(params, x, y, h0, mask=mask)
+    """(L, ∇L) by form B, the backward recursion, linear in T; for a stack (12.4)–(12.6)."""
+    validate(params, x, y, h0, mask=mask, model=model)
+    if validate_model(model).stacked:
+        weights = target_weights(y, np.shape(params.V)[0], mask)
+        grads = _stack_gradients(params, x, weights, None, None, h0, mask, model,
+                                 relu_prime_at_zero)  # fmt: skip
+        return loss(params, x, y, h0, mask, model), grads
     per_sequence = [
         _sequence_gradients(p, xs, h, lp, ys, ms, d)
         for p, xs, h, _, lp, ys, ms, d in _sequences(
@@ -226,3 +254,211 @@ def gradients(
         )
     ]
     return loss(params, x, y, h0, mask, model), _batch_grads(per_sequence)
+
+
+# --- stacks (SPEC.md §12) and the layer alone (§13): one cell at a time -----------------------
+
+
+def _cells(params: Params, model: Model) -> list[Params]:
+    """Each cell's (U, W, b) as a Params without a head, cell i = l·directions + d (§12)."""
+    if not model.stacked:
+        return [Params(params.U, params.W, params.b, None, None)]
+    return [Params(U, W, b, None, None) for U, W, b in zip(params.U, params.W, params.b)]
+
+
+def _cell_forward(cell: Params, zs: list, h_before: np.ndarray, ms: list, reverse: bool, phi,
+                  phi_prime):  # fmt: skip
+    """One direction of one layer over its inputs z(1..T) (12.1)–(12.2): the forward direction in
+    t = 1..T from h(0), the reverse one in t = T..1 from h(T+1) = its initial state, a masked
+    step carrying the state over (9.1). Returns h[0..T+1] (the initial state at index 0 or T+1)
+    and the diagonals d[1..T] of D_t."""
+    T = len(zs) - 1
+    h: list = [None] * (T + 2)
+    d: list = [None] * (T + 2)
+    h[T + 1 if reverse else 0] = h_before
+    for t in range(T, 0, -1) if reverse else range(1, T + 1):
+        before = h[t + 1] if reverse else h[t - 1]  # the state the direction comes from
+        a = cell.b + cell.W @ before + cell.U @ zs[t]  # (12.1)
+        h[t] = ms[t] * phi(a) + (1 - ms[t]) * before  # (12.2), (9.1)
+        d[t] = phi_prime(a)  # (2.2) D_t = diag φ′(a(t))
+    return h, d
+
+
+def _cell_backward(cell: Params, zs: list, h: list, d: list, ms: list, g: list, g_final,
+                   reverse: bool):  # fmt: skip
+    """The recursion (12.4) of one direction of one layer, against its direction in time: g[t] is
+    ∂ℓ/∂h(t) from above (the head or the layer above), ``g_final`` ∂ℓ/∂h_n of its last state.
+    Returns the cell's ∇U, ∇W, ∇b, ∇h(0) and ∇z(1..T), its inputs' gradients (12.5)."""
+    T = len(zs) - 1
+    dU, dW, db = np.zeros_like(cell.U), np.zeros_like(cell.W), np.zeros_like(cell.b)
+    dz: list = [None] + [np.zeros(zs[1].shape) for _ in range(T)]
+    delta_after = np.zeros_like(cell.b)  # δ of the step computed after t: none after the last
+    carried = g_final  # ∂ℓ/∂h_n: h_n is the last state, as if a masked step carried it on (13.1)
+    for t in range(1, T + 1) if reverse else range(T, 0, -1):
+        before = h[t + 1] if reverse else h[t - 1]
+        # (12.4) ∇_{h(t)} ℓ = g(t) + Wᵀ δ(after t) + (1 − m(after t)) ∇_{h(after t)} ℓ, (9.8)
+        grad_h = g[t] + cell.W.T @ delta_after + carried
+        delta = ms[t] * d[t] * grad_h  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} ℓ
+        dU += np.outer(delta, zs[t])  # (3.3) ∇_U ℓ = Σ_t δ(t) z(t)ᵀ
+        dW += np.outer(delta, before)  # (3.3) ∇_W ℓ = Σ_t δ(t) h(before t)ᵀ
+        db += delta  # (3.3) ∇_b ℓ = Σ_t δ(t)
+        dz[t] = cell.U.T @ delta  # (12.5) ∇_{z(t)} ℓ = Uᵀ δ(t)
+        delta_after, carried = delta, (1 - ms[t]) * grad_h
+    dh_before = cell.W.T @ delta_after + carried  # (9.10) for the initial state
+    return dU, dW, db, dh_before, dz
+
+
+def _stack_forward(cells: list, xs: list, h0s: np.ndarray, ms: list, model: Model, phi, phi_prime):
+    """(12.1)–(12.3) for one sequence: every cell's states and D_t, and each layer's inputs
+    z_l(1..T); the top layer's states z_{N+1}(t) = [h_fwd(t); h_rev(t)] are what the head reads."""
+    states, layer_inputs = [], [xs]
+    for layer in range(model.layers):
+        zs = layer_inputs[-1]
+        for direction in range(model.directions):
+            i = layer * model.directions + direction
+            states.append(_cell_forward(cells[i], zs, h0s[i], ms, direction == 1, phi, phi_prime))
+        mine = states[-model.directions :]
+        T = len(xs) - 1
+        layer_inputs.append(
+            [None] + [np.concatenate([h[t] for h, _ in mine]) for t in range(1, T + 1)]
+        )
+    return states, layer_inputs
+
+
+def _stack_backward(cells: list, states: list, layer_inputs: list, ms: list, g_top: list,
+                    g_final: np.ndarray, model: Model):  # fmt: skip
+    """(12.4)–(12.6) for one sequence: from the gradient g_top[t] of the top layer's states and
+    g_final[i] of each cell's last state, every cell's ∇U, ∇W, ∇b, ∇h(0), and ∇x."""
+    grads: list = [None] * model.cells
+    g_above = g_top
+    T = len(g_top) - 1
+    for layer in reversed(range(model.layers)):
+        zs = layer_inputs[layer]
+        dz = [None] + [np.zeros(zs[1].shape) for _ in range(T)]
+        for direction in range(model.directions):
+            i = layer * model.directions + direction
+            H = cells[i].W.shape[0]
+            block = slice(direction * H, (direction + 1) * H)  # (12.3) its part of z_{l+1}(t)
+            g = [None] + [g_above[t][block] for t in range(1, T + 1)]
+            h, d = states[i]
+            dU, dW, db, dh0, dz_i = _cell_backward(cells[i], zs, h, d, ms, g, g_final[i],
+                                                   direction == 1)  # fmt: skip
+            grads[i] = (dU, dW, db, dh0)
+            for t in range(1, T + 1):
+                dz[t] = dz[t] + dz_i[t]  # (12.5) both directions read z_l(t): their sum
+        g_above = dz  # (12.6) g_l(t) = ∇_{z_{l+1}(t)} ℓ of the layer above
+    return grads, g_above
+
+
+def _stack_inputs(params, x, h0, mask, model, relu_prime_at_zero=0.0):
+    """Float64 cells, x, h(0) as (cells, B, H), the mask as m(t), and φ, φ′ (§12)."""
+    model = validate_model(model)
+    phi, phi_prime = NONLINEARITIES[model.nonlinearity]
+    cells = [Params(*(None if a is None else np.asarray(a, np.float64) for a in c))
+             for c in _cells(params, model)]  # fmt: skip
+    x = np.asarray(x, np.float64)
+    T, B, _ = x.shape
+    H = cells[0].W.shape[0]
+    if h0 is None:
+        h0 = np.zeros((model.cells, B, H))
+    h0 = np.asarray(h0, np.float64).reshape(model.cells, B, H)
+    m = np.ones((T, B)) if mask is None else np.asarray(mask, bool).astype(np.float64)
+    return model, cells, x, h0, m, phi, lambda a: phi_prime(a, relu_prime_at_zero)
+
+
+def _stack_sequences(params, x, weights, h0, mask, model):
+    """Per sequence: the top layer's h(1..T), o(1..T) and log ŷ(1..T), stacked in t, and, given
+    target weights (T, B, K), its losses m(t) L(t) (T,)."""
+    model, cells, x, h0, m, phi, phi_prime = _stack_inputs(params, x, h0, mask, model)
+    V, c = (np.asarray(a, np.float64) for a in (params.V, params.c))
+    for n in range(x.shape[1]):
+        xs, ms = [None, *x[:, n]], [None, *m[:, n]]
+        _, layer_inputs = _stack_forward(cells, xs, h0[:, n], ms, model, phi, phi_prime)
+        tops = np.stack(layer_inputs[-1][1:])
+        o = tops @ V.T + c  # (1.3) o(t) = c + V z_{N+1}(t)
+        log_yhat = np.stack([log_softmax(o_t) for o_t in o])  # (1.4)
+        losses = None if weights is None else np.array(
+            [_step_loss(weights[t, n], log_yhat[t], m[t, n]) for t in range(len(o))])  # fmt: skip
+        yield tops, o, log_yhat, losses
+
+
+def _stack_step_losses(params, x, y, h0, mask, model) -> np.ndarray:
+    """m(t) L(t) summed over the batch, (T,), for a stack (1.5), (9.2)."""
+    weights = target_weights(y, np.shape(params.V)[0], mask)
+    return sum(s[3] for s in _stack_sequences(params, x, weights, h0, mask, model))
+
+
+def _stack_gradients(params, x, weights, h_grad, hn_grad, h0, mask, model,
+                     relu_prime_at_zero=0.0) -> Grads:  # fmt: skip
+    """∇ of the loss with the head (given ``weights``, (12.4) with g(t) = Vᵀ e(t)) or of ℓ with
+    the gradients of the top layer's states and the cells' last states given (13.1), by sequence;
+    Grads in the layout of params (tuples for a stack) and h0."""
+    model, cells, x, h0s, m, phi, phi_prime = _stack_inputs(params, x, h0, mask, model,
+                                                            relu_prime_at_zero)  # fmt: skip
+    T, B, _ = x.shape
+    H = cells[0].W.shape[0]
+    with_head = weights is not None
+    if with_head:
+        V, c = (np.asarray(a, np.float64) for a in (params.V, params.c))
+        dV, dc = np.zeros_like(V), np.zeros_like(c)
+    else:
+        h_grad = np.asarray(h_grad, np.float64)
+        hn_grad = (np.zeros((model.cells, B, H)) if hn_grad is None
+                   else np.asarray(hn_grad, np.float64).reshape(model.cells, B, H))  # fmt: skip
+    per_cell = [[np.zeros_like(a) for a in cell[:3]] for cell in cells]
+    dh0 = np.zeros_like(h0s)
+    dx = np.zeros_like(x)
+    for n in range(B):
+        xs, ms = [None, *x[:, n]], [None, *m[:, n]]
+        states, layer_inputs = _stack_forward(cells, xs, h0s[:, n], ms, model, phi, phi_prime)
+        if with_head:
+            g_top: list = [None]
+            for t in range(1, T + 1):
+                top = layer_inputs[-1][t]
+                e = _output_error(weights[t - 1, n], log_softmax(c + V @ top), ms[t])  # (9.3)
+                g_top.append(V.T @ e)  # (12.4) g_N(t) = Vᵀ e(t), from the head
+                dV += np.outer(e, top)  # (3.4) ∇_V L = Σ_t e(t) z_{N+1}(t)ᵀ
+                dc += e  # (3.4) ∇_c L = Σ_t e(t)
+            g_final = np.zeros((model.cells, H))  # the loss reads no last state directly
+        else:
+            g_top = [None, *h_grad[:, n]]  # (13.1) the upstream gradients, as given
+            g_final = hn_grad[:, n]
+        grads, g_x = _stack_backward(cells, states, layer_inputs, ms, g_top, g_final, model)
+        for i, (dU, dW, db, dh) in enumerate(grads):
+            for total, part in zip(per_cell[i], (dU, dW, db)):
+                total += part  # parameter gradients: summed over the batch
+            dh0[i, n] = dh
+        dx[:, n] = np.stack(g_x[1:])
+    U, W, b = (tuple(p[k] for p in per_cell) for k in range(3))
+    if not model.stacked:
+        (U,), (W,), (b,) = U, W, b
+        dh0 = dh0[0]
+    head = (dV, dc) if with_head else (None, None)
+    return Grads(U=U, W=W, b=b, V=head[0], c=head[1], h0=dh0, x=dx)
+
+
+def layer_forward(params: Params, x, h0=None, mask=None, model=None) -> LayerOutputs:
+    """The layer alone (§13): the top layer's states h (T, B, directions·H) and every cell's last
+    state h_n, (B, H) or (cells, B, H) for a stack."""
+    validate(params, x, h0=h0, mask=mask, model=model, head=False)
+    model, cells, x64, h0s, m, phi, phi_prime = _stack_inputs(params, x, h0, mask, model)
+    tops, finals = [], []
+    T = x64.shape[0]
+    for n in range(x64.shape[1]):
+        xs, ms = [None, *x64[:, n]], [None, *m[:, n]]
+        states, layer_inputs = _stack_forward(cells, xs, h0s[:, n], ms, model, phi, phi_prime)
+        tops.append(np.stack(layer_inputs[-1][1:]))
+        # (13.2) h_n: the forward direction's h(T), the reverse direction's h(1)
+        finals.append(np.stack([h[1] if i % model.directions else h[T]
+                                for i, (h, _) in enumerate(states)]))  # fmt: skip
+    h_n = np.stack(finals, 1)
+    return LayerOutputs(h=np.stack(tops, 1), h_n=h_n if model.stacked else h_n[0])
+
+
+def layer_gradients(params: Params, x, h_grad, hn_grad=None, h0=None, mask=None, model=None,
+                    relu_prime_at_zero=0.0) -> Grads:  # fmt: skip
+    """The layer's vector–Jacobian product (§13): the gradients of ℓ = Σ ⟨h_grad, h⟩ +
+    ⟨hn_grad, h_n⟩ with respect to every cell's U, W, b, h0 and x; V and c are None."""
+    dims = validate(params, x, h0=h0, mask=mask, model=model, head=False)
+    validate_cotangents(h_grad, hn_grad, dims, validate_model(model))
+    return _stack_gradients(params, x, None, h_grad, hn_grad, h0, mask, model, relu_prime_at_zero)

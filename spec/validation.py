@@ -113,6 +113,8 @@ def validate(
     all_finite: Callable[[Any], bool] | None = None,
     all_finite_of: Callable[[list[Any]], bool] | None = None,
     mask: Any = None,
+    model: Any = None,
+    head: bool = True,
 ) -> Dims:
     """Check one call's arguments and return its sizes; raise SpecError on the first problem.
 
@@ -124,14 +126,17 @@ def validate(
     given, says it of all the float inputs at once, in one reduction: on a GPU, where every scalar
     that leaves the device waits for the device, one wait per call instead of one per array.
     ``mask``, when given, is a (T, B) boolean array (SPEC.md §9): targets are checked at its
-    unmasked steps only.
+    unmasked steps only. ``model`` (SPEC.md §8) says how many cells params holds (§12);
+    ``head=False`` checks the layer alone (§13): params.V and params.c are None, and K is 0.
     """
     if not isinstance(params, Params):
         raise SpecError(
             f"params: expected rnnspec.spec.Params(U, W, b, V, c), got {type(params).__name__}"
         )
+    model = validate_model(model)
+    _check_cell_tuples(params, model)
+    named = [(name, a) for name, a in parameter_arrays(params) if a is not None]
     if is_native is not None:
-        named = [(f"params.{f}", a) for f, a in zip(Params._fields, params)]
         for arg, array in [*named, ("x", x), ("y", y), ("h0", h0), ("mask", mask)]:
             if array is not None and not is_native(array):
                 raise SpecError(
@@ -147,23 +152,17 @@ def validate(
     if dtype not in FLOAT_DTYPES:
         raise SpecError(f"x: expected dtype float32 or float64, got {dtype}")
 
-    H, D, K = _check_parameter_shapes(params, D)
-    for field in Params._fields:
-        _check_float(f"params.{field}", getattr(params, field), dtype)
+    H, K = _check_parameter_shapes(params, D, model, head)
+    for arg, array in named:
+        _check_float(arg, array, dtype)
 
     if h0 is not None:
-        sizes = _disagree("h0", "(B, H)", (B, H), {"B": "x", "H": "params.W"})
-        batch_major = "; if x is batch-major (B, T, D): the spec's x is time-major, (T, B, D)"
-        _check_shape(
-            "h0", h0, "(B, H)", (B, H),
-            lambda s: sizes(s) + (batch_major if s == (T, H) and T != B else ""),
-        )  # fmt: skip
+        _check_initial_state(h0, T, B, H, model)
         _check_float("h0", h0, dtype)
 
     steps = None if mask is None else _check_mask(mask, T, B, to_numpy)
 
-    floats = [("x", x), *((f"params.{f}", a) for f, a in zip(Params._fields, params))]
-    floats += [("h0", h0)] if h0 is not None else []
+    floats = [("x", x), *named, *([("h0", h0)] if h0 is not None else [])]
     if all_finite_of is None or not all_finite_of([array for _, array in floats]):
         finite = all_finite or (lambda array: bool(np.isfinite(to_numpy(array)).all()))
         for arg, array in floats:  # which one, and where
@@ -180,38 +179,125 @@ def validate(
     return Dims(T, B, D, H, K, dtype, soft)
 
 
+def parameter_arrays(params: Params) -> list[tuple[str, Any]]:
+    """Every array of ``params`` with the name its errors use: params.U, or params.U[i] for cell i
+    of a stack (SPEC.md §12); V and c may be None (the layer alone, §13)."""
+    named = []
+    for field, value in zip(Params._fields, params):
+        if isinstance(value, tuple | list):
+            named += [(f"params.{field}[{i}]", array) for i, array in enumerate(value)]
+        else:
+            named.append((f"params.{field}", value))
+    return named
+
+
+def _check_cell_tuples(params: Params, model: Model) -> None:
+    """U, W and b are arrays for the one-layer model, tuples of one array per cell for a stack."""
+    for field in ("U", "W", "b"):
+        value = getattr(params, field)
+        if model.stacked:
+            if not isinstance(value, tuple | list) or len(value) != model.cells:
+                got = (
+                    f"{len(value)} arrays"
+                    if isinstance(value, tuple | list)
+                    else type(value).__name__
+                )
+                raise SpecError(
+                    f"params.{field}: expected a tuple of layers × directions = {model.layers} × "
+                    f"{model.directions} = {model.cells} arrays, one per cell (SPEC.md §12), "
+                    f"got {got}"
+                )
+        elif isinstance(value, tuple | list):
+            raise SpecError(
+                f"params.{field}: expected an array, got a {type(value).__name__} of "
+                f"{len(value)}: a tuple of cells needs a stacked or bidirectional model, "
+                "model=rnnspec.spec.Model(layers=..., bidirectional=...) (SPEC.md §12)"
+            )
+
+
 # fmt: off
-def _check_parameter_shapes(params: Params, D: int) -> tuple[int, int, int]:
+def _check_parameter_shapes(params: Params, D: int, model: Model, head: bool) -> tuple[int, int]:
     """D from x, H from W (from U if W is not square), K from c (from V if c is not a vector):
-    each parameter against the sizes the others imply, and a message naming both sides."""
-    W = _check_rank("params.W", params.W, "(H, H)", 2)
-    U = _check_rank("params.U", params.U, "(H, D)", 2)
-    H, where_H = (W[0], "params.W") if W[0] == W[1] else (U[0], "params.U")
+    each parameter against the sizes the others imply, and a message naming both sides. A stack
+    (SPEC.md §12) is checked cell by cell, H from its first cell, the input size of a cell above
+    the first layer being directions·H."""
+    if not model.stacked:
+        H = _check_cell(params.U, params.W, params.b, D, "", "x")
+    else:
+        H = _check_cell(params.U[0], params.W[0], params.b[0], D, "[0]", "x")
+        for i in range(1, model.cells):
+            D_in, source = (D, "x") if i < model.directions else (
+                model.directions * H, f"params.W[0]: directions·H = {model.directions}·{H}")
+            _check_cell(params.U[i], params.W[i], params.b[i], D_in, f"[{i}]", source, H)
+    if not head:
+        for field in ("V", "c"):
+            given = type(getattr(params, field)).__name__
+            if given != "NoneType":
+                raise SpecError(f"params.{field}: expected None (the layer alone has no head, "
+                                f"SPEC.md §13), got {given}")
+        return H, 0
+    H_out, symbol = (H, "H") if not model.stacked else (model.directions * H, "directions·H")
+    return H, _check_head(params.V, params.c, H_out, symbol)
+
+
+def _check_cell(U, W, b, D: int, index: str, where_D: str, H: int | None = None) -> int:
+    """One cell's U, W and b (SPEC.md §1, §12); returns H, read from W unless given."""
+    names = {f: f"params.{f}{index}" for f in "UWb"}
+    W_shape = _check_rank(names["W"], W, "(H, H)", 2)
+    U_shape = _check_rank(names["U"], U, "(H, D)", 2)
+    if H is not None:
+        where_H = "params.W[0]"
+    elif W_shape[0] == W_shape[1]:
+        H, where_H = W_shape[0], names["W"]
+    else:
+        H, where_H = U_shape[0], names["U"]
     transposed = "it looks transposed ({}, with shape {})"
     _check_shape(
-        "params.U", params.U, "(H, D)", (H, D),
+        names["U"], U, "(H, D)", (H, D),
         lambda s: transposed.format("a = b + W h + U x", "(H, D)") if s == (D, H) and D != H
-        else _disagree("params.U", "(H, D)", (H, D), {"H": where_H, "D": "x"})(s),
+        else _disagree(names["U"], "(H, D)", (H, D), {"H": where_H, "D": where_D})(s),
     )
     _check_shape(
-        "params.W", params.W, "(H, H)", (H, H),
+        names["W"], W, "(H, H)", (H, H),
         lambda s: "it must be square" if s[0] != s[1]
-        else _disagree("params.W", "(H, H)", (H, H), {"H": where_H})(s),
+        else _disagree(names["W"], "(H, H)", (H, H), {"H": where_H})(s),
     )
-    _check_shape("params.b", params.b, "(H,)", (H,), _disagree("params.b", "(H,)", (H,), {"H": where_H}))
-    V = _check_rank("params.V", params.V, "(K, H)", 2)
-    c = shape_of(params.c) if hasattr(params.c, "shape") else ()
+    _check_shape(names["b"], b, "(H,)", (H,), _disagree(names["b"], "(H,)", (H,), {"H": where_H}))
+    return H
+
+
+def _check_head(V_array, c_array, H: int, symbol: str) -> int:
+    """V (K, H) and c (K,) of the output layer, which reads H = ``symbol`` values; returns K."""
+    where_H = "params.W" if symbol == "H" else "the cells (directions·H)"
+    shape = f"(K, {symbol})"
+    V = _check_rank("params.V", V_array, shape, 2)
+    c = shape_of(c_array) if hasattr(c_array, "shape") else ()
     K, where_K = V[0], "params.V"
     if len(c) == 1 and V == (H, c[0]) and c[0] != H:  # V transposed: read K where it is right
         K, where_K = c[0], "params.c"
     _check_shape(
-        "params.V", params.V, "(K, H)", (K, H),
-        lambda s: transposed.format("o = c + V h", "(K, H)") if s == (H, K) and H != K
+        "params.V", V_array, shape, (K, H),
+        lambda s: f"it looks transposed (o = c + V h, with shape {shape})" if s == (H, K) and H != K
         else _disagree("params.V", "(K, H)", (K, H), {"K": where_K, "H": where_H})(s),
     )
-    _check_shape("params.c", params.c, "(K,)", (K,), _disagree("params.c", "(K,)", (K,), {"K": where_K}))
-    return H, D, K
+    _check_shape("params.c", c_array, "(K,)", (K,), _disagree("params.c", "(K,)", (K,), {"K": where_K}))
+    return K
 # fmt: on
+
+
+def _check_initial_state(h0: Any, T: int, B: int, H: int, model: Model) -> None:
+    """(B, H), or (cells, B, H) for a stack, cell i's h(0) in row i (SPEC.md §12)."""
+    if model.stacked:
+        sizes = _disagree("h0", "(cells, B, H)", (model.cells, B, H),
+                          {"cells": "model", "B": "x", "H": "params.W[0]"})  # fmt: skip
+        _check_shape("h0", h0, "(cells, B, H)", (model.cells, B, H), sizes)
+        return
+    sizes = _disagree("h0", "(B, H)", (B, H), {"B": "x", "H": "params.W"})
+    batch_major = "; if x is batch-major (B, T, D): the spec's x is time-major, (T, B, D)"
+    _check_shape(
+        "h0", h0, "(B, H)", (B, H),
+        lambda s: sizes(s) + (batch_major if s == (T, H) and T != B else ""),
+    )  # fmt: skip
 
 
 def _batch_major_or(arg: str, symbols: str, expected: tuple, source: dict[str, str]):
@@ -308,6 +394,40 @@ def _check_targets(
     return True
 
 
+def validate_cotangents(
+    h_grad: Any,
+    hn_grad: Any,
+    dims: Dims,
+    model: Model,
+    is_native: Callable[[Any], bool] | None = None,
+    all_finite_of: Callable[[list[Any]], bool] | None = None,
+    to_numpy: Callable[[Any], np.ndarray] = np.asarray,
+) -> None:
+    """The upstream gradients of the layer's VJP (SPEC.md §13): ``h_grad`` (T, B, directions·H)
+    for the top layer's states, ``hn_grad`` (B, H), or (cells, B, H) for a stack, for the last
+    states, or None; x's dtype, finite, the backend's own arrays."""
+    T, B, H = dims.T, dims.B, dims.H
+    width = model.directions * H
+    final = ("(cells, B, H)", (model.cells, B, H)) if model.stacked else ("(B, H)", (B, H))
+    given = [("h_grad", h_grad, "(T, B, directions·H)", (T, B, width))]
+    given += [] if hn_grad is None else [("hn_grad", hn_grad, *final)]
+    for arg, array, symbols, shape in given:
+        if is_native is not None and not is_native(array):
+            raise SpecError(
+                f"{arg}: expected an array of the backend's own framework on its device, got "
+                f"{type(array).__module__}.{type(array).__name__}; convert it with "
+                "backend.asarray(array)"
+            )
+        sources = {"T": "x", "B": "x", "H": "params.W", "cells": "model",
+                   "directions·H": "params.W and model"}  # fmt: skip
+        _check_shape(arg, array, symbols, shape, _disagree(arg, symbols, shape, sources))
+        _check_float(arg, array, dims.dtype)
+    arrays = [array for _, array, _, _ in given]
+    if all_finite_of is None or not all_finite_of(arrays):
+        for arg, array, _, _ in given:
+            _check_finite(arg, array, lambda a: bool(np.isfinite(to_numpy(a)).all()), to_numpy)
+
+
 def validate_length(arg: str, value: Any, minimum: int = 1, bound: str = "") -> int:
     """A truncation length (k, k1, k2, max_lag): an integer ≥ ``minimum``; ``bound`` names where
     the minimum comes from ("k1 = 3") when it is not 1. The same SpecError on every backend."""
@@ -326,4 +446,9 @@ def validate_model(model: Any) -> Model:
     if model.nonlinearity not in NONLINEARITIES:
         known = ", ".join(repr(n) for n in NONLINEARITIES)
         raise SpecError(f"model.nonlinearity: expected one of {known}, got {model.nonlinearity!r}")
+    layers = model.layers
+    if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or layers < 1:
+        raise SpecError(f"model.layers: expected an integer >= 1, got {layers!r}")
+    if not isinstance(model.bidirectional, bool | np.bool_):
+        raise SpecError(f"model.bidirectional: expected True or False, got {model.bidirectional!r}")
     return model
