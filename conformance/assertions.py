@@ -8,12 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from rnnspec.conformance import diagnosis, golden
+from rnnspec.conformance import cases, diagnosis, golden
 from rnnspec.conformance.calls import flatten, invoke, source
-from rnnspec.conformance.cases import CASES, MASKED_CASES, Case
+from rnnspec.conformance.cases import Case
 from rnnspec.conformance.oracle import expected
 from rnnspec.conformance.plugin import declared, returned
-from rnnspec.spec import Params, tolerance
+from rnnspec.spec import Model, Params, tolerance
 from rnnspec.spec.validation import shape_of
 
 
@@ -33,40 +33,64 @@ class Call:
         loaded_by = self.loaded_by or (
             f"backends.load({self.backend.name!r}, device={self.backend.device!r})"
         )
-        registry = "MASKED_CASES" if self.case.padding else "CASES"
-        named = {**CASES, **MASKED_CASES}.get(self.case.name) == self.case
+        registry = cases.registry(self.case)
+        named = cases.all_cases().get(self.case.name) == self.case
         masked = self.case.padding is not None
         return "\n".join(
             [
                 "from rnnspec import backends, plain",
                 "from rnnspec.spec import reference, reference_flow",
-                f"from rnnspec.conformance.cases import {registry if named else 'Case'}",
+                f"from rnnspec.conformance.cases import {registry if named else 'Case'}"
+                + (", cotangents" if self.method == "layer_gradients" else ""),
                 f"case = {registry}[{self.case.name!r}]" if named else f"case = {self.case!r}",
                 f"backend = {loaded_by}",
                 f"params, x, y, h0 = case.native(backend, {self.dtype!r})",
                 *(["mask = case.native_mask(backend)"] if masked else []),
-                f"got = {source(self.method, self.t, masked, self.case.nonlinearity != 'tanh')}{pick}",
+                *self._cotangent_lines("native"),
+                f"got = {source(self.method, self.t, masked, self.case.model() != Model())}{pick}",
                 f"params, x, y, h0 = case.arrays({self.dtype!r})",
                 *(["mask = case.mask()"] if masked else []),
+                *self._cotangent_lines("numpy"),
                 f"want = {oracle}",
             ]
         )
 
+    def _cotangent_lines(self, kind: str) -> list[str]:
+        """For a check of the layer alone (SPEC.md §13): its upstream gradients, as arrays."""
+        if not self.method.startswith("layer_"):
+            return []
+        lines = ["params = params._replace(V=None, c=None)"]
+        if self.method == "layer_gradients":
+            lines.append(f"h_grad, hn_grad = cotangents(case, {self.t!r}, {self.dtype!r})")
+            if kind == "native":
+                lines.append("h_grad, hn_grad = (None if a is None else backend.asarray(a) "
+                             "for a in (h_grad, hn_grad))")  # fmt: skip
+        return lines
 
-def _preview(array: np.ndarray, precision: int = 9) -> str:
+
+def _preview(array: np.ndarray, precision: int = 9, start: int = 0) -> str:
     return np.array2string(
-        np.ravel(array)[:4], precision=precision, separator=", ", max_line_width=200
-    )
+        np.ravel(array)[start : start + 4], precision=precision, separator=", ",
+        max_line_width=200,
+    )  # fmt: skip
 
 
 def previews(want: np.ndarray, got: np.ndarray) -> tuple[str, str]:
     """The first values of both, with as many digits as it takes for them to read differently
-    (9 at least, 17 at most: float64 round-trips), so that a failure never shows equal numbers."""
+    (9 at least, 17 at most: float64 round-trips), so that a failure never shows equal numbers;
+    from the largest difference, "(from flat index i)", where the first four hardly differ."""
+    flat_want, flat_got = np.ravel(want), np.ravel(got)
+    start = 0
+    if flat_want.shape == flat_got.shape and flat_want.size > 4:
+        difference = np.nan_to_num(np.abs(flat_want - flat_got), nan=np.inf)
+        if difference[:4].max() < 0.01 * difference.max():
+            start = int(np.argmax(difference))
+    where = f" (from flat index {start})" if start else ""
     for precision in range(9, 18):
-        shown = _preview(want, precision), _preview(got, precision)
+        shown = _preview(want, precision, start), _preview(got, precision, start)
         if shown[0] != shown[1]:
             break
-    return shown
+    return shown[0] + where, shown[1] + where
 
 
 def assert_close(
@@ -83,7 +107,8 @@ def assert_close(
     head = f"{call.method} -> {what} on case {call.case.label()}, {call.dtype}, {call.backend!r}"
     if shape_of(got_np) != want.shape:
         raise AssertionError(f"{head}: expected shape {want.shape}, got {shape_of(got_np)}")
-    T = call.case.T
+    T = call.case.steps  # N·T for a stack (SPEC.md §12.4)
+    steps = "√T" if call.case.layers == 1 else "√(N·T)"
     ratio = tolerance.ratio(got_np, want, call.dtype, T, kappa)
     if call.log is not None:
         call.log(ratio)
@@ -95,8 +120,8 @@ def assert_close(
         raise AssertionError(
             f"{head}\n"
             f"  relative error {tolerance.relative_error(got_np, want):.3e} exceeds the bound "
-            f"{tolerance.bound(call.dtype, T, kappa):.3e} (= MARGIN·(u + u₆₄)·√T·max(1, κ), κ = {kappa:.3g};"
-            f" ratio {ratio:.3g})\n"
+            f"{tolerance.bound(call.dtype, T, kappa):.3e} (= MARGIN·(u + u₆₄)·{steps}·max(1, κ), "
+            f"κ = {kappa:.3g}{'' if call.case.layers == 1 else f', N·T = {T}'}; ratio {ratio:.3g})\n"
             f"  expected {shown_want} ...\n"
             f"  received {shown_got} ...\n"
             + (f"  diagnosis: {found}\n" if found else "")

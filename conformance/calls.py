@@ -23,6 +23,8 @@ ARGUMENTS = {
     "truncated_gradients": ("params", "x", "y", "k"),
     "tbptt_gradients": ("params", "x", "y", "k1", "k2"),
     "jacobian_norms": ("params", "x"),
+    "layer_forward": ("params", "x"),
+    "layer_gradients": ("params", "x", "h_grad", "hn_grad"),
 }
 
 _GRADIENT_TENSORS = (("L", "[0]"), *((f"Grads.{f}", f"[1].{f}") for f in Grads._fields))
@@ -53,11 +55,13 @@ def invoke(
     t: int | tuple[int, ...] | None = None,
     mask=None,
     model=None,
+    cotangents: tuple = (None, None),
 ) -> Any:
     """``backend.<method>`` with the arguments it takes among these; ``t`` holds its integer
     arguments (t; k; k1, k2 as a tuple); ``mask`` only when given and ``model`` only when it is
-    not the tanh network, so that other calls are the same on every protocol version."""
-    given = {"params": params, "x": x, "y": y}
+    not the tanh network, so that other calls are the same on every protocol version;
+    ``cotangents`` the layer VJP's (h_grad, hn_grad) (SPEC.md §13)."""
+    given = {"params": params, "x": x, "y": y, "h_grad": cotangents[0], "hn_grad": cotangents[1]}
     integers = iter(t if isinstance(t, tuple) else (t,))
     args = (next(integers) if a in INTEGERS else given[a] for a in ARGUMENTS[method])
     keywords = {} if mask is None else {"mask": mask}
@@ -81,22 +85,70 @@ def source(
     return f"backend.{method}({args}, h0=h0{keywords})"
 
 
+def tensors(method: str, model: Model | None = None) -> tuple[tuple[str, str], ...]:
+    """TENSORS[method] for the call's model: a stack's Grads.U, .W, .b one tensor per cell,
+    "Grads.U[2]" picked by "[1].U[2]" (SPEC.md §12); the layer's methods (§13) too."""
+    if method in LAYER_TENSORS:
+        named = LAYER_TENSORS[method]
+    else:
+        named = TENSORS[method]
+    if model is None or not model.stacked:
+        return named
+    per_cell = {f"Grads.{f}" for f in ("U", "W", "b")}
+    return tuple(
+        entry
+        for name, pick in named
+        for entry in (
+            [(f"{name}[{i}]", f"{pick}[{i}]") for i in range(model.cells)]
+            if name in per_cell
+            else [(name, pick)]
+        )
+    )
+
+
+#: the layer alone (SPEC.md §13): its outputs, and its VJP's gradients (no V, c)
+LAYER_TENSORS = {
+    "layer_forward": (("LayerOutputs.h", ".h"), ("LayerOutputs.h_n", ".h_n")),
+    "layer_gradients": tuple((f"Grads.{f}", f".{f}") for f in Grads._fields if f not in ("V", "c")),
+}
+
+
 def flatten(method: str, result) -> list:
-    """A call's result as the flat list of tensors that TENSORS[method] names."""
-    if method in ("forward", "lag_norms"):
+    """A call's result as the flat list of tensors that ``tensors(method, model)`` names: a
+    stack's per-cell tuples spread out, cell by cell."""
+    if method in ("forward", "lag_norms", "layer_forward"):
         return list(result)
     if method == "jacobian_norms":
         return list(result[:3])
     if method == "loss":
         return [result]
+    if method == "layer_gradients":
+        return _spread([g for f, g in zip(Grads._fields, result) if f not in ("V", "c")])
     loss, grads = result
-    return [loss, *grads]
+    return [loss, *_spread(list(grads))]
 
 
-def shapes(method: str, T: int, B: int, D: int, H: int, K: int) -> list[tuple[int, ...]]:
-    """The shape of every tensor of a call's result (SPEC.md §8)."""
+def _spread(values: list) -> list:
+    return [v for value in values for v in (value if isinstance(value, tuple | list) else [value])]
+
+
+def shapes(
+    method: str, T: int, B: int, D: int, H: int, K: int, model: Model | None = None
+) -> list[tuple[int, ...]]:
+    """The shape of every tensor of a call's result (SPEC.md §8, §12), in ``tensors`` order."""
+    model = model or Model()
+    R, cells = model.directions, model.cells
     if method == "forward":
-        return [(T, B, H), (T, B, K), (T, B, K)]
+        return [(T, B, R * H), (T, B, K), (T, B, K)]
     if method == "loss":
         return [()]
-    return [(), (H, D), (H, H), (H,), (K, H), (K,), (B, H), (T, B, D)]
+    if not model.stacked:
+        U, W, b, h0 = [(H, D)], [(H, H)], [(H,)], (B, H)
+    else:
+        U = [(H, D) if i < R else (H, R * H) for i in range(cells)]
+        W, b, h0 = [(H, H)] * cells, [(H,)] * cells, (cells, B, H)
+    if method == "layer_forward":
+        return [(T, B, R * H), h0]
+    if method == "layer_gradients":
+        return [*U, *W, *b, h0, (T, B, D)]
+    return [(), *U, *W, *b, (K, R * H), (K,), h0, (T, B, D)]

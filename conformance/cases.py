@@ -49,6 +49,13 @@ class Case:
     kink_units: int = 0  # relu: b_i = 0 and x(1) = 0 for the first this many units, h0 = 0, so
     #                      that a_i(1) = 0 exactly in any dtype and φ′(0) decides δ(1) (§1.1)
     relu_prime_at_zero: float = 0.0  # the φ′(0) the answer uses: the backend's declared one
+    layers: int = 1  # a stack's layers (SPEC.md §12); with bidirectional, the call's Model
+    bidirectional: bool = False
+
+    @property
+    def steps(self) -> int:
+        """The T of the tolerance policy: N·T for a stack of N layers (SPEC.md §12.4)."""
+        return self.T * self.layers
 
     def arrays(self, dtype: str = "float64") -> Inputs:
         """NumPy inputs in ``dtype``; targets are int64 class indices or soft weights in ``dtype``."""
@@ -88,30 +95,51 @@ class Case:
             V[0, 0] = self.far_rows
         if self.kink_units:  # a(1) = b + W·0 + U·0 = b: exactly 0 in the kink units
             x[0], b[: self.kink_units] = 0.0, 0.0
-        params = Params(*(_representable(a, dtype) for a in (U, W, b, V, c)))
+        if self.model().stacked:  # the other cells drawn after everything else (§12)
+            (U, W, b), V, h0 = self._cells(rng, (U, W, b), h0 is not None)
+        params = Params(*(
+            tuple(_representable(a, dtype) for a in p) if isinstance(p, tuple)
+            else _representable(p, dtype) for p in (U, W, b, V, c)
+        ))  # fmt: skip
         y = _representable(y, dtype) if self.soft_targets else y.astype(np.int64)
         h0 = None if h0 is None else _representable(h0, dtype)
         return Inputs(params, _representable(x, dtype), y, h0)
+
+    def _cells(self, rng, first: tuple, with_h0: bool) -> tuple:
+        """A stack's U, W and b as tuples of arrays, cell 0 the one-layer draw, V (K, R·H) and h0
+        (cells, B, H); each W at the case's spectral radius, each U scaled by its inputs' count."""
+        model = self.model()
+        R, H = model.directions, self.H
+        cells = [first]
+        for i in range(1, model.cells):
+            inputs = self.D if i < R else R * H
+            W = rng.standard_normal((H, H))
+            W *= self.spectral_radius / max(abs(np.linalg.eigvals(W)).max(), 1e-12)
+            cells.append((rng.standard_normal((H, inputs)) / np.sqrt(inputs), W,
+                          0.1 * rng.standard_normal(H)))  # fmt: skip
+        V = rng.standard_normal((self.K, R * H)) / np.sqrt(R * H)
+        h0 = 0.5 * rng.standard_normal((model.cells, self.B, H)) if with_h0 else None
+        return tuple(tuple(cell[k] for cell in cells) for k in range(3)), V, h0
 
     def native(self, backend, dtype: str) -> Inputs:
         """The same inputs as the backend's own arrays on its device, as it takes them
         (:func:`scoped`: the suite's Call holds the same case, and with it the oracle)."""
         params, x, y, h0 = scoped(self, backend).arrays(dtype)
         return Inputs(
-            Params(*(backend.asarray(a) for a in params)),
+            native_params(backend, params),
             backend.asarray(x),
             backend.asarray(y),
             None if h0 is None else backend.asarray(h0),
         )
 
     def model(self) -> Model:
-        """The Model a backend's call takes for this case (SPEC.md §8)."""
-        return Model(self.nonlinearity)
+        """The Model a backend's call takes for this case (SPEC.md §8, §12)."""
+        return Model(self.nonlinearity, self.layers, self.bidirectional)
 
     def model_argument(self) -> dict[str, Model]:
-        """``model=`` for a backend's call: none for tanh, so that a tanh call is the same call on
-        every protocol version."""
-        return {} if self.nonlinearity == "tanh" else {"model": self.model()}
+        """``model=`` for a backend's call: none for the one-layer tanh network, so that its call
+        is the same call on every protocol version."""
+        return {} if self.model() == Model() else {"model": self.model()}
 
     def lengths(self) -> np.ndarray:
         """For right and left padding: each sequence's length, ``sequence_lengths`` where given,
@@ -166,23 +194,37 @@ class Case:
         if self.conditioning == "chaotic":
             return dtype == "float32"
         if self.conditioning == "saturated":
-            return dtype == "float32" or tensor in THROUGH_D
+            return dtype == "float32" or tensor.partition("[")[0] in THROUGH_D
         if self.conditioning == "kinked":
-            return dtype == "float32" and tensor in THROUGH_D
+            return dtype == "float32" and tensor.partition("[")[0] in THROUGH_D
         return False
 
     def label(self) -> str:
         kind = f"soft targets Σy∈{self.target_sums}" if self.soft_targets else "class indices"
         masked = "" if self.padding is None else f", mask {self.padding!r}"
         phi = "" if self.nonlinearity == "tanh" else f", φ = {self.nonlinearity}"
+        stack = "" if self.layers == 1 else f", {self.layers} layers"
+        stack += ", bidirectional" if self.bidirectional else ""
         return (
             f"{self.name} (T={self.T}, B={self.B}, D={self.D}, H={self.H}, K={self.K}, {kind}"
-            f"{masked}{phi})"
+            f"{masked}{phi}{stack})"
         )
 
 
 #: The tensors whose computation multiplies by D_t = diag(1 − h(t)⊙h(t)).
 THROUGH_D = ("Grads.U", "Grads.W", "Grads.b", "Grads.h0", "Grads.x")
+
+
+def native_params(backend, params: Params) -> Params:
+    """NumPy Params as the backend's own arrays, a stack's tuples cell by cell; None kept (the
+    layer alone has no V and c, SPEC.md §13)."""
+
+    def native(value):
+        if isinstance(value, tuple):
+            return tuple(backend.asarray(a) for a in value)
+        return None if value is None else backend.asarray(value)
+
+    return Params(*(native(value) for value in params))
 
 
 def scoped(case: Case, backend) -> Case:
@@ -272,6 +314,63 @@ MASKED_CASES = _cases(
 )
 # fmt: on
 
+# fmt: off
+#: The stacked and bidirectional cases (SPEC.md §12), a covering design: with the one-layer cases
+#: above, every pair of φ × layers (1, 2, 3) × directions × mask (none, right, left padding) is
+#: met at least once (tests/test_case_design.py counts them); h(0) nonzero in all but one, class
+#: indices and soft targets; the dtypes are every case's.
+STACKED_CASES = _cases(
+    Case("bi", T=5, B=3, D=3, H=4, K=5, seed=80, bidirectional=True, nonlinearity="relu",
+         padding="right"),
+    Case("deep2", T=5, B=3, D=3, H=4, K=5, seed=81, layers=2),
+    Case("deep2_bi", T=6, B=3, D=2, H=4, K=5, seed=82, layers=2, bidirectional=True,
+         padding="left"),
+    Case("deep2_relu", T=5, B=2, D=3, H=5, K=4, seed=83, layers=2, nonlinearity="relu",
+         padding="right", soft_targets=True, target_sums=(1.0, 0.6, 2.5)),
+    Case("deep3_bi", T=4, B=2, D=3, H=3, K=4, seed=84, layers=3, bidirectional=True,
+         nonlinearity="relu", h0=False),
+    Case("deep3", T=6, B=3, D=3, H=4, K=5, seed=85, layers=3, padding="right"),
+    Case("deep3_left", T=5, B=3, D=3, H=4, K=5, seed=86, layers=3, nonlinearity="relu",
+         padding="left"),
+)
+# fmt: on
+
+#: The upstream gradients a check of the layer alone sends (SPEC.md §13): to the last states
+#: only (a loss that reads h_n alone, pytorch#96416's case), to some steps only, to every step
+#: and the last states.
+COTANGENTS = ("final", "some_steps", "all")
+
+
+def cotangents(case: Case, kind: str, dtype: str = "float64") -> tuple:
+    """(h_grad, hn_grad) of ``kind`` for the case, float32-representable, hn_grad None where the
+    kind sends none: (T, B, R·H), and (B, H) or (cells, B, H)."""
+    model = case.model()
+    rng = np.random.default_rng(case.seed + 2000)
+    h_grad = rng.standard_normal((case.T, case.B, model.directions * case.H))
+    final_shape = (model.cells, case.B, case.H) if model.stacked else (case.B, case.H)
+    hn_grad = rng.standard_normal(final_shape)
+    if kind == "final":
+        h_grad[:] = 0.0
+    elif kind == "some_steps":
+        h_grad[[t for t in range(case.T) if t not in (0, case.T // 2)]] = 0.0
+        hn_grad = None
+    return _representable(h_grad, dtype), None if hn_grad is None else _representable(
+        hn_grad, dtype
+    )
+
+
+def all_cases() -> dict[str, Case]:
+    """Every named case, one-layer, masked and stacked, by name."""
+    return {**CASES, **MASKED_CASES, **STACKED_CASES}
+
+
+def registry(case: Case) -> str:
+    """The name of the dict in this module that holds the named case."""
+    if case.name in STACKED_CASES:
+        return "STACKED_CASES"
+    return "MASKED_CASES" if case.name in MASKED_CASES else "CASES"
+
+
 #: Cases small enough for form A's O(T³) literal products in the reference.
 SHORT = [name for name, case in CASES.items() if case.T <= 20]
 
@@ -330,7 +429,11 @@ KINK = 1e-4
 def kink_distance(case: Case) -> float:
     """min over the case's unmasked steps and units of |a_i(t)| relative to the size of the terms
     it sums, in float64: how far relu's kink is, as a fraction of a(t)'s scale (the kink units of
-    a ``kink_units`` case, whose a(1) is exactly 0 by construction, left out)."""
+    a ``kink_units`` case, whose a(1) is exactly 0 by construction, left out); every cell's of a
+    stack (12.1)."""
+    if case.model().stacked:
+        a, scale = stack_preactivations(case)
+        return float((np.abs(a) / np.where(scale > 0, scale, 1.0)).min(initial=np.inf))
     params, x, _, h0 = case.arrays("float64")
     mask = case.mask()
     h = reference.forward(params, x, h0, mask=mask, model=case.model()).h
@@ -344,9 +447,33 @@ def kink_distance(case: Case) -> float:
     return float(computed.min(initial=np.inf))
 
 
+def stack_preactivations(case: Case) -> tuple[np.ndarray, np.ndarray]:
+    """Every cell's a_i(t) (12.1) at the case's unmasked steps, and the size of the terms it sums,
+    |b_i| + |W_i| |h_i(t ∓ 1)| + |U_i| |z_l(t)|, in float64, flat."""
+    params, x, _, h0 = case.arrays("float64")
+    model = case.model()
+    mask = np.ones((case.T, case.B), bool) if case.mask() is None else case.mask()
+    _, cells, x, h0s, m, phi, phi_prime = reference._stack_inputs(params, x, h0, mask, model)
+    a, scale = [], []
+    for n in range(case.B):
+        xs, ms = [None, *x[:, n]], [None, *m[:, n]]
+        states, inputs = reference._stack_forward(cells, xs, h0s[:, n], ms, model, phi, phi_prime)
+        for i, (h, _) in enumerate(states):
+            cell, zs = cells[i], inputs[i // model.directions]
+            for t in range(1, case.T + 1):
+                if mask[t - 1, n]:
+                    before = h[t + 1] if i % model.directions else h[t - 1]
+                    a.append(cell.b + cell.W @ before + cell.U @ zs[t])
+                    scale.append(np.abs(cell.b) + np.abs(cell.W) @ np.abs(before)
+                                 + np.abs(cell.U) @ np.abs(zs[t]))  # fmt: skip
+    return np.concatenate(a), np.concatenate(scale)
+
+
 def _max_preactivation(case: Case) -> float:
     """max |a(t)| over the case's forward pass at its unmasked steps, in float64 (a = artanh h);
     a masked step computes no a(t), it carries h over."""
+    if case.model().stacked:
+        return float(np.abs(stack_preactivations(case)[0]).max(initial=0.0))
     params, x, _, h0 = case.arrays("float64")
     mask = case.mask()
     h = reference.forward(params, x, h0, mask=mask).h

@@ -70,7 +70,7 @@ def matrix(by_backend: dict[str, dict[str, np.ndarray]], dtype: str) -> list[dic
                 continue
             scale = float(np.linalg.norm(want.values[i]))
             diff = float(np.linalg.norm(by_backend[a][key].astype(np.float64) - by_backend[b][key]))
-            bound = tolerance.bound(dtype, case.T, want.kappas[i]) * scale
+            bound = tolerance.bound(dtype, case.steps, want.kappas[i]) * scale
             ratio = 0.0 if diff == 0 else (diff / bound if bound > 0 else float("inf"))
             rows.append({"pair": f"{a} vs {b}", "dtype": dtype, "tensor": key, "ratio": ratio})
     return rows

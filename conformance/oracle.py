@@ -17,8 +17,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnspec.conformance.calls import FLOW_METHODS, TENSORS, flatten
-from rnnspec.conformance.cases import Case
+from rnnspec.conformance.calls import FLOW_METHODS, flatten, tensors
+from rnnspec.conformance.cases import Case, cotangents
 from rnnspec.spec import reference, reference_flow, tolerance
 
 
@@ -55,6 +55,22 @@ _REFERENCE = {
     ),
 }
 _REFERENCE["autodiff_gradients"] = _REFERENCE["gradients"]
+_REFERENCE.update(
+    {  # the layer alone (SPEC.md §13), params without V and c; t names the upstream gradients
+        "layer_forward": (
+            lambda p, x, y, h0, t, mask, kw: reference.layer_forward(
+                p, x, h0, mask=mask, **kw["model"]
+            ),
+            "layer_forward(params, x, h0{mask}{model})",
+        ),
+        "layer_gradients": (
+            lambda p, x, y, h0, t, mask, kw: reference.layer_gradients(
+                p, x, *y, h0, mask=mask, **kw["model"], **kw["at_zero"]
+            ),
+            "layer_gradients(params, x, h_grad, hn_grad, h0{mask}{model}{at_zero})",
+        ),
+    }
+)
 _REFERENCE.update(
     {  # SPEC.md §10, t holding the lengths: (k,) or (k1, k2)
         "lag_norms": (
@@ -123,9 +139,12 @@ def expected(case: Case, method: str, t: int | None = None) -> Expected:
     return answer
 
 
-def _computed(case: Case, method: str, t: int | None) -> Expected:
+def _computed(case: Case, method: str, t: int | str | None) -> Expected:
     params, x, y, h0 = case.arrays("float64")
     mask = case.mask()
+    if method.startswith("layer_"):  # the layer alone: no head; its upstream gradients as y
+        params = params._replace(V=None, c=None)
+        y = cotangents(case, t) if method == "layer_gradients" else None
     function, expression = _REFERENCE[method]
     relu = case.nonlinearity == "relu"
     keywords = {
@@ -137,14 +156,22 @@ def _computed(case: Case, method: str, t: int | None) -> Expected:
         answer = function(params, x, y, h0, t, mask, keywords)
         return [np.asarray(v) for v in flatten(method, answer)]
 
-    if method in ("forward", "jacobian_norms"):  # κ: the sensitivity to the inputs it takes
-        args: tuple = (params, x, h0)
+    args: tuple
+    if method == "layer_gradients":  # κ over the upstream gradients too, each on its own
+        h_grad, hn_grad = y
+        args = (params, x, h_grad, hn_grad, h0)
+        values = fn(params, x, y, h0)
+        kappas = tolerance.condition_numbers(
+            lambda p, x, g, gn, h0: fn(p, x, (g, gn), h0), args, case.seed
+        )
+    elif method in ("forward", "jacobian_norms", "layer_forward"):  # κ: of the inputs it takes
+        args = (params, x, h0)
         values = fn(params, x, None, h0)
         kappas = tolerance.condition_numbers(lambda p, x, h0: fn(p, x, None, h0), args, case.seed)
     else:
         args = (params, x, y, h0)
         values, kappas = fn(*args), tolerance.condition_numbers(fn, args, seed=case.seed)
-    names, picks = zip(*TENSORS[method])
+    names, picks = zip(*tensors(method, case.model()))
     module = "reference_flow." if method in FLOW_METHODS else "reference."
     return Expected(
         names,

@@ -38,6 +38,8 @@ GROUPS = (
     "masks",
     "reference (FD)",
     "flow",
+    "stacks",
+    "layer",
 )
 BACKEND = pytest.StashKey[object]()
 #: how the backend was loaded, to load it again: (the call in words, the call)
@@ -57,6 +59,8 @@ NEEDS = {
     **dict.fromkeys(FLOW_METHODS, "gradient_flow"),
     "forward": "forward",
     "step_gradients": "step_gradients",
+    "layer_forward": "layer",
+    "layer_gradients": "layer",
 }
 #: capability -> what a check needing it is, for the n/a reason: "soft targets: n/a — ..."
 NOT_DECLARED = {
@@ -69,6 +73,8 @@ NOT_DECLARED = {
     "vector_inputs": "inputs x(t) as vectors: n/a — {name} takes word indices",
     "h0_gradient": "∇h(0): n/a — {name} does not return it",
     "x_gradient": "∇x: n/a — {name} does not return it",
+    "stacks": "stacked and bidirectional networks: n/a — {name} declares one layer in one direction",
+    "layer": "the layer alone (layer_forward, layer_gradients): n/a — {name} declares none",
 }
 
 
@@ -240,6 +246,8 @@ def not_applicable(item, backend) -> str | None:
     case = _named_case(params.get("name"))
     if case is not None and case.soft_targets:
         needs.add("soft_targets")
+    if case is not None and case.model().stacked:
+        needs.add("stacks")
     if case is not None and item.get_closest_marker("rnnspec_fixed_inputs"):  # not scoped
         needs |= {"initial_state"} if case.h0 else set()
         needs |= {"vector_inputs"} if not case.one_hot_inputs else set()
@@ -259,9 +267,9 @@ def not_applicable(item, backend) -> str | None:
 
 def _named_case(name):
     """The named case a check is parametrized by, if any."""
-    from rnnspec.conformance.cases import CASES, MASKED_CASES
+    from rnnspec.conformance.cases import all_cases
 
-    return {**CASES, **MASKED_CASES}.get(name) if isinstance(name, str) else None
+    return all_cases().get(name) if isinstance(name, str) else None
 
 
 def record_ratio(item, ratio: float) -> None:

@@ -83,35 +83,45 @@ def condition_numbers(
     η = CONDITION_STEP, in float64: how far a relative change of size u in the inputs, which is what
     rounding does, moves each output. Perturbing one array at a time keeps the effects of different
     arrays from cancelling each other by chance. Integer inputs (class indices) stay fixed.
-    ``fn`` returns a flat sequence of arrays; ``args`` may hold Params and None.
+    ``fn`` returns a flat sequence of arrays; ``args`` may hold Params (a stack's with tuples of
+    arrays, each perturbed on its own) and None.
     """
     rng = np.random.default_rng(seed)
     args = [_float64(a) for a in args]
-    leaves = [(i, None) for i, a in enumerate(args) if _is_float(a)] + [
-        (i, f) for i, a in enumerate(args) if hasattr(a, "_fields") for f in a._fields
-    ]
+    leaves = [(i, None, None) for i, a in enumerate(args) if _is_float(a)] + [
+        (i, f, k)
+        for i, a in enumerate(args)
+        if hasattr(a, "_fields")
+        for f in a._fields
+        for k in (range(len(getattr(a, f))) if isinstance(getattr(a, f), tuple) else [None])
+        if getattr(a, f) is not None
+    ]  # a stack's Params: every cell's U, W, b on its own (SPEC.md §12)
 
-    def perturbed(i: int, field: str | None) -> list:
+    def perturbed(i: int, field: str | None, k: int | None) -> list:
         moved = list(args)
-        target = moved[i] if field is None else getattr(moved[i], field)
+        value = moved[i] if field is None else getattr(moved[i], field)
+        target = value if k is None else value[k]
         target = target * (1 + CONDITION_STEP * rng.choice([-1.0, 1.0], size=target.shape))
+        if k is not None:
+            target = (*value[:k], target, *value[k + 1 :])
         moved[i] = target if field is None else moved[i]._replace(**{field: target})
         return moved
 
     base = [np.asarray(out, np.float64) for out in fn(*args)]
     kappas = np.zeros(len(base))
-    for i, field in leaves:
+    for i, field, k in leaves:
         worst = np.zeros(len(base))
         for _ in range(trials):
-            moved = fn(*perturbed(i, field))
+            moved = fn(*perturbed(i, field, k))
             worst = np.maximum(worst, [relative_error(m, b) for b, m in zip(base, moved)])
         kappas += worst / CONDITION_STEP
     return [float(k) for k in kappas]
 
 
 def _float64(arg):
-    if hasattr(arg, "_fields"):
-        return type(arg)(*(_float64(a) for a in arg))
+    if hasattr(arg, "_fields") or isinstance(arg, tuple):
+        converted = (_float64(a) for a in arg)
+        return type(arg)(*converted) if hasattr(arg, "_fields") else tuple(converted)
     return np.asarray(arg, np.float64) if _is_float(arg) else arg
 
 

@@ -218,3 +218,24 @@ def test_suite_rejects_a_mistake_on_other_shapes(run_suite, name):
 
     assert failed, done.stdout[-3000:]
     assert all(where_it_shows(nodeid) for nodeid in failed), (failed, done.stdout[-3000:])
+
+
+#: the stacked and bidirectional networks' mistakes (SPEC.md §12–§13) -> the check modules that
+#: must fail on them (the layer alone's checks see a layer's mistakes without a head)
+STACK_MISTAKES = {
+    "directions_swapped": ("test_stacks.py", "test_layer.py"),  # [reverse; forward]
+    "reverse_h0_from_forward": ("test_stacks.py", "test_layer.py"),
+    "reverse_over_padding": ("test_stacks.py", "test_layer.py"),  # the padding read as data
+    "no_delta_down": ("test_stacks.py",),  # layer l + 1's δ not sent to layer l
+    "final_gradient_ignored": ("test_layer.py",),  # ∂ℓ/∂h_n dropped (pytorch#96416)
+}
+
+
+@pytest.mark.parametrize("name", STACK_MISTAKES)
+def test_suite_rejects_a_wrong_network(run_suite, name):
+    done = run_suite(f"tests.wrong_backends:{name}", "-k", "stack or layer", dtypes=("float64",))
+    assert done.returncode == 1, f"the suite passed {name}:\n{done.stdout[-2000:]}"
+    for module in STACK_MISTAKES[name]:
+        assert f"FAILED conformance/{module}" in done.stdout, (module, done.stdout[-3000:])
+    first_failure = done.stdout.split("AssertionError: ", 1)[1]
+    assert "reproduce:" in first_failure, first_failure[:2000]

@@ -393,3 +393,87 @@ masked_omitted_h0 = _named(_MaskedOmittedH0, "masked_omitted_h0")
 mask_in_one_byte = _named(_MaskInOneByte, "mask_in_one_byte")
 square_mask_batch_major = _named(_SquareMaskBatchMajor, "square_mask_batch_major")
 depth_below_T_is_full = _named(_DepthBelowTIsFull, "depth_below_T_is_full")
+
+
+# --- stacked and bidirectional networks (SPEC.md §12) and the layer alone (§13) ----------------
+
+
+class _WrongStack(NumpyBackend):
+    """The NumPy backend with its stack kernels (backends/base.py, bound to backends/numpy.py's
+    one-cell kernels) made with one thing wrong: ``arrays`` replaces some of its StackArrays,
+    ``patches`` some of base.py's functions while a stack kernel runs."""
+
+    arrays: dict = {}
+    patches: dict = {}
+    ignore_final_gradient = False
+
+    def _kernel(self, name, *args, **keywords):
+        arrays = numpy_backend.STACK_ARRAYS._replace(**self.arrays)
+        kernels = dict(zip(
+            ("stack_forward", "stack_loss", "stack_gradients", "layer_forward", "layer_gradients"),
+            base.stack_kernels(arrays),
+        ))  # fmt: skip
+        with mock.patch.multiple(base, **self.patches) if self.patches else mock.MagicMock():
+            return kernels[name](*args, **keywords)
+
+    def _stack_forward(self, *args, **keywords):
+        return self._kernel("stack_forward", *args, **keywords)
+
+    def _stack_loss(self, *args, **keywords):
+        return self._kernel("stack_loss", *args, **keywords)
+
+    def _stack_gradients(self, *args, **keywords):
+        return self._kernel("stack_gradients", *args, **keywords)
+
+    def _layer_forward(self, *args, **keywords):
+        return self._kernel("layer_forward", *args, **keywords)
+
+    def _layer_gradients(self, p, x, h_grad, hn_grad, *args, **keywords):
+        if self.ignore_final_gradient:  # a loss that reads h_n alone gets no gradient at all
+            hn_grad = None
+        return self._kernel("layer_gradients", p, x, h_grad, hn_grad, *args, **keywords)
+
+
+def _reverse_h0_from_forward(arrays, h0, model):
+    """Each reverse cell starts from its layer's forward cell's h(0)."""
+    cells = [h0[i] for i in range(model.cells)] if model.stacked else [h0]
+    return [cells[i - i % model.directions] for i in range(model.cells)]
+
+
+class _NoDeltaDown(_WrongStack):
+    """The top layer's δ is not sent down (12.5)–(12.6): the layers below get g(t) = 0, so with
+    the head alone (no last-state gradient) their δ, hence their gradients, ∇h(0) and ∇x, are
+    exactly zero, which is what this returns for them; the top layer's and the head's are right."""
+
+    def _stack_gradients(self, p, x, y, h0, model, **keywords):
+        loss, grads = super()._stack_gradients(p, x, y, h0, model=model, **keywords)
+        top = range((model.layers - 1) * model.directions, model.cells)
+        below = lambda cells: tuple(g if i in top else g * 0 for i, g in enumerate(cells))
+        h0_grad = grads.h0 * np.isin(np.arange(model.cells), top)[:, None, None]
+        return loss, grads._replace(U=below(grads.U), W=below(grads.W), b=below(grads.b),
+                                    h0=h0_grad, x=grads.x * 0)  # fmt: skip
+
+
+def _stack_variant(label, **attributes):
+    return _named(type(label, (_WrongStack,), attributes), label)
+
+
+#: [reverse; forward] in place of [forward; reverse] (12.3)
+directions_swapped = _stack_variant(
+    "directions_swapped",
+    arrays={"concatenate_last": lambda arrays: np.concatenate(arrays[::-1], axis=-1)},
+)
+#: the reverse cell's h(0) taken from the forward cell's
+reverse_h0_from_forward = _stack_variant(
+    "reverse_h0_from_forward", patches={"_stack_h0": _reverse_h0_from_forward}
+)
+#: the reverse direction runs over every step, the padding of right-padded sequences as data
+#: (its reversed mask dropped: the reverse of a boolean array is None)
+reverse_over_padding = _stack_variant(
+    "reverse_over_padding",
+    arrays={"flip": lambda a: None if a.dtype == bool else a[::-1]},
+)
+#: ∂ℓ/∂h_n ignored: a loss that reads the last states alone gets zero gradients (pytorch#96416)
+final_gradient_ignored = _stack_variant("final_gradient_ignored", ignore_final_gradient=True)
+#: layer l + 1's δ not sent down to layer l
+no_delta_down = _named(_NoDeltaDown, "no_delta_down")
