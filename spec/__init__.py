@@ -13,6 +13,7 @@ from rnnspec.spec.protocol import (
     Backend,
     Capabilities,
     GradientFlowBackend,
+    LayerBackend,
     protocol_problems,
 )
 from rnnspec.spec.types import (
@@ -22,10 +23,18 @@ from rnnspec.spec.types import (
     Grads,
     JacobianNorms,
     LagNorms,
+    LayerOutputs,
     Model,
     Params,
 )
-from rnnspec.spec.validation import Dims, dtype_name, shape_of, validate, validate_model
+from rnnspec.spec.validation import (
+    Dims,
+    dtype_name,
+    shape_of,
+    validate,
+    validate_cotangents,
+    validate_model,
+)
 
 __all__ = [
     "NONLINEARITIES",
@@ -41,6 +50,8 @@ __all__ = [
     "Grads",
     "JacobianNorms",
     "LagNorms",
+    "LayerBackend",
+    "LayerOutputs",
     "Model",
     "Params",
     "SpecError",
@@ -49,5 +60,6 @@ __all__ = [
     "protocol_problems",
     "shape_of",
     "validate",
+    "validate_cotangents",
     "validate_model",
 ]

@@ -13,6 +13,7 @@ from rnnspec.spec.types import (
     Grads,
     JacobianNorms,
     LagNorms,
+    LayerOutputs,
     Model,
     Params,
 )
@@ -246,8 +247,42 @@ class GradientFlowBackend(Backend, Protocol):
         ...
 
 
+@runtime_checkable
+class LayerBackend(Backend, Protocol):
+    """A backend that declares ``capabilities.layer`` (SPEC.md §13): the layer without a head.
+    ``params.V`` and ``params.c`` are None; ``h_grad`` is (T, B, directions·H), ``hn_grad`` (B, H)
+    or (cells, B, H) or None, in x's dtype; neither is modified."""
+
+    def layer_forward(
+        self,
+        params: Params,
+        x: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
+    ) -> LayerOutputs:
+        """The top layer's states h (T, B, directions·H) and every cell's last state h_n."""
+        ...
+
+    def layer_gradients(
+        self,
+        params: Params,
+        x: Array,
+        h_grad: Array,
+        hn_grad: Array | None = None,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
+    ) -> Grads:
+        """The gradients of ⟨h_grad, h⟩ + ⟨hn_grad, h_n⟩ for every U, W, b, h0 and x (13.1)."""
+        ...
+
+
 #: the gradients every backend returns; ∇h(0) and ∇x may be left out (capabilities.gradients)
 PARAMETER_GRADIENTS = ("U", "W", "b", "V", "c")
+
+#: the methods capabilities.layer promises (SPEC.md §13)
+LAYER_METHODS = ("layer_forward", "layer_gradients")
 
 #: the methods capabilities.gradient_flow promises
 GRADIENT_FLOW_METHODS = ("lag_norms", "truncated_gradients", "tbptt_gradients", "jacobian_norms")
@@ -274,6 +309,10 @@ def protocol_problems(backend: Any) -> list[str]:
         ]
     if capabilities.autodiff and not callable(getattr(backend, "autodiff_gradients", None)):
         problems.append("declares capabilities.autodiff but has no autodiff_gradients method")
+    if getattr(capabilities, "layer", False):
+        lacking = [m for m in LAYER_METHODS if not callable(getattr(backend, m, None))]
+        if lacking:
+            problems.append(f"declares capabilities.layer but has no {', '.join(lacking)}")
     if getattr(capabilities, "gradient_flow", False):
         lacking = [m for m in GRADIENT_FLOW_METHODS if not callable(getattr(backend, m, None))]
         if lacking:

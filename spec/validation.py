@@ -197,11 +197,7 @@ def _check_cell_tuples(params: Params, model: Model) -> None:
         value = getattr(params, field)
         if model.stacked:
             if not isinstance(value, tuple | list) or len(value) != model.cells:
-                got = (
-                    f"{len(value)} arrays"
-                    if isinstance(value, tuple | list)
-                    else type(value).__name__
-                )
+                got = f"{len(value)} arrays" if isinstance(value, tuple | list) else "one array"
                 raise SpecError(
                     f"params.{field}: expected a tuple of layers × directions = {model.layers} × "
                     f"{model.directions} = {model.cells} arrays, one per cell (SPEC.md §12), "

@@ -226,8 +226,14 @@ class FunctionBackend:
     # --- how the suite's arrays become the function's, and its results the suite's -----------
 
     def _validate(self, params, x, y, h0, t, mask, model):
+        model = validate_model(model)
+        if model.stacked:  # a plain function is one layer in one direction (SPEC.md §12)
+            raise SpecError(
+                f"model: expected one layer in one direction (what {self.name} computes), got "
+                f"layers={model.layers}, bidirectional={model.bidirectional}"
+            )
         validate(params, x, y, h0, t, is_native=self.is_native, mask=mask)
-        nonlinearity = validate_model(model).nonlinearity
+        nonlinearity = model.nonlinearity
         if nonlinearity != self.conventions.nonlinearity:
             raise SpecError(
                 f"model.nonlinearity: expected {self.conventions.nonlinearity!r} (what "

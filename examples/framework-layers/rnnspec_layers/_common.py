@@ -23,10 +23,12 @@ from rnnspec.spec import (
     Dims,
     Forward,
     Grads,
+    LayerOutputs,
     Model,
     Params,
     SpecError,
     validate,
+    validate_cotangents,
     validate_model,
 )
 
@@ -109,7 +111,8 @@ class LayerBackend(ABC):
         model: Model | None = None,
     ) -> Forward:
         dims, phi = self._validate(params, x, None, h0, mask=mask, model=model)
-        return self._forward(params, x, self._state(x, h0, dims), mask, phi)
+        return self._forward(params, x, self._state(x, h0, dims, model), mask, phi,
+                             **self._stack(model))  # fmt: skip
 
     def loss(
         self,
@@ -122,7 +125,8 @@ class LayerBackend(ABC):
     ) -> Array:
         dims, phi = self._validate(params, x, y, h0, mask=mask, model=model)
         weights = self._weights(y, dims, mask)
-        return self._loss(params, x, weights, self._state(x, h0, dims), mask, phi)
+        return self._loss(params, x, weights, self._state(x, h0, dims, model), mask, phi,
+                          **self._stack(model))  # fmt: skip
 
     def gradients(
         self,
@@ -148,7 +152,8 @@ class LayerBackend(ABC):
     ) -> tuple[Array, Grads]:
         dims, phi = self._validate(params, x, y, h0, mask=mask, model=model)
         weights = self._weights(y, dims, mask)
-        return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask, phi)
+        state = self._state(x, h0, dims, model)
+        return self._value_and_grad(params, x, weights, state, mask, phi, **self._stack(model))
 
     def step_gradients(
         self,
@@ -166,19 +171,65 @@ class LayerBackend(ABC):
         only_t = np.zeros((dims.T, 1, 1), dtype=dims.dtype)
         only_t[int(t) - 1] = 1
         weights = self._weights(y, dims, mask) * self.asarray(only_t)
-        return self._value_and_grad(params, x, weights, self._state(x, h0, dims), mask, phi)
+        state = self._state(x, h0, dims, model)
+        return self._value_and_grad(params, x, weights, state, mask, phi, **self._stack(model))
+
+    def layer_forward(
+        self,
+        params: Params,
+        x: Array,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
+    ) -> LayerOutputs:
+        """The layer alone (SPEC.md §13), where the wrapper declares ``capabilities.layer``."""
+        dims, phi = self._validate(params, x, None, h0, mask=mask, model=model, head=False)
+        state = self._state(x, h0, dims, model)
+        return self._layer_forward(params, x, state, mask, phi, validate_model(model))
+
+    def layer_gradients(
+        self,
+        params: Params,
+        x: Array,
+        h_grad: Array,
+        hn_grad: Array | None = None,
+        h0: Array | None = None,
+        mask: Array | None = None,
+        model: Model | None = None,
+    ) -> Grads:
+        """The layer's vector–Jacobian product (13.1) by the framework's autodiff."""
+        dims, phi = self._validate(params, x, None, h0, mask=mask, model=model, head=False)
+        model = validate_model(model)
+        validate_cotangents(h_grad, hn_grad, dims, model, self.is_native, None, self.to_numpy)
+        state = self._state(x, h0, dims, model)
+        return self._layer_vjp(params, x, h_grad, hn_grad, state, mask, phi, model)
 
     # --- shared helpers -------------------------------------------------------------------------
 
-    def _validate(self, params, x, y, h0, t=None, mask=None, model=None) -> tuple[Dims, str]:
+    def _validate(
+        self, params, x, y, h0, t=None, mask=None, model=None, head=True
+    ) -> tuple[Dims, str]:
         """The shared checks (SPEC.md §7), the same SpecError, word for word, as every backend's,
-        and the model's φ, one of those the layer declares (``capabilities.nonlinearities``)."""
+        and the model's φ, one of those the layer declares (``capabilities.nonlinearities``); a
+        stacked model (§12) or the layer alone (§13) only where the wrapper declares them."""
+        model = validate_model(model)
+        if model.stacked and not self.capabilities.stacks:
+            raise SpecError(
+                f"model: expected one layer in one direction (the {self.name} backend does not "
+                f"declare capabilities.stacks), got layers={model.layers}, "
+                f"bidirectional={model.bidirectional}"
+            )
+        if not head and not self.capabilities.layer:
+            raise SpecError(
+                f"the {self.name} backend does not declare capabilities.layer: no layer_forward "
+                "or layer_gradients (SPEC.md §13)"
+            )
         dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
-            mask=mask,
+            mask=mask, model=model, head=head,
         )  # fmt: skip
-        phi = validate_model(model).nonlinearity
+        phi = model.nonlinearity
         declared = self.capabilities.nonlinearities
         if phi not in declared:
             raise SpecError(
@@ -187,9 +238,22 @@ class LayerBackend(ABC):
             )
         return dims, phi
 
-    def _state(self, x: Array, h0: Array | None, dims: Dims) -> Array:
-        """h(0), zeros when omitted: always passed to the layer, since ∇h0 is part of the result."""
-        return self._zeros(x, dims.B, dims.H) if h0 is None else h0
+    def _state(self, x: Array, h0: Array | None, dims: Dims, model: Model | None = None) -> Array:
+        """h(0), zeros when omitted: always passed to the layer, since ∇h0 is part of the result;
+        (cells, B, H) for a stack (SPEC.md §12)."""
+        if h0 is not None:
+            return h0
+        model = validate_model(model)
+        if model.stacked:
+            return self.asarray(np.zeros((model.cells, dims.B, dims.H), dims.dtype))
+        return self._zeros(x, dims.B, dims.H)
+
+    @staticmethod
+    def _stack(model: Model | None) -> dict[str, Model]:
+        """The hooks' keyword for a stacked model; none otherwise, so that a wrapper that declares
+        no stacks keeps its hooks' signatures."""
+        model = validate_model(model)
+        return {"model": model} if model.stacked else {}
 
     def _weights(self, y: Array, dims: Dims, mask: Array | None) -> Array:
         """Targets as (T, B, K) weights in x's dtype: soft targets as given, class k as e_k; zero
@@ -244,3 +308,11 @@ class LayerBackend(ABC):
     def _value_and_grad(
         self, p: Params, x: Array, y: Array, h0: Array, mask: Array | None, phi: str
     ) -> tuple[Array, Grads]: ...
+
+    # the layer alone (SPEC.md §13): supplied by a wrapper that declares capabilities.layer
+
+    def _layer_forward(self, p, x, h0, mask, phi: str, model: Model) -> LayerOutputs:
+        raise NotImplementedError(f"the {self.name} backend declares no layer_forward")
+
+    def _layer_vjp(self, p, x, h_grad, hn_grad, h0, mask, phi: str, model: Model) -> Grads:
+        raise NotImplementedError(f"the {self.name} backend declares no layer_gradients")
