@@ -75,8 +75,9 @@ def _status_bytes(key: str) -> int:
 
 
 def outputs(result: tuple[Any, Grads]) -> tuple:
-    """The arrays of one call's (loss, Grads)."""
-    return (result[0], *result[1])
+    """The arrays of one call's (loss, Grads), a stack's per-cell tuples spread out in order."""
+    grads = (g for value in result[1] for g in (value if isinstance(value, tuple) else (value,)))
+    return (result[0], *grads)
 
 
 class Framework:
@@ -156,8 +157,7 @@ class TorchFramework(Framework):
         impls = super().implementations(params, x, y, h0, mask, model)
         if mask is not None:
             return impls
-        phi = "tanh" if model is None else model.nonlinearity
-        return {**impls, REFERENCE: _nn_rnn(params, x, y, h0, phi)}
+        return {**impls, REFERENCE: _nn_rnn(params, x, y, h0, model)}
 
     def sync(self, arrays: Iterable) -> None:
         """torch on CPU is synchronous; CUDA kernels are queued."""
@@ -271,31 +271,48 @@ def framework_of(backend: Backend) -> Framework:
     return FRAMEWORKS.get(type(probe).__module__.partition(".")[0], Framework)(backend)
 
 
-def _nn_rnn(params, x, y, h0, phi: str = "tanh") -> Call:
-    """nn.RNN(nonlinearity=phi) + nn.Linear + cross_entropy(reduction="sum"), differentiated by autograd. Of
-    torch's two biases bias_hh is held at zero (and gets no gradient), so b = bias_ih."""
+def _nn_rnn(params, x, y, h0, model=None) -> Call:
+    """nn.RNN(nonlinearity, num_layers, bidirectional of the model) + nn.Linear +
+    cross_entropy(reduction="sum"), differentiated by autograd. Of torch's two biases bias_hh is
+    held at zero (and gets no gradient), so b = bias_ih; h0 is (cells, B, H), nn.RNN's own."""
     import torch
 
+    from rnnspec.spec import Model
+
+    model = model or Model()
     T, B, D = x.shape
-    H, K = params.W.shape[0], params.V.shape[0]
+    cells = list(zip(params.U, params.W, params.b)) if model.stacked else [params[:3]]
+    H, K = cells[0][1].shape[0], params.V.shape[0]
     kw = {"device": x.device, "dtype": x.dtype}
-    rnn, linear = torch.nn.RNN(D, H, nonlinearity=phi, **kw), torch.nn.Linear(H, K, **kw)
-    weight_ih, weight_hh, bias_ih, bias_hh = rnn.parameters()
-    weights = [weight_ih, weight_hh, bias_ih, linear.weight, linear.bias]
+    rnn = torch.nn.RNN(D, H, num_layers=model.layers, bidirectional=model.bidirectional,
+                       nonlinearity=model.nonlinearity, **kw)  # fmt: skip
+    linear = torch.nn.Linear(model.directions * H, K, **kw)
+    suffixes = [f"_l{i // model.directions}" + ("_reverse" if i % model.directions else "")
+                for i in range(model.cells)]  # fmt: skip
+    weights = [rnn.get_parameter(kind + suffix) for kind in ("weight_ih", "weight_hh", "bias_ih")
+               for suffix in suffixes]  # fmt: skip
     with torch.no_grad():
-        for dest, src in zip(weights, params):
-            dest.copy_(src)
-        bias_hh.zero_()
-    bias_hh.requires_grad_(False)
+        for i, cell in enumerate(cells):
+            for k, src in enumerate(cell):
+                weights[k * model.cells + i].copy_(src)
+            rnn.get_parameter("bias_hh" + suffixes[i]).zero_().requires_grad_(False)
+        linear.weight.copy_(params.V)
+        linear.bias.copy_(params.c)
     targets = y.reshape(-1).long()
+    states = h0 if model.stacked else h0[None]
 
     def call():
         x_in = x.detach().requires_grad_()
-        h_in = h0.detach()[None].requires_grad_()
+        h_in = states.detach().requires_grad_()
         out, _ = rnn(x_in, h_in)
         logits = linear(out).reshape(T * B, K)
         loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
-        dU, dW, db, dV, dc, dh0, dx = torch.autograd.grad(loss, [*weights, h_in, x_in])
-        return loss.detach(), Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0[0], x=dx)
+        found = torch.autograd.grad(loss, [*weights, linear.weight, linear.bias, h_in, x_in])
+        n = model.cells
+        U, W, b = (found[k * n : (k + 1) * n] for k in range(3))
+        dV, dc, dh0, dx = found[3 * n :]
+        if not model.stacked:
+            (U,), (W,), (b,), dh0 = U, W, b, dh0[0]
+        return loss.detach(), Grads(U=U, W=W, b=b, V=dV, c=dc, h0=dh0, x=dx)
 
     return call

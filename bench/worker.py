@@ -32,8 +32,9 @@ from rnnspec.backends.base import ClosedFormBackend
 from rnnspec.bench.frameworks import PEAK_SIZE, Call, Framework, framework_of, outputs
 from rnnspec.bench.workloads import FLOW_CALLS, FLOW_WORKLOAD, MEMORY_WORKLOAD, WORKLOADS
 from rnnspec.conformance import cases
+from rnnspec.conformance.calls import tensors
 from rnnspec.conformance.cases import Case
-from rnnspec.spec import Grads, reference, tolerance
+from rnnspec.spec import reference, tolerance
 
 #: A result is timed only if every tensor's ‖g − r‖/‖r‖ ≤ CHECK_FACTOR · tolerance.bound(dtype, T):
 #: the policy's own bound (SPEC.md §6) with κ = 1, κ not being measured here (the suite measures
@@ -41,7 +42,13 @@ from rnnspec.spec import Grads, reference, tolerance
 #: workloads is below 0.1 (∇b, a sum of T·B terms of both signs; docs/benchmarks.md).
 CHECK_FACTOR = 1.0
 WARMUP_CALLS = 2
-TENSORS = ("L", *Grads._fields)
+
+
+def tensor_names(w: Case) -> tuple[str, ...]:
+    """The names of ``outputs``' arrays for the workload: a stack's U, W, b one per cell."""
+    return tuple(name.removeprefix("Grads.") for name, _ in tensors("gradients", w.model()))
+
+
 DTYPES = ("float32", "float64")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rnnspec-bench"
 
@@ -80,7 +87,7 @@ def _expected(w: Case, cache: Path, flow: str | None = None) -> list[np.ndarray]
     path = cache / f"{'flow' if flow else 'reference'}-{w.name}-{key}.npz"
     if path.exists():
         with np.load(path) as stored:
-            return [stored[name] for name in TENSORS]
+            return [stored[name] for name in tensor_names(w)]
     params, x, y, h0 = w.arrays("float64")
     if flow is None:
         result = reference.gradients(params, x, y, h0, mask=w.mask(), model=w.model())
@@ -89,7 +96,7 @@ def _expected(w: Case, cache: Path, flow: str | None = None) -> list[np.ndarray]
     values = [np.asarray(a) for a in outputs(result)]
     path.parent.mkdir(parents=True, exist_ok=True)
     written = path.with_suffix(f".{os.getpid()}.npz")  # workers may write the same file at once
-    np.savez(written, **dict(zip(TENSORS, values)))  # type: ignore[arg-type]  # newer numpy stubs
+    np.savez(written, **dict(zip(tensor_names(w), values)))  # type: ignore[arg-type]  # numpy stubs
     written.replace(path)
     return values
 
@@ -157,12 +164,12 @@ def time_workload(
     for name, call in calls.items():
         first, result = _timed(call, fw)
         expected = _expected(w, cache, flow[name]) if name in flow else want
-        ratios = [tolerance.relative_error(b.to_numpy(g), r) / tolerance.bound(dtype, w.T)
-                  for g, r in zip(outputs(result), expected)]  # fmt: skip
+        ratios = [tolerance.relative_error(b.to_numpy(g), r) / tolerance.bound(dtype, w.steps)
+                  for g, r in zip(outputs(result), expected, strict=True)]  # fmt: skip
         worst = max(range(len(ratios)), key=ratios.__getitem__)
         rows[name] = {"workload": w.name, "dtype": dtype, "impl": name, "first_call_s": first,
                       "check_limit": CHECK_FACTOR, "flow": name in flow, "ratios": ratios,
-                      "error_ratio": ratios[worst], "worst_tensor": TENSORS[worst]}  # fmt: skip
+                      "error_ratio": ratios[worst], "worst_tensor": tensor_names(w)[worst]}  # fmt: skip
         for _ in range(WARMUP_CALLS):
             _timed(call, fw)
     # accuracy first: a wrong result is not timed

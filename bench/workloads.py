@@ -9,8 +9,10 @@ from rnnspec.conformance.cases import Case
 #: float32, so that both dtypes see the very same numbers and one float64 reference checks both;
 #: the masked workload right-padded, its sequences' lengths cycling T, T − 2 and 1 (SPEC.md §9);
 #: the relu workload medium's sizes with h(t) = relu(a(t)) (SPEC.md §1.1), called with its model;
-#: the tiny workload small's sizes at T = 1 and B = 1, a few products of a few thousand FLOPs: its
-#: time is what a call costs beyond its arithmetic (validation, targets, dispatch)
+#: the deep and bidirectional workloads medium's sizes in 3 layers, and in 2 bidirectional
+#: ones (SPEC.md §12); the tiny workload small's sizes at T = 1 and B = 1, a few products of a
+#: few thousand FLOPs: its time is what a call costs beyond its arithmetic (validation, targets,
+#: dispatch)
 WORKLOADS = {
     w.name: w
     for w in (
@@ -21,6 +23,8 @@ WORKLOADS = {
         Case("wide", T=20, B=128, D=512, H=1024, K=512),
         Case("masked", T=100, B=64, D=128, H=256, K=128, padding="right"),
         Case("relu", T=100, B=64, D=128, H=256, K=128, nonlinearity="relu"),
+        Case("deep", T=100, B=64, D=128, H=256, K=128, layers=3),
+        Case("bidirectional", T=100, B=64, D=128, H=256, K=128, layers=2, bidirectional=True),
     )
 }
 #: a masked workload -> the one it is a masked copy of
@@ -33,8 +37,14 @@ QUICK = ("tiny", "small", "medium")
 
 
 def flops(w: Case) -> int:
-    """Loss and every gradient: three times the forward's products, 2·T·B·(H·D + H·H + K·H)."""
-    return 6 * w.T * w.B * (w.H * w.D + w.H * w.H + w.K * w.H)
+    """Loss and every gradient: three times the forward's products, 2·T·B·(H·D + H·H + K·H) for
+    one layer; for a stack, each cell's H·D_l + H·H (D_l = R·H above the first layer) and the
+    head's K·R·H (SPEC.md §12)."""
+    R = 2 if w.bidirectional else 1
+    cells = sum(
+        R * (w.H * (w.D if layer == 0 else R * w.H) + w.H * w.H) for layer in range(w.layers)
+    )
+    return 6 * w.T * w.B * (cells + w.K * R * w.H)
 
 
 #: where the gradient-flow methods of SPEC.md §10 are timed, beside the full gradient
@@ -83,6 +93,8 @@ TARGETS = (
     Target("masked", "vs_autodiff", 0.8),
     Target("masked", "vs_unmasked", 1.1),  # the mask costs at most a tenth
     Target("relu", "vs_autodiff", 0.8),  # as for tanh: φ changes no product
+    Target("deep", "vs_autodiff", 0.8),  # SPEC.md §12: as for one layer
+    Target("bidirectional", "vs_autodiff", 0.8),
     Target("small", "fixed_share", 0.1),  # at most a tenth of a small call beyond its arithmetic
 )
 
