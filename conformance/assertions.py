@@ -13,7 +13,7 @@ from rnnspec.conformance.calls import flatten, invoke, source
 from rnnspec.conformance.cases import Case
 from rnnspec.conformance.oracle import expected
 from rnnspec.conformance.plugin import declared, returned
-from rnnspec.spec import Model, Params, tolerance
+from rnnspec.spec import Model, tolerance
 from rnnspec.spec.validation import shape_of
 
 
@@ -170,7 +170,7 @@ def assert_matches_vectors(backend, name: str, case: Case, dtype: str, call) -> 
     have one; ``call`` is the suite's fixture that makes a Call. Finiteness only where
     Case.finite_only says so, as in assert_matches_reference."""
     data = golden.load(name)
-    params = Params(*(backend.asarray(data[f"input.params.{f}"], dtype) for f in Params._fields))
+    params = golden.params_of(data, lambda array: backend.asarray(array, dtype))
     y = data["input.y"]
     y = backend.asarray(y, dtype if y.ndim == 3 else None)
     x = backend.asarray(data["input.x"], dtype)
@@ -183,7 +183,9 @@ def assert_matches_vectors(backend, name: str, case: Case, dtype: str, call) -> 
         check = call(method, case, dtype, t)
         key = method if t is None else f"{method}.{t}"
         names = [str(n) for n in data[f"{key}.names"]]
-        results = flatten(method, invoke(backend, method, params, x, y, h0, t, **masked))
+        results = flatten(
+            method, invoke(backend, method, params, x, y, h0, t, model=case.model(), **masked)
+        )
         assert len(results) == len(names), f"{key}: {len(results)} results, golden has {names}"
         for got, tensor in zip(results, names):
             if not returned(backend, tensor):

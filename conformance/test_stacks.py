@@ -11,7 +11,12 @@ none of these: n/a.
 import numpy as np
 import pytest
 
-from rnnspec.conformance.assertions import assert_close, assert_matches_reference
+from rnnspec.conformance import golden
+from rnnspec.conformance.assertions import (
+    assert_close,
+    assert_matches_reference,
+    assert_matches_vectors,
+)
 from rnnspec.conformance.calls import FLOW_METHODS, flatten, invoke
 from rnnspec.conformance.cases import STACKED_CASES, native_params
 from rnnspec.conformance.oracle import expected
@@ -68,6 +73,12 @@ def test_stack_steps_sum_to_total(backend, dtype, name, call):
         oracle = f"sum(backend.step_gradients(params, x, y, t, h0, ...){pick} for t in 1..T)"
         assert_close(got, summed, call("gradients", case, dtype), f"{tensor} against Σ_t", oracle,
                      pick, kappa)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", golden.STACKED_GOLDEN_CASES)
+def test_stack_golden_vectors(backend, dtype, name, call):
+    """The committed vectors of every configuration (conformance/vectors/), mask included."""
+    assert_matches_vectors(backend, name, STACKED_CASES[name], dtype, call)
 
 
 @pytest.mark.parametrize("method", FLOW_METHODS)

@@ -165,7 +165,7 @@ def test_golden_vectors_are_current(tmp_path):
     """`rnnspec vectors --into DIR` reproduces every entry of the committed files: inputs and names
     exactly, values within the tolerance policy, condition numbers within KAPPA_FACTOR."""
     golden.write(tmp_path)
-    for name in golden.GOLDEN_CASES + golden.MASKED_GOLDEN_CASES:
+    for name in golden.ALL_GOLDEN_CASES:
         committed, fresh = golden.load(name), golden.load(name, tmp_path)
         assert committed.keys() == fresh.keys(), name
         for key, value in committed.items():
@@ -197,6 +197,6 @@ def test_vectors_are_rewritten_only_in_a_checkout(installed, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in elsewhere.iterdir()) == sorted(
-        f"{name}.npz" for name in golden.GOLDEN_CASES + golden.MASKED_GOLDEN_CASES
+        f"{name}.npz" for name in golden.ALL_GOLDEN_CASES
     )
     assert (target / "rnnspec" / "conformance" / "vectors" / "basic.npz").read_bytes() == before
