@@ -18,7 +18,7 @@ from rnnspec.conformance.assertions import (
     assert_matches_vectors,
 )
 from rnnspec.conformance.calls import FLOW_METHODS, flatten, invoke
-from rnnspec.conformance.cases import STACKED_CASES, native_params
+from rnnspec.conformance.cases import STACKED_CASES, cotangents, native_params
 from rnnspec.conformance.oracle import expected
 from rnnspec.conformance.plugin import declared
 from rnnspec.spec import SpecError, validate
@@ -129,3 +129,40 @@ def test_a_bad_stack_raises_spec_error(backend, bad):
     with pytest.raises(SpecError) as backend_says:
         backend.gradients(*native, h0=backend.asarray(h0), model=case.model())
     assert str(backend_says.value) == str(spec_says.value)
+
+
+def _numpy_copies(backend, arrays) -> list:
+    """NumPy copies of arrays and of a stack's tuples of them, flat, None kept."""
+    flat = [a for value in arrays for a in (value if isinstance(value, tuple) else (value,))]
+    return [None if a is None else backend.to_numpy(a) for a in flat]
+
+
+@pytest.mark.parametrize("method", (*WITH_MODEL, "step_gradients", "layer_gradients"))
+def test_stack_calls_leave_inputs_and_results_alone(backend, method):
+    """§8's "across calls" for networks: a call modifies none of its arguments (every cell's
+    arrays, h0, the mask, the upstream gradients), and its result stays what it was when the
+    same call is made again (no output buffer reused between calls)."""
+    if not declared(backend, [method]) or (
+        method.startswith("layer_") and not getattr(backend.capabilities, "layer", False)
+    ):
+        pytest.skip(f"{backend.name} does not declare {method}")
+    case = STACKED_CASES["deep2_bi"]
+    params, x, y, h0, mask = _native(backend, case, "float64")
+    h_grad, hn_grad = (backend.asarray(a) for a in cotangents(case, "all"))
+    if method.startswith("layer_"):
+        params = params._replace(V=None, c=None)
+    arguments = [*params, x, y, h0, mask, h_grad, hn_grad]
+    before = _numpy_copies(backend, arguments)
+
+    def again():
+        return invoke(backend, method, params, x, y, h0, 3, mask, case.model(),
+                      cotangents=(h_grad, hn_grad))  # fmt: skip
+
+    first = again()
+    kept = _numpy_copies(backend, flatten(method, first))
+    again()
+    for was, now in zip(before, _numpy_copies(backend, arguments), strict=True):
+        if was is not None:
+            np.testing.assert_array_equal(now, was, err_msg=f"{method} modified an argument")
+    for was, now in zip(kept, _numpy_copies(backend, flatten(method, first)), strict=True):
+        np.testing.assert_array_equal(now, was, err_msg=f"{method}'s result changed afterwards")
