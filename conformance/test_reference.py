@@ -4,7 +4,7 @@ of its own loss (SPEC.md §1–§3), and its form A against its form B (§4). Ba
 import numpy as np
 import pytest
 
-from rnnspec.conformance.cases import CASES, MASKED_CASES
+from rnnspec.conformance.cases import CASES, MASKED_CASES, STACKED_CASES, cotangents
 from rnnspec.spec import Params, reference, reference_flow, tolerance
 
 pytestmark = pytest.mark.rnnspec_group("reference (FD)")
@@ -235,3 +235,91 @@ def test_reference_windows_are_spec_10_5():
         for k1 in range(1, T + 2):
             for k2 in range(k1, k1 + 3):
                 assert reference_flow.windows(T, k1, k2) == by_hand(T, k1, k2), (T, k1, k2)
+
+
+def _leaves(record) -> dict:
+    """Every array of Params or Grads by name, a stack's cells as "U[0]", "U[1]", ..."""
+    named = {}
+    for field, value in zip(record._fields, record):
+        if isinstance(value, tuple):
+            named.update({f"{field}[{i}]": array for i, array in enumerate(value)})
+        elif value is not None:
+            named[field] = value
+    return named
+
+
+def _copied(params: Params) -> Params:
+    return Params(*(
+        tuple(a.copy() for a in p) if isinstance(p, tuple) else None if p is None else p.copy()
+        for p in params
+    ))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(STACKED_CASES))
+def test_reference_stack_matches_finite_differences(name):
+    """SPEC.md (12.4)–(12.6) against central differences of the reference's own loss, for every
+    cell's U, W, b, every h(0), V, c and x."""
+    case = STACKED_CASES[name]
+    params, x, y, h0 = case.arrays("float64")
+    params, x, mask, model = _copied(params), x.copy(), case.mask(), case.model()
+    h0 = np.zeros((model.cells, case.B, case.H)) if h0 is None else h0.copy()
+    loss, grads = reference.gradients(params, x, y, h0, mask=mask, model=model)
+    inputs = {**_leaves(params), "h0": h0, "x": x}
+    wanted = _leaves(grads)
+    for field, array in inputs.items():
+        fd = finite_differences(lambda: reference.loss(params, x, y, h0, mask, model), array)
+        error, bound = (
+            float(np.linalg.norm(fd - wanted[field])),
+            tolerance.fd_bound(wanted[field], loss),
+        )
+        assert error <= bound, (
+            f"spec.reference.gradients -> Grads.{field} on case {case.label()} differs from central "
+            f"finite differences by {error:.3e} > {bound:.3e} (absolute, Frobenius)"
+        )
+
+
+@pytest.mark.parametrize("name", ["basic", "masked_right", "bi", "deep2_relu", "deep3_bi"])
+def test_reference_layer_vjp_matches_finite_differences(name):
+    """(13.1) against central differences of ℓ = ⟨h_grad, h⟩ + ⟨hn_grad, h_n⟩ of the reference's
+    own layer_forward, upstream gradients to every step and every last state."""
+    case = {**CASES, **MASKED_CASES, **STACKED_CASES}[name]
+    params, x, _, h0 = case.arrays("float64")
+    params, x, mask, model = (
+        _copied(params._replace(V=None, c=None)),
+        x.copy(),
+        case.mask(),
+        case.model(),
+    )
+    shape = (model.cells, case.B, case.H) if model.stacked else (case.B, case.H)
+    h0 = np.zeros(shape) if h0 is None else h0.copy()
+    h_grad, hn_grad = cotangents(case, "all")
+
+    def ell():
+        out = reference.layer_forward(params, x, h0, mask, model)
+        return float(np.vdot(h_grad, out.h) + np.vdot(hn_grad, out.h_n))
+
+    grads = _leaves(reference.layer_gradients(params, x, h_grad, hn_grad, h0, mask, model))
+    for field, array in {**_leaves(params), "h0": h0, "x": x}.items():
+        fd = finite_differences(ell, array)
+        error, bound = (
+            float(np.linalg.norm(fd - grads[field])),
+            tolerance.fd_bound(grads[field], ell()),
+        )
+        assert error <= bound, (
+            f"layer_gradients -> Grads.{field}, case {name}: {error:.3e} > {bound:.3e}"
+        )
+
+
+@pytest.mark.parametrize("name", list(STACKED_CASES))
+def test_reference_stack_steps_sum_to_total(name):
+    """(12.7) summed over t is form B, (4.1), in the reference."""
+    case = STACKED_CASES[name]
+    arrays, mask, model = case.arrays("float64"), case.mask(), case.model()
+    loss, grads = reference.gradients(*arrays, mask=mask, model=model)
+    steps = [reference.step_gradients(*arrays[:3], t, arrays.h0, mask=mask, model=model)
+             for t in range(1, case.T + 1)]  # fmt: skip
+    assert tolerance.ratio(sum(s[0] for s in steps), np.asarray(loss), "float64", case.steps) <= 1
+    for field, total in _leaves(grads).items():
+        summed = sum(_leaves(s[1])[field] for s in steps)
+        ratio = tolerance.ratio(summed, total, "float64", case.steps)
+        assert ratio <= 1, f"Σ_t (12.7) vs form B, Grads.{field}, case {case.label()}: {ratio:.3g}"
