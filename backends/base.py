@@ -305,7 +305,9 @@ class StackArrays(NamedTuple):
     backward recursions, its output layer, and the few functions whose names differ."""
 
     hidden_states: Callable[..., Array]  # (cell, z, h0, phi, mask) -> h(1..T), (T, B, H)
-    cell_deltas: Callable[..., tuple]  # (cell, h, grad_h, h0, phi, mask, final) -> δ, ∇h(0)
+    # (cell, h, grad_h, h0, phi, mask, final) -> δ, ∇h(0); may write δ over grad_h, which is a
+    # fresh array or a view of one (a direction's block, reversed in time) that nothing reads again
+    cell_deltas: Callable[..., tuple]
     outputs: Callable[..., tuple]  # (p, h) -> o(t), log ŷ(t), (T, B, K) each
     loss_and_output_errors: Callable[..., tuple]  # (p, h, y) -> L, e(t) as (T·B, K) rows
     flip: Callable[[Array], Array]  # a reversed along its first axis, time
@@ -444,8 +446,8 @@ def _finals(states: list, model: Model) -> list:
 
 def _layer_forward(arrays: StackArrays, p: Params, x, h0, model: Model, phi="tanh", mask=None):
     states, inputs = _states(arrays, p, x, _stack_h0(arrays, h0, model), model, phi, mask)
-    finals = _finals(states, model)
-    return inputs[-1], arrays.stack(finals) if model.stacked else finals[0]
+    finals = arrays.stack(_finals(states, model))  # a copy: h_n is no view of h
+    return inputs[-1], finals if model.stacked else finals[0]
 
 
 def _layer_gradients(arrays: StackArrays, p: Params, x, h_grad, hn_grad, h0, model: Model,

@@ -195,6 +195,37 @@ def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     return -torch.vdot(y.flatten(), log_yhat.flatten())  # (1.5)–(1.6) L = −Σ_t Σ_k y_k log ŷ_k
 
 
+def _cell_deltas(p: Params, h, grad_h, h0, phi: str = "tanh", mask=None, final=None):
+    """δ(t) for t = T..1 (3.1)–(3.2), (9.8)–(9.9), written over ``grad_h``, ∂ℓ/∂h(t) from above
+    (Vᵀ e(t) from the head, or a layer's gradient, (12.4)); ``final`` ∂ℓ/∂h(T) of the last state
+    (13.1). Returns δ and ∇h(0) where a mask carries the gradient past step 1 (9.10), else None.
+    A step loop on every device (the fused RNN's backward takes no gradient of h(T) alone)."""
+    delta = grad_h
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
+    if mask is None:
+        if final is not None:
+            delta[-1] += final
+        delta_next = None
+        steps = zip(reversed(delta.unbind(0)), reversed(derivative.unbind(0)), strict=True)
+        for delta_t, D_t in steps:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+            if delta_next is not None:
+                delta_t.addmm_(delta_next, p.W)
+            delta_next = delta_t.mul_(D_t)
+        return delta, None
+    # m(t) D_t for all T·B rows at once, (1 − m(t)) as 0 or 1
+    kept = mask[..., None].to(h.dtype)
+    kept_D = kept * derivative  # (9.9) m(t) D_t, rows
+    carried = (
+        torch.zeros_like(h0) if final is None else final.clone()
+    )  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+    rows_t = zip(*(reversed(a.unbind(0)) for a in (delta, kept_D, 1 - kept)), strict=True)
+    for delta_t, kept_D_t, dropped_t in rows_t:
+        delta_t.add_(carried)  # (9.8) ∇_{h(t)} L
+        torch.mul(delta_t, dropped_t, out=carried)  # (1 − m(t)) ∇_{h(t)} L
+        carried.addmm_(delta_t.mul_(kept_D_t), p.W)  # δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
+    return delta, carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
+
+
 def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     if x.is_cuda and mask is None and phi == "tanh":  # the fused RNN is torch's tanh RNN only
         if torch.cuda.is_current_stream_capturing():  # the caller's own graph takes these
@@ -206,47 +237,53 @@ def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     h = _hidden_states(p, x, h0, phi, mask)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     H = h.shape[-1]
-    delta = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t, then δ(t) in place
-    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
-    h0_grad = None
-    if mask is None:
-        delta_next = None
-        steps = zip(reversed(delta.unbind(0)), reversed(derivative.unbind(0)), strict=True)
-        for delta_t, D_t in steps:  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-            if delta_next is not None:
-                delta_t.addmm_(delta_next, p.W)
-            delta_next = delta_t.mul_(D_t)
-    else:  # m(t) D_t for all T·B rows at once, (1 − m(t)) as 0 or 1
-        kept = mask[..., None].to(h.dtype)
-        kept_D = kept * derivative  # (9.9) m(t) D_t, rows
-        carried = torch.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-        rows_t = zip(*(reversed(a.unbind(0)) for a in (delta, kept_D, 1 - kept)), strict=True)
-        for delta_t, kept_D_t, dropped_t in rows_t:
-            delta_t.add_(carried)  # (9.8) ∇_{h(t)} L
-            torch.mul(delta_t, dropped_t, out=carried)  # (1 − m(t)) ∇_{h(t)} L
-            carried.addmm_(delta_t.mul_(kept_D_t), p.W)  # δ(t) = m(t) D_t ∇_{h(t)} L (9.9)
-        h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
+    grad_h = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
+    delta, h0_grad = _cell_deltas(p, h, grad_h, h0, phi, mask)
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
     return loss, base.grads_from_deltas(
         base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
     )  # (3.3)–(3.5)
 
 
-def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
-    inputs = [a.detach().requires_grad_() for a in (*p, h0, x)]  # the caller's stay untouched
+def _traced_hidden_states(p: Params, x, h0, phi: str = "tanh", mask=None):
+    """h(1..T) as _hidden_states, step by step into fresh tensors, which autograd traces (it cannot
+    trace _hidden_states' writes into one buffer): (1.1)–(1.2), (9.1)."""
     activation = NONLINEARITIES[phi].phi  # in place on each step's fresh a(t): autograd's own φ′
+    T, B, D = x.shape
+    xu = torch.addmm(p.b, x.reshape(T * B, D), p.U.T).reshape(T, B, -1)
+    h = [h0]
+    for t, xu_t in enumerate(xu.unbind(0)):
+        h_t = activation(torch.addmm(xu_t, h[-1], p.W.T))
+        h.append(h_t if mask is None else torch.where(mask[t, :, None], h_t, h[-1]))
+    return torch.stack(h[1:])
+
+
+def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, model=None):
+    """torch's autograd through a forward it traces; for a stack (§12), through the network that
+    the stack kernels compose of _traced_hidden_states (TRACED_STACK_ARRAYS)."""
+    stacked = model is not None and model.stacked
+    cells = model.cells if stacked else 1
+    if stacked and not isinstance(h0, torch.Tensor):  # each cell's zeros, where h0 was omitted
+        h0 = torch.stack(list(h0))
+    weights = (*p.U, *p.W, *p.b) if stacked else (p.U, p.W, p.b)
+    inputs = [a.detach().requires_grad_() for a in (*weights, p.V, p.c, h0, x)]  # theirs untouched
     with torch.enable_grad():
-        U, W, b, V, c, h0, x = inputs
-        T, B, D = x.shape
-        xu = torch.addmm(b, x.reshape(T * B, D), U.T).reshape(T, B, -1)
-        h = [h0]  # _hidden_states writes into one buffer, which autograd cannot trace: the same
-        for t, xu_t in enumerate(xu.unbind(0)):  # recurrence (1.1)–(1.2), (9.1) step by step
-            h_t = activation(torch.addmm(xu_t, h[-1], W.T))
-            h.append(h_t if mask is None else torch.where(mask[t, :, None], h_t, h[-1]))
-        _, log_yhat = _log_softmax_outputs(Params(U, W, b, V, c), torch.stack(h[1:]))
+        *weights, V, c, h0, x = inputs
+        if stacked:
+            U, W, b = (tuple(weights[k * cells : (k + 1) * cells]) for k in range(3))
+            layer = _traced_layer_forward(Params(U, W, b, V, c), x, h0, model, phi, mask)
+            h = layer[0]  # z_{N+1}(t), the head's input (12.3)
+        else:
+            U, W, b = weights
+            h = _traced_hidden_states(Params(U, W, b, V, c), x, h0, phi, mask)
+        _, log_yhat = _log_softmax_outputs(Params(U, W, b, V, c), h)
         loss = -(y * log_yhat).sum()  # (1.5)–(1.6)
         grads = torch.autograd.grad(loss, inputs)
-    return loss.detach(), Grads(*grads)
+    if not stacked:
+        return loss.detach(), Grads(*grads)
+    *weights, V, c, h0, x = grads
+    U, W, b = (tuple(weights[k * cells : (k + 1) * cells]) for k in range(3))
+    return loss.detach(), Grads(U, W, b, V, c, h0, x)
 
 
 ARRAYS = base.Arrays(
@@ -262,12 +299,30 @@ ARRAYS = base.Arrays(
     spectral_norm=lambda a: torch.linalg.matrix_norm(a, 2),
 )
 lag_norms, truncated_gradients, tbptt_gradients, jacobian_norms = base.flow_kernels(ARRAYS)
+STACK_ARRAYS = base.StackArrays(
+    hidden_states=_hidden_states,
+    cell_deltas=_cell_deltas,
+    outputs=_log_softmax_outputs,
+    loss_and_output_errors=_loss_and_output_errors,
+    flip=lambda a: a.flip(0),
+    concatenate_last=lambda arrays: torch.cat(arrays, dim=-1),
+    stack=torch.stack,
+    rows=lambda a: a.reshape(-1, a.shape[-1]),
+    exp=torch.exp,
+    ops=base.ARRAY_METHOD_OPS,
+)
+stack_forward, stack_loss, stack_gradients, layer_forward, layer_gradients = base.stack_kernels(
+    STACK_ARRAYS
+)
+#: the stack's forward composed of the step loop that autograd traces (autodiff_gradients)
+TRACED_STACK_ARRAYS = STACK_ARRAYS._replace(hidden_states=_traced_hidden_states)
+_traced_layer_forward = base.stack_kernels(TRACED_STACK_ARRAYS)[3]
 
 
 class TorchBackend(base.ClosedFormAutodiffBackend):
     name = "torch"
     framework_version = f"torch {torch.__version__}"
-    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "cuda"))
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "cuda"), stacks=True)
     kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "cuda": "cuda", "gpu": "cuda"}
