@@ -4,7 +4,9 @@ time loop, so that only the recurrence itself scans over t. Keeps the input dtyp
 The eight kernels (forward, loss, gradients, autodiff gradients, and §10's lag norms, truncated and
 TBPTT gradients and Jacobian norms; with them the one-hot targets, the finiteness check and the
 masking) are module-level ``jax.jit`` functions, compiled once per shape, dtype and φ (``phi`` is
-static) and shared by every instance; they run on the device their (committed) inputs live on.
+static) and shared by every instance; they run on the device their (committed) inputs live on. The
+five kernels of a network and of the layer alone (§12–§13), base.py's over this module's one-cell
+scans, are each one ``jax.jit`` too, the ``model`` static as well.
 float64 needs JAX's x64 mode, which this module never switches on: that is the user's global
 setting.
 
@@ -125,43 +127,59 @@ def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None, unroll: int = 1):
     return -jnp.vdot(y, log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
+def _cell_deltas(p: Params, h, grad_h, h0, phi: str = "tanh", mask=None, final=None,
+                 unroll: int = 1):  # fmt: skip
+    """δ(t) for t = T..1 (3.1)–(3.2), (9.8)–(9.9), one reverse scan from ``grad_h``, ∂ℓ/∂h(t) from
+    above (Vᵀ e(t) from the head, or a layer's gradient, (12.4)); ``final`` ∂ℓ/∂h(T) of the last
+    state (13.1). Returns δ and ∇h(0) where a mask carries the gradient past step 1 (9.10), else
+    None."""
+    derivative = NONLINEARITIES[phi].derivative  # (2.2) D_t from h(t)
+
+    def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+        grad_h_t, h_t = inputs
+        delta_t = (grad_h_t + delta_next @ p.W) * derivative(h_t)
+        return delta_t, delta_t
+
+    def masked_step(carried, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+        grad_h_t, h_t, kept_t = inputs
+        grad_h_t = grad_h_t + carried  # (9.8) ∇_{h(t)} L
+        # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; the carry passes ∇_{h(t)} L on where m(t) = 0
+        delta_t = jnp.where(kept_t[:, None], grad_h_t * derivative(h_t), 0)
+        return delta_t @ p.W + jnp.where(kept_t[:, None], 0, grad_h_t), delta_t
+
+    if mask is None:
+        if final is not None:
+            grad_h = grad_h.at[-1].add(final)
+        _, delta = lax.scan(step, jnp.zeros_like(h0), (grad_h, h), reverse=True, unroll=unroll)
+        return delta, None
+    carried = jnp.zeros_like(h0) if final is None else final
+    # (9.10) ∇_{h(0)} L = Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L, the last carry
+    h0_grad, delta = lax.scan(masked_step, carried, (grad_h, h, mask), reverse=True, unroll=unroll)
+    return delta, h0_grad
+
+
 @_static
 def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, unroll: int = 1):
     T, B, D = x.shape
     h = _hidden_states(p, x, h0, phi, mask, unroll)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     H = h.shape[-1]
-    output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
-    derivative = NONLINEARITIES[phi].derivative  # (2.2) D_t from h(t)
-
-    def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-        output_grad_t, h_t = inputs
-        delta_t = (output_grad_t + delta_next @ p.W) * derivative(h_t)
-        return delta_t, delta_t
-
-    def masked_step(carried, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-        output_grad_t, h_t, kept_t = inputs
-        grad_h = output_grad_t + carried  # (9.8) ∇_{h(t)} L
-        # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L; the carry passes ∇_{h(t)} L on where m(t) = 0
-        delta_t = jnp.where(kept_t[:, None], grad_h * derivative(h_t), 0)
-        return delta_t @ p.W + jnp.where(kept_t[:, None], 0, grad_h), delta_t
-
-    h0_grad = None
-    if mask is None:
-        _, delta = lax.scan(step, jnp.zeros_like(h0), (output_grad, h), reverse=True, unroll=unroll)
-    else:  # (9.10) ∇_{h(0)} L = Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L, the last carry
-        h0_grad, delta = lax.scan(
-            masked_step, jnp.zeros_like(h0), (output_grad, h, mask), reverse=True, unroll=unroll
-        )
+    grad_h = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
+    delta, h0_grad = _cell_deltas(p, h, grad_h, h0, phi, mask, unroll=unroll)
     rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
     return loss, base.grads_from_deltas(
         base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
     )  # (3.3)–(3.5)
 
 
-@_static
-def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, unroll: int = 1):
-    of = partial(loss, phi=phi, mask=mask, unroll=unroll)  # φ differentiated by JAX itself
+@partial(jax.jit, static_argnames=("phi", "unroll", "model"))
+def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, unroll: int = 1,
+                       model=None):  # fmt: skip
+    if model is None or not model.stacked:
+        of = partial(loss, phi=phi, mask=mask, unroll=unroll)  # φ differentiated by JAX itself
+    else:  # §12: through every cell's scan; h0 as one (cells, B, H) array, and so its gradient
+        h0 = jnp.stack(h0) if isinstance(h0, list | tuple) else h0
+        of = partial(stack_loss, model=model, phi=phi, mask=mask, unroll=unroll)
     value, (dp, dx, dh0) = jax.value_and_grad(of, argnums=(0, 1, 3))(p, x, y, h0)
     return value, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
 
@@ -249,10 +267,48 @@ def jacobian_norms(p: Params, x, h0, phi: str = "tanh", unroll: int = 1):
     return norms, norms.mean(axis=1), jnp.linalg.norm(p.W, 2)
 
 
+STACK_ARRAYS = base.StackArrays(
+    hidden_states=_hidden_states,
+    cell_deltas=_cell_deltas,
+    outputs=_log_softmax_outputs,
+    loss_and_output_errors=_loss_and_output_errors,
+    flip=lambda a: a[::-1],
+    concatenate_last=lambda arrays: jnp.concatenate(arrays, axis=-1),
+    stack=jnp.stack,
+    rows=lambda a: a.reshape(-1, a.shape[-1]),
+    exp=jnp.exp,
+    ops=base.ARRAY_METHOD_OPS,
+)
+
+
+def _stack_kernel(position: int, name: str):
+    """The kernel at ``position`` of ``base.stack_kernels``, one ``jax.jit`` over the whole network
+    (its Python loop over cells unrolled in the trace): ``model``, φ and ``unroll`` static, every
+    cell's scans unrolled by ``unroll``."""
+
+    def kernel(*args, model, phi: str = "tanh", mask=None, unroll: int = 1):
+        arrays = STACK_ARRAYS._replace(
+            hidden_states=partial(_hidden_states, unroll=unroll),
+            cell_deltas=partial(_cell_deltas, unroll=unroll),
+        )
+        return base.stack_kernels(arrays)[position](*args, model=model, phi=phi, mask=mask)
+
+    kernel.__name__ = kernel.__qualname__ = name
+    return partial(jax.jit, static_argnames=("model", "phi", "unroll"))(kernel)
+
+
+stack_forward, stack_loss, stack_gradients, layer_forward, layer_gradients = (
+    _stack_kernel(position, name)
+    for position, name in enumerate(
+        ("stack_forward", "stack_loss", "stack_gradients", "layer_forward", "layer_gradients")
+    )
+)
+
+
 class JaxBackend(base.ClosedFormAutodiffBackend):
     name = "jax"
     framework_version = f"jax {jax.__version__}"
-    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"))
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"), stacks=True)
     kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
