@@ -102,36 +102,54 @@ def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     return -(y * log_yhat).sum()  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
+def _cell_deltas(p: Params, h, grad_h, h0, phi: str = "tanh", mask=None, final=None):
+    """δ(t) for t = T..1 (3.1)–(3.2), (9.8)–(9.9), from ``grad_h``, ∂ℓ/∂h(t) from above (Vᵀ e(t)
+    from the head, or a layer's gradient, (12.4)), as (T, B, H); ``final`` ∂ℓ/∂h(T) of the last
+    state (13.1). Returns δ and ∇h(0) where a mask carries the gradient past step 1 (9.10), else
+    None. ``grad_h`` is not modified (MLX arrays are immutable)."""
+    T = h.shape[0]
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
+    delta = [mx.zeros_like(h0)]  # δ(T + 1) = 0, then δ(T), ..., δ(1)
+    if mask is None:
+        for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+            g = grad_h[t] if final is None or t + 1 < T else grad_h[t] + final
+            delta.append(mx.addmm(g, delta[-1], p.W) * derivative[t])
+        return mx.stack(delta[:0:-1]), None
+    kept = mask[..., None]
+    kept_D = mx.where(kept, derivative, 0)  # (9.9) m(t) D_t, rows
+    carried = (
+        mx.zeros_like(h0) if final is None else final
+    )  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+    for t in reversed(range(T)):
+        grad = grad_h[t] + carried  # (9.8) ∇_{h(t)} L
+        delta.append(grad * kept_D[t])  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L
+        # the carry passes ∇_{h(t)} L on where m(t) = 0, and adds Wᵀ δ(t)
+        carried = mx.addmm(mx.where(kept[t], 0, grad), delta[-1], p.W)
+    return mx.stack(delta[:0:-1]), carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
+
+
 def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     T, B, D = x.shape
     h = _hidden_states(p, x, h0, phi, mask)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
     H = h.shape[-1]
-    output_grad = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
-    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
-    delta = [mx.zeros_like(h0)]  # δ(T + 1) = 0, then δ(T), ..., δ(1)
-    h0_grad = None
-    if mask is None:
-        for t in reversed(range(T)):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-            delta.append(mx.addmm(output_grad[t], delta[-1], p.W) * derivative[t])
-    else:  # m(t) D_t for all T·B rows at once
-        kept = mask[..., None]
-        kept_D = mx.where(kept, derivative, 0)  # (9.9) m(t) D_t, rows
-        carried = mx.zeros_like(h0)  # Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-        for t in reversed(range(T)):
-            grad_h = output_grad[t] + carried  # (9.8) ∇_{h(t)} L
-            delta.append(grad_h * kept_D[t])  # (9.9) δ(t) = m(t) D_t ∇_{h(t)} L
-            # the carry passes ∇_{h(t)} L on where m(t) = 0, and adds Wᵀ δ(t)
-            carried = mx.addmm(mx.where(kept[t], 0, grad_h), delta[-1], p.W)
-        h0_grad = carried  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L
-    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, mx.concatenate(delta[:0:-1]))
+    grad_h = (e_rows @ p.V).reshape(T, B, H)  # Vᵀ e(t) for every t
+    delta, h0_grad = _cell_deltas(p, h, grad_h, h0, phi, mask)
+    rows = (x.reshape(T * B, D), h.reshape(T * B, H), e_rows, delta.reshape(T * B, H))
     return loss, base.grads_from_deltas(
         base.ARRAY_METHOD_OPS, p, x, h0, B, rows, h0_grad
     )  # (3.3)–(3.5)
 
 
-def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
-    loss_of = lambda p, x, h0: loss(Params(*p), x, y, h0, phi, mask)
+def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, model=None):
+    """The framework's autodiff through the forward loss: ``loss`` for §1's model, ``stack_loss``
+    over the differentiable ``_hidden_states`` for a stack (§12), whose U, W, b are tuples."""
+    if model is None or not model.stacked:
+        loss_of = lambda p, x, h0: loss(Params(*p), x, y, h0, phi, mask)
+    else:
+        if isinstance(h0, list):  # each cell's zeros where h0 was omitted: one (cells, B, H)
+            h0 = mx.stack(h0)
+        loss_of = lambda p, x, h0: stack_loss(Params(*p), x, y, h0, model, phi, mask)
     value, (dp, dx, dh0) = mx.value_and_grad(loss_of, argnums=(0, 1, 2))(tuple(p), x, h0)
     dU, dW, db, dV, dc = dp
     return value, Grads(U=dU, W=dW, b=db, V=dV, c=dc, h0=dh0, x=dx)
@@ -150,12 +168,27 @@ ARRAYS = base.Arrays(
     spectral_norm=_spectral_norm,
 )
 lag_norms, truncated_gradients, tbptt_gradients, jacobian_norms = base.flow_kernels(ARRAYS)
+STACK_ARRAYS = base.StackArrays(
+    hidden_states=_hidden_states,
+    cell_deltas=_cell_deltas,
+    outputs=_log_softmax_outputs,
+    loss_and_output_errors=_loss_and_output_errors,
+    flip=lambda a: a[::-1],
+    concatenate_last=lambda arrays: mx.concatenate(arrays, axis=-1),
+    stack=mx.stack,
+    rows=lambda a: a.reshape(-1, a.shape[-1]),
+    exp=_exp,
+    ops=base.ARRAY_METHOD_OPS,
+)
+stack_forward, stack_loss, stack_gradients, layer_forward, layer_gradients = base.stack_kernels(
+    STACK_ARRAYS
+)
 
 
 class MlxBackend(base.ClosedFormAutodiffBackend):
     name = "mlx"
     framework_version = f"mlx {mx.__version__}"  # type: ignore[attr-defined]
-    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"))
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"), stacks=True)
     kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
