@@ -5,11 +5,15 @@ The kernels are module-level ``tf.function``s shared by every instance, traced o
 φ (``phi``, a Python string) and generalized over sizes (``reduce_retracing``); the class runs
 them under ``tf.device`` (its ``_scope``). ``lag_norms``, ``truncated_gradients`` and
 ``jacobian_norms`` are plain functions in front of theirs: the first two pass the lag count as a
-tensor (one trace for every count), the third answers T = 1, which has no lag, itself.
+tensor (one trace for every count), the third answers T = 1, which has no lag, itself. The stack
+kernels (SPEC.md §12–§13), written once in base over this module's one-cell recursions, are traced
+by ``_compiled``, once per model, batch size and width too; ``autodiff_gradients``, a plain
+function as well, passes a stack's model to its ``tf.function`` the same way, as Python values.
 The loss is −Σ y ⊙ log_softmax(o), never ``tf.nn.softmax_cross_entropy_with_logits``, whose
 gradient is ŷ − y whatever Σ_k y_k is: (2.1) needs e(t) = (Σ_k y_k) ŷ − y for soft targets.
 """
 
+import dataclasses
 import sys
 from typing import Any
 
@@ -17,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from rnnspec.backends import base
-from rnnspec.spec import Grads, Params
+from rnnspec.spec import Grads, Model, Params
 
 #: φ and φ′ written in h = φ(a) (SPEC.md §1, (2.2))
 NONLINEARITIES = {
@@ -171,6 +175,24 @@ def _compiled_jacobian_norms(p: Params, x, h0, phi: str):
 
 
 @tf.function(reduce_retracing=True)
+def _compiled_autodiff_gradients(p: Params, x, y, h0, phi: str, mask, stack):
+    """:func:`autodiff_gradients`; ``stack`` None for §1's model, else the Model as its fields.
+    A stack's h(0), (cells, B, H) or the class's list of each cell's zeros, is watched as one
+    tensor, so that its gradient is the (cells, B, H) of Grads (§12)."""
+    if stack is not None:
+        h0 = tf.convert_to_tensor(h0)
+    with tf.GradientTape() as tape:
+        tape.watch((p, h0, x))
+        if stack is None:
+            _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, phi, mask))
+            loss = -tf.reduce_sum(y * log_yhat)
+        else:
+            loss = _STACK_KERNELS[1](p, x, y, h0, Model(*stack), phi, mask)  # the stack's loss
+    dp, dh0, dx = tape.gradient(loss, (p, h0, x))
+    return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
+
+
+@tf.function(reduce_retracing=True)
 def forward(p: Params, x, h0, phi: str = "tanh", mask=None):
     h = _hidden_states(p, x, h0, phi, mask)
     o, log_yhat = _log_softmax_outputs(p, h)
@@ -183,37 +205,43 @@ def loss(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     return -tf.reduce_sum(y * log_yhat)  # (1.5)–(1.6) L = −Σ_t Σ_k y_k(t) log ŷ_k(t)
 
 
+def _cell_deltas(p: Params, h, grad_h, h0, phi: str = "tanh", mask=None, final=None):
+    """δ(t) for t = T..1 (3.1)–(3.2), (9.8)–(9.9), from ``grad_h``, ∂ℓ/∂h(t) from above (Vᵀ e(t)
+    from the head, or a layer's gradient, (12.4)); ``final`` ∂ℓ/∂h(T) of the last state (13.1).
+    Returns δ and ∇h(0) where a mask carries the gradient past step 1 (9.10), else None."""
+    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
+
+    def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
+        grad_h_t, derivative_t = inputs
+        return (grad_h_t + delta_next @ p.W) * derivative_t
+
+    def masked_step(state, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
+        _, carried = state
+        grad_h_t, derivative_t, kept_t = inputs
+        grad = grad_h_t + carried  # (9.8) ∇_{h(t)} L
+        zeros = tf.zeros_like(grad)
+        delta_t = tf.where(kept_t[:, None], grad * derivative_t, zeros)  # (9.9)
+        return delta_t, delta_t @ p.W + tf.where(kept_t[:, None], zeros, grad)
+
+    zeros = tf.zeros_like(h0)
+    if mask is None:
+        if final is not None:  # ∂ℓ/∂h(T) joins the gradient from above at the last step
+            grad_h = tf.concat([grad_h[:-1], grad_h[-1:] + final[None]], axis=0)
+        return tf.scan(step, (grad_h, derivative), initializer=zeros, reverse=True), None
+    carried = zeros if final is None else final
+    delta, carried = tf.scan(
+        masked_step, (grad_h, derivative, mask), initializer=(zeros, carried), reverse=True
+    )
+    return delta, carried[0]  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L, the carry past step 1
+
+
 @tf.function(reduce_retracing=True)
 def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     T, B, D = tf.unstack(tf.shape(x))
     h = _hidden_states(p, x, h0, phi, mask)
     loss, e_rows = _loss_and_output_errors(p, h, y)  # (1.6), (2.1); e(t) = 0 where masked
-    output_grad = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
-    derivative = NONLINEARITIES[phi].derivative(h)  # (2.2) D_t for every t
-
-    def step(delta_next, inputs):  # (3.1)–(3.2) δ(t) = D_t (Vᵀ e(t) + Wᵀ δ(t+1)), rows
-        output_grad_t, derivative_t = inputs
-        return (output_grad_t + delta_next @ p.W) * derivative_t
-
-    def masked_step(state, inputs):  # carried: Wᵀ δ(t+1) + (1 − m(t+1)) ∇_{h(t+1)} L, rows
-        _, carried = state
-        output_grad_t, derivative_t, kept_t = inputs
-        grad_h = output_grad_t + carried  # (9.8) ∇_{h(t)} L
-        zeros = tf.zeros_like(grad_h)
-        delta_t = tf.where(kept_t[:, None], grad_h * derivative_t, zeros)  # (9.9)
-        return delta_t, delta_t @ p.W + tf.where(kept_t[:, None], zeros, grad_h)
-
-    h0_grad = None
-    if mask is None:
-        delta = tf.scan(
-            step, (output_grad, derivative), initializer=tf.zeros_like(h0), reverse=True
-        )
-    else:
-        zeros = tf.zeros_like(h0)
-        delta, carried = tf.scan(
-            masked_step, (output_grad, derivative, mask), initializer=(zeros, zeros), reverse=True
-        )
-        h0_grad = carried[0]  # (9.10) Wᵀ δ(1) + (1 − m(1)) ∇_{h(1)} L, the carry past step 1
+    grad_h = tf.reshape(e_rows @ p.V, tf.shape(h))  # Vᵀ e(t) for every t
+    delta, h0_grad = _cell_deltas(p, h, grad_h, h0, phi, mask)
     rows = (
         tf.reshape(x, [T * B, D]),
         tf.reshape(h, [T * B, -1]),
@@ -223,14 +251,9 @@ def gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
     return loss, base.grads_from_deltas(OPS, p, x, h0, B, rows, h0_grad)  # (3.3)–(3.5)
 
 
-@tf.function(reduce_retracing=True)
-def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None):
-    with tf.GradientTape() as tape:
-        tape.watch((p, h0, x))
-        _, log_yhat = _log_softmax_outputs(p, _hidden_states(p, x, h0, phi, mask))
-        loss = -tf.reduce_sum(y * log_yhat)
-    dp, dh0, dx = tape.gradient(loss, (p, h0, x))
-    return loss, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)
+def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, model=None):
+    stack = None if model is None else dataclasses.astuple(model)  # Python values: see _compiled
+    return _compiled_autodiff_gradients(p, x, y, h0, phi, mask, stack)
 
 
 def lag_norms(p: Params, x, y, h0, lags: int, phi: str = "tanh"):
@@ -285,10 +308,46 @@ def jacobian_norms(p: Params, x, h0, phi: str = "tanh"):
     return _compiled_jacobian_norms(p, x, h0, phi)
 
 
+def _compiled(kernel):
+    """A kernel of :func:`base.stack_kernels` as a ``tf.function``, traced once per dtype, φ,
+    model, batch size B and width H. The model goes in as its fields, Python values, rebuilt
+    inside (a Model, a Python object, would be traced once per instance); B and H are part of the
+    key so that they stay static in a trace generalized over T, D and K (``reduce_retracing``):
+    the stack kernels read them as Python ints (``x.shape[1]``, ``h.shape[-1]``)."""
+
+    @tf.function(reduce_retracing=True, autograph=False)
+    def compiled(args, stack, sizes, phi, mask):
+        return kernel(*args, model=Model(*stack), phi=phi, mask=mask)
+
+    def call(p: Params, x, *args, model, phi: str = "tanh", mask=None):
+        sizes = (x.shape[1], tf.nest.flatten(p.W)[0].shape[0])  # B, H (W one array or a tuple)
+        return compiled((p, x, *args), dataclasses.astuple(model), sizes, phi, mask)
+
+    return call
+
+
+STACK_ARRAYS = base.StackArrays(
+    hidden_states=_hidden_states,
+    cell_deltas=_cell_deltas,
+    outputs=_log_softmax_outputs,
+    loss_and_output_errors=_loss_and_output_errors,
+    flip=lambda a: tf.reverse(a, axis=[0]),
+    concatenate_last=lambda arrays: tf.concat(arrays, axis=-1),
+    stack=tf.stack,
+    rows=lambda a: tf.reshape(a, [-1, tf.shape(a)[-1]]),
+    exp=tf.exp,
+    ops=OPS,
+)
+_STACK_KERNELS = base.stack_kernels(STACK_ARRAYS)  # traced inside _compiled's and autodiff's
+stack_forward, stack_loss, stack_gradients, layer_forward, layer_gradients = map(
+    _compiled, _STACK_KERNELS
+)
+
+
 class TensorflowBackend(base.ClosedFormAutodiffBackend):
     name = "tensorflow"
     framework_version = f"tensorflow {tf.__version__}"
-    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"))
+    capabilities = base.capabilities(NONLINEARITIES, devices=("cpu", "gpu"), stacks=True)
     kernels = sys.modules[__name__]
 
     device_names = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
