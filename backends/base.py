@@ -845,12 +845,13 @@ class ClosedFormBackend(ABC):
         return dims, self._weights(y, dims, mask), self._initial_state(x, h0, dims, model)
 
     def _initial_state(self, x: Array, h0: Array | None, dims: Dims, model=None) -> Array:
-        """h(0), zeros where omitted; for a stack without one, a list of each cell's zeros."""
+        """h(0), zeros where omitted: (B, H), or (cells, B, H) for a stack (SPEC.md §12), one array
+        either way, so that a compiled stack kernel sees one signature."""
         if h0 is not None:
             return h0
         zeros = self._zeros_state(x, dims.H)
         model = validate_model(model)
-        return [zeros] * model.cells if model.stacked else zeros
+        return self.kernels.STACK_ARRAYS.stack([zeros] * model.cells) if model.stacked else zeros
 
     def _weights(self, y: Array, dims: Dims, mask: Array | None = None) -> Array:
         """Targets as (T, B, K) weights; zero at masked steps, whose targets are not read (§9):

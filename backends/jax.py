@@ -177,8 +177,7 @@ def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, unroll
                        model=None):  # fmt: skip
     if model is None or not model.stacked:
         of = partial(loss, phi=phi, mask=mask, unroll=unroll)  # φ differentiated by JAX itself
-    else:  # §12: through every cell's scan; h0 as one (cells, B, H) array, and so its gradient
-        h0 = jnp.stack(h0) if isinstance(h0, list | tuple) else h0
+    else:  # §12: through every cell's scan; h0 (cells, B, H), and so its gradient
         of = partial(stack_loss, model=model, phi=phi, mask=mask, unroll=unroll)
     value, (dp, dx, dh0) = jax.value_and_grad(of, argnums=(0, 1, 3))(p, x, y, h0)
     return value, Grads(U=dp.U, W=dp.W, b=dp.b, V=dp.V, c=dp.c, h0=dh0, x=dx)

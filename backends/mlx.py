@@ -147,8 +147,6 @@ def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, model=
     if model is None or not model.stacked:
         loss_of = lambda p, x, h0: loss(Params(*p), x, y, h0, phi, mask)
     else:
-        if isinstance(h0, list):  # each cell's zeros where h0 was omitted: one (cells, B, H)
-            h0 = mx.stack(h0)
         loss_of = lambda p, x, h0: stack_loss(Params(*p), x, y, h0, model, phi, mask)
     value, (dp, dx, dh0) = mx.value_and_grad(loss_of, argnums=(0, 1, 2))(tuple(p), x, h0)
     dU, dW, db, dV, dc = dp

@@ -176,11 +176,8 @@ def _compiled_jacobian_norms(p: Params, x, h0, phi: str):
 
 @tf.function(reduce_retracing=True)
 def _compiled_autodiff_gradients(p: Params, x, y, h0, phi: str, mask, stack):
-    """:func:`autodiff_gradients`; ``stack`` None for §1's model, else the Model as its fields.
-    A stack's h(0), (cells, B, H) or the class's list of each cell's zeros, is watched as one
-    tensor, so that its gradient is the (cells, B, H) of Grads (§12)."""
-    if stack is not None:
-        h0 = tf.convert_to_tensor(h0)
+    """:func:`autodiff_gradients`; ``stack`` None for §1's model, else the Model as its fields;
+    a stack's h(0) is (cells, B, H), and so its gradient (§12)."""
     with tf.GradientTape() as tape:
         tape.watch((p, h0, x))
         if stack is None:

@@ -263,8 +263,6 @@ def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, model=
     the stack kernels compose of _traced_hidden_states (TRACED_STACK_ARRAYS)."""
     stacked = model is not None and model.stacked
     cells = model.cells if stacked else 1
-    if stacked and not isinstance(h0, torch.Tensor):  # each cell's zeros, where h0 was omitted
-        h0 = torch.stack(list(h0))
     weights = (*p.U, *p.W, *p.b) if stacked else (p.U, p.W, p.b)
     inputs = [a.detach().requires_grad_() for a in (*weights, p.V, p.c, h0, x)]  # theirs untouched
     with torch.enable_grad():

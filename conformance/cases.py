@@ -316,24 +316,34 @@ MASKED_CASES = _cases(
 
 # fmt: off
 #: The stacked and bidirectional cases (SPEC.md §12), a covering design: with the one-layer cases
-#: above, every pair of φ × layers (1, 2, 3) × directions × mask (none, right, left padding) is
-#: met at least once (tests/test_case_design.py counts them); h(0) nonzero in all but one, class
-#: indices and soft targets; the dtypes are every case's.
+#: above, every pair of φ × layers (1, 2, 3) × directions × mask (none, right, left padding) ×
+#: dtype is met at least once (DESIGNED_DTYPES; tests/test_case_design.py counts them); h(0)
+#: nonzero in all but one, class indices and soft targets.
 STACKED_CASES = _cases(
     Case("bi", T=5, B=3, D=3, H=4, K=5, seed=80, bidirectional=True, nonlinearity="relu",
          padding="right"),
-    Case("deep2", T=5, B=3, D=3, H=4, K=5, seed=81, layers=2),
+    Case("deep2", T=5, B=3, D=3, H=4, K=5, seed=81, layers=2, h0=False),
     Case("deep2_bi", T=6, B=3, D=2, H=4, K=5, seed=82, layers=2, bidirectional=True,
          padding="left"),
     Case("deep2_relu", T=5, B=2, D=3, H=5, K=4, seed=83, layers=2, nonlinearity="relu",
          padding="right", soft_targets=True, target_sums=(1.0, 0.6, 2.5)),
     Case("deep3_bi", T=4, B=2, D=3, H=3, K=4, seed=84, layers=3, bidirectional=True,
-         nonlinearity="relu", h0=False),
+         nonlinearity="relu"),
     Case("deep3", T=6, B=3, D=3, H=4, K=5, seed=85, layers=3, padding="right"),
     Case("deep3_left", T=5, B=3, D=3, H=4, K=5, seed=86, layers=3, nonlinearity="relu",
          padding="left"),
 )
 # fmt: on
+
+#: The one dtype each case of the stack and layer checks runs in: with it the covering design
+#: holds every pair of φ × layers × directions × mask × dtype (the one-layer cases run in both
+#: dtypes); tests/test_case_design.py counts the pairs.
+DESIGNED_DTYPES = {
+    "bi": "float32", "deep2": "float32", "deep3_left": "float32",
+    "deep2_bi": "float64", "deep2_relu": "float64", "deep3_bi": "float64", "deep3": "float64",
+    "basic": "float32", "T1": "float32", "masked_right": "float32",
+    "zero_h0": "float64", "relu": "float64", "masked_gaps": "float64",
+}  # fmt: skip
 
 #: The upstream gradients a check of the layer alone sends (SPEC.md §13): to the last states
 #: only (a loss that reads h_n alone, pytorch#96416's case), to some steps only, to every step

@@ -8,7 +8,14 @@ import pytest
 
 from rnnspec.conformance.assertions import Call
 from rnnspec.conformance.cases import scoped
-from rnnspec.conformance.plugin import RELOAD, dtypes, has, load_backend, record_ratio
+from rnnspec.conformance.plugin import (
+    RELOAD,
+    designed_dtype,
+    dtypes,
+    has,
+    load_backend,
+    record_ratio,
+)
 from rnnspec.conformance.report import JsonReport
 
 
@@ -20,7 +27,12 @@ def pytest_configure(config):
 
 
 def pytest_generate_tests(metafunc):
-    if "dtype" in metafunc.fixturenames:
+    designed = metafunc.definition.get_closest_marker("rnnspec_designed")
+    if designed is not None:  # each case in its one dtype of the covering design
+        config = metafunc.config
+        pairs = [(name, designed_dtype(config, name)) for name in designed.args[0]]
+        metafunc.parametrize(("name", "dtype"), pairs, ids=[f"{d}-{n}" for n, d in pairs])
+    elif "dtype" in metafunc.fixturenames:
         metafunc.parametrize("dtype", dtypes(metafunc.config))
 
 

@@ -135,6 +135,11 @@ def pytest_configure(config):
         "markers", "rnnspec_group(name): the conformance report group of an rnnspec check"
     )
     config.addinivalue_line(
+        "markers",
+        "rnnspec_designed(names): an rnnspec check run on each named case in the one dtype the "
+        "covering design gives it (conformance/cases.py, DESIGNED_DTYPES)",
+    )
+    config.addinivalue_line(
         "markers", "rnnspec_requires(capability): an rnnspec check needing a declared capability"
     )
     config.addinivalue_line(
@@ -147,6 +152,17 @@ def pytest_configure(config):
 def dtypes(config) -> tuple[str, ...]:
     """The dtypes the run names (--dtype), the backend's or not."""
     return tuple(config.getoption("dtype") or DTYPES)
+
+
+def designed_dtype(config, name: str) -> str:
+    """The dtype a case of the covering design runs in (cases.DESIGNED_DTYPES): its own where the
+    run and the backend have it, else the first dtype they share, so that every configuration is
+    checked once in any run (``--dtype float32``, a float32-only backend)."""
+    from rnnspec.conformance.cases import DESIGNED_DTYPES
+
+    backend = load_backend(config)
+    shared = checked_dtypes(config, backend)
+    return DESIGNED_DTYPES[name] if DESIGNED_DTYPES[name] in shared or not shared else shared[0]
 
 
 def checked_dtypes(config, backend) -> list[str]:

@@ -16,7 +16,8 @@ from rnnspec.spec import SpecError
 
 pytestmark = [pytest.mark.rnnspec_group("layer"), pytest.mark.rnnspec_requires("layer")]
 
-#: one-layer cases of every kind the layer meets (h0 omitted, T = 1, relu, masks), and every stack
+#: one-layer cases of every kind the layer meets (h0 omitted, T = 1, relu, masks), and every stack,
+#: each in its dtype of the covering design (cases.DESIGNED_DTYPES)
 LAYER_CASES = (
     "basic", "zero_h0", "T1", "relu", "masked_right", "masked_gaps",
     "bi", "deep2", "deep2_bi", "deep2_relu", "deep3_bi", "deep3", "deep3_left",
@@ -32,7 +33,7 @@ def _native(backend, array):
     return None if array is None else backend.asarray(array)
 
 
-@pytest.mark.parametrize("name", LAYER_CASES)
+@pytest.mark.rnnspec_designed(LAYER_CASES)
 def test_layer_forward_matches_reference(backend, dtype, name, call):
     case = all_cases()[name]
     params, x, h0, mask = _layer_inputs(backend, case, dtype)
@@ -41,7 +42,7 @@ def test_layer_forward_matches_reference(backend, dtype, name, call):
 
 
 @pytest.mark.parametrize("kind", COTANGENTS)
-@pytest.mark.parametrize("name", LAYER_CASES)
+@pytest.mark.rnnspec_designed(LAYER_CASES)
 def test_layer_gradients_match_reference(backend, dtype, name, kind, call):
     case = all_cases()[name]
     params, x, h0, mask = _layer_inputs(backend, case, dtype)

@@ -33,7 +33,7 @@ def _native(backend, case, dtype):
 
 
 @pytest.mark.parametrize("method", WITH_MODEL)
-@pytest.mark.parametrize("name", STACKED_CASES)
+@pytest.mark.rnnspec_designed(STACKED_CASES)
 def test_stack_call_matches_reference(backend, dtype, name, method, call):
     case = STACKED_CASES[name]
     params, x, y, h0, mask = _native(backend, case, dtype)
@@ -42,7 +42,7 @@ def test_stack_call_matches_reference(backend, dtype, name, method, call):
 
 
 @pytest.mark.rnnspec_requires("step_gradients")
-@pytest.mark.parametrize("name", STACKED_CASES)
+@pytest.mark.rnnspec_designed(STACKED_CASES)
 def test_stack_step_gradients_match_reference(backend, dtype, name, call):
     """(12.7) ∇L(t) at every t: through the reverse cells, L(t) reads every step."""
     case = STACKED_CASES[name]
@@ -53,7 +53,7 @@ def test_stack_step_gradients_match_reference(backend, dtype, name, call):
 
 
 @pytest.mark.rnnspec_requires("step_gradients")
-@pytest.mark.parametrize("name", STACKED_CASES)
+@pytest.mark.rnnspec_designed(STACKED_CASES)
 def test_stack_steps_sum_to_total(backend, dtype, name, call):
     """(4.1) for a network: Σ_t ∇L(t) = ∇L, both sides computed by the backend."""
     case = STACKED_CASES[name]
@@ -75,7 +75,7 @@ def test_stack_steps_sum_to_total(backend, dtype, name, call):
                      pick, kappa)  # fmt: skip
 
 
-@pytest.mark.parametrize("name", golden.STACKED_GOLDEN_CASES)
+@pytest.mark.rnnspec_designed(golden.STACKED_GOLDEN_CASES)
 def test_stack_golden_vectors(backend, dtype, name, call):
     """The committed vectors of every configuration (conformance/vectors/), mask included."""
     assert_matches_vectors(backend, name, STACKED_CASES[name], dtype, call)
