@@ -233,7 +233,8 @@ STACK_MISTAKES = {
 
 @pytest.mark.parametrize("name", STACK_MISTAKES)
 def test_suite_rejects_a_wrong_network(run_suite, name):
-    done = run_suite(f"tests.wrong_backends:{name}", "-k", "stack or layer", dtypes=("float64",))
+    done = run_suite(f"tests.wrong_backends:{name}", "-k", "stack_call or layer_gradients",
+                     dtypes=("float64",))  # fmt: skip
     assert done.returncode == 1, f"the suite passed {name}:\n{done.stdout[-2000:]}"
     for module in STACK_MISTAKES[name]:
         assert f"FAILED conformance/{module}" in done.stdout, (module, done.stdout[-3000:])
