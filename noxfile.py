@@ -168,6 +168,8 @@ def torch_session(session):
     session.install(*cpu_builds(), "-e", ".[torch,test]")
     share_reference(session)
     conform(session, "torch")
+    # SPEC.md §12–§13 against torch.nn.RNN's own stacks, directions and packed sequences
+    session.run("pytest", "tests/test_stack_conventions.py", *session.posargs)
     bench_calls(session, "torch")
     session.install(*cpu_builds(), "./examples/framework-layers")
     certify_from_empty(session, FAST_WITNESSES["torch"])
