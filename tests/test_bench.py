@@ -517,7 +517,8 @@ def test_markdown_renders_the_tables_and_the_targets_from_the_results():
     assert "up to 1.50× (torch closed form, small float32: 2.00 ms in one round, 3.00 ms" in text
     assert "The run took 2 minutes." in text
     assert (
-        "**Not a full run** (workloads tiny, medium, wide, masked, relu not timed; "
+        "**Not a full run** (workloads tiny, medium, wide, masked, relu, deep, bidirectional not "
+        "timed; "
         "at most 3 timed calls, not 30)" in text
     )
     options = run.bench.make_context("bench", []).params

@@ -86,7 +86,7 @@ def test_the_installed_wheel_answers_to_rnnspec_alone(installed, tmp_path):
         done = _python(f"import {old}", here, PYTHONPATH=str(target))
         assert "ModuleNotFoundError" in done.stderr, (old, done.stderr)
     report = here / "report.json"  # a certificate names no local path, installed or not
-    conform = ["conform", "--backend", "numpy", "--json", str(report), "--", "-k", "golden"]
+    conform = ["conform", "--backend", "numpy", "--json", str(report), "--", "-k", "test_golden"]
     done = _python(f"from rnnspec.cli import main; main({conform!r})", here, PYTHONPATH=str(target))
     assert report.exists(), done.stdout + done.stderr
     assert str(tmp_path) not in report.read_text() and "/site/" not in report.read_text()
