@@ -56,7 +56,7 @@ from rnnspec.spec import (
 )
 from rnnspec.spec.reference_flow import regime, windows
 from rnnspec.spec.types import Array, JacobianNorms, LagNorms, LayerOutputs
-from rnnspec.spec.validation import validate_cotangents, validate_length
+from rnnspec.spec.validation import validate_cotangents, validate_declared, validate_length
 
 #: The kernels every backend module defines, in this order (autodiff_gradients where it has one).
 KERNELS = (
@@ -785,18 +785,7 @@ class ClosedFormBackend(ABC):
         return self.device.lower().startswith("cpu")
 
     def _validate(self, params, x, y, h0, t=None, mask=None, model=None, head=True) -> Dims:
-        model = validate_model(model)
-        if model.stacked and not getattr(self.capabilities, "stacks", False):
-            raise SpecError(
-                f"model: expected one layer in one direction (the {self.name} backend does not "
-                f"declare capabilities.stacks), got layers={model.layers}, "
-                f"bidirectional={model.bidirectional}"
-            )
-        if not head and not getattr(self.capabilities, "layer", False):
-            raise SpecError(
-                f"the {self.name} backend does not declare capabilities.layer: no layer_forward "
-                "or layer_gradients (SPEC.md §13)"
-            )
+        model = validate_declared(model, self.capabilities, self.name, head)
         dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite_of=self._all_finite,

@@ -33,6 +33,7 @@ from rnnspec.spec.validation import (
     shape_of,
     validate,
     validate_cotangents,
+    validate_declared,
     validate_model,
 )
 
@@ -61,5 +62,6 @@ __all__ = [
     "shape_of",
     "validate",
     "validate_cotangents",
+    "validate_declared",
     "validate_model",
 ]

@@ -424,6 +424,24 @@ def validate_cotangents(
             _check_finite(arg, array, lambda a: bool(np.isfinite(to_numpy(a)).all()), to_numpy)
 
 
+def validate_declared(model: Any, capabilities: Any, name: str, head: bool = True) -> Model:
+    """``model`` as a Model, refused with the same SpecError on every backend where the backend
+    called ``name`` does not declare it: a stacked one without ``capabilities.stacks`` (SPEC.md
+    §12), the layer alone (``head=False``) without ``capabilities.layer`` (§13)."""
+    model = validate_model(model)
+    if model.stacked and not getattr(capabilities, "stacks", False):
+        raise SpecError(
+            f"model: expected one layer in one direction (the {name} backend does not declare "
+            f"capabilities.stacks), got layers={model.layers}, bidirectional={model.bidirectional}"
+        )
+    if not head and not getattr(capabilities, "layer", False):
+        raise SpecError(
+            f"the {name} backend does not declare capabilities.layer: no layer_forward or "
+            "layer_gradients (SPEC.md §13)"
+        )
+    return model
+
+
 def validate_length(arg: str, value: Any, minimum: int = 1, bound: str = "") -> int:
     """A truncation length (k, k1, k2, max_lag): an integer ≥ ``minimum``; ``bound`` names where
     the minimum comes from ("k1 = 3") when it is not 1. The same SpecError on every backend."""

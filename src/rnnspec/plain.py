@@ -29,7 +29,7 @@ from rnnspec.spec import (
     Params,
     SpecError,
     validate,
-    validate_model,
+    validate_declared,
 )
 from rnnspec.spec.protocol import PARAMETER_GRADIENTS
 
@@ -226,12 +226,7 @@ class FunctionBackend:
     # --- how the suite's arrays become the function's, and its results the suite's -----------
 
     def _validate(self, params, x, y, h0, t, mask, model):
-        model = validate_model(model)
-        if model.stacked:  # a plain function is one layer in one direction (SPEC.md §12)
-            raise SpecError(
-                f"model: expected one layer in one direction (what {self.name} computes), got "
-                f"layers={model.layers}, bidirectional={model.bidirectional}"
-            )
+        model = validate_declared(model, self.capabilities, self.name)  # one layer (SPEC.md §12)
         validate(params, x, y, h0, t, is_native=self.is_native, mask=mask)
         nonlinearity = model.nonlinearity
         if nonlinearity != self.conventions.nonlinearity:

@@ -29,6 +29,7 @@ from rnnspec.spec import (
     SpecError,
     validate,
     validate_cotangents,
+    validate_declared,
     validate_model,
 )
 
@@ -212,18 +213,7 @@ class LayerBackend(ABC):
         """The shared checks (SPEC.md §7), the same SpecError, word for word, as every backend's,
         and the model's φ, one of those the layer declares (``capabilities.nonlinearities``); a
         stacked model (§12) or the layer alone (§13) only where the wrapper declares them."""
-        model = validate_model(model)
-        if model.stacked and not self.capabilities.stacks:
-            raise SpecError(
-                f"model: expected one layer in one direction (the {self.name} backend does not "
-                f"declare capabilities.stacks), got layers={model.layers}, "
-                f"bidirectional={model.bidirectional}"
-            )
-        if not head and not self.capabilities.layer:
-            raise SpecError(
-                f"the {self.name} backend does not declare capabilities.layer: no layer_forward "
-                "or layer_gradients (SPEC.md §13)"
-            )
+        model = validate_declared(model, self.capabilities, self.name, head)
         dims = validate(
             params, x, y, h0, t,
             to_numpy=self.to_numpy, is_native=self.is_native, all_finite=self._all_finite,
