@@ -401,7 +401,7 @@ def _backward(arrays: StackArrays, p: Params, h0: list, states, inputs, grad_top
     return per_cell, grad
 
 
-def _stack_h0(arrays: StackArrays, h0, model: Model) -> list:
+def _stack_h0(h0, model: Model) -> list:
     """Each cell's h(0), (B, H): rows of the (cells, B, H) h0 of a stack (§12)."""
     return [h0[i] for i in range(model.cells)] if model.stacked else [h0]
 
@@ -414,20 +414,20 @@ def _grads_of(arrays: StackArrays, per_cell, V, c, grad_x, model: Model) -> Grad
 
 
 def _stack_forward(arrays: StackArrays, p: Params, x, h0, model: Model, phi="tanh", mask=None):
-    _, inputs = _states(arrays, p, x, _stack_h0(arrays, h0, model), model, phi, mask)
+    _, inputs = _states(arrays, p, x, _stack_h0(h0, model), model, phi, mask)
     o, log_yhat = arrays.outputs(p, inputs[-1])
     return inputs[-1], o, arrays.exp(log_yhat)
 
 
 def _stack_loss(arrays: StackArrays, p: Params, x, y, h0, model: Model, phi="tanh", mask=None):
-    _, inputs = _states(arrays, p, x, _stack_h0(arrays, h0, model), model, phi, mask)
+    _, inputs = _states(arrays, p, x, _stack_h0(h0, model), model, phi, mask)
     return arrays.loss_and_output_errors(p, inputs[-1], y)[0]
 
 
 def _stack_gradients(arrays: StackArrays, p: Params, x, y, h0, model: Model, phi="tanh",
                      mask=None):  # fmt: skip
     """(12.4) with g_N(t) = Vᵀ e(t) from the head, which reads no last state (§12.3)."""
-    h0 = _stack_h0(arrays, h0, model)
+    h0 = _stack_h0(h0, model)
     states, inputs = _states(arrays, p, x, h0, model, phi, mask)
     top = inputs[-1]
     loss, e_rows = arrays.loss_and_output_errors(p, top, y)  # (1.6), (2.1)
@@ -445,7 +445,7 @@ def _finals(states: list, model: Model) -> list:
 
 
 def _layer_forward(arrays: StackArrays, p: Params, x, h0, model: Model, phi="tanh", mask=None):
-    states, inputs = _states(arrays, p, x, _stack_h0(arrays, h0, model), model, phi, mask)
+    states, inputs = _states(arrays, p, x, _stack_h0(h0, model), model, phi, mask)
     finals = arrays.stack(_finals(states, model))  # a copy: h_n is no view of h
     return inputs[-1], finals if model.stacked else finals[0]
 
@@ -454,9 +454,9 @@ def _layer_gradients(arrays: StackArrays, p: Params, x, h_grad, hn_grad, h0, mod
                      phi="tanh", mask=None):  # fmt: skip
     """(13.1): the layer's VJP, its upstream gradients injected as g_N(t) and at each cell's last
     step; h_grad is copied first (the one-cell kernels write δ over their gradient)."""
-    h0 = _stack_h0(arrays, h0, model)
+    h0 = _stack_h0(h0, model)
     states, inputs = _states(arrays, p, x, h0, model, phi, mask)
-    finals = [None] * model.cells if hn_grad is None else _stack_h0(arrays, hn_grad, model)
+    finals = [None] * model.cells if hn_grad is None else _stack_h0(hn_grad, model)
     per_cell, grad_x = _backward(arrays, p, h0, states, inputs, h_grad * 1, finals, model, phi,
                                  mask)  # fmt: skip
     return _grads_of(arrays, per_cell, None, None, grad_x, model)

@@ -434,7 +434,7 @@ class _WrongStack(NumpyBackend):
         return self._kernel("layer_gradients", p, x, h_grad, hn_grad, *args, **keywords)
 
 
-def _reverse_h0_from_forward(arrays, h0, model):
+def _reverse_h0_from_forward(h0, model):
     """Each reverse cell starts from its layer's forward cell's h(0)."""
     cells = [h0[i] for i in range(model.cells)] if model.stacked else [h0]
     return [cells[i - i % model.directions] for i in range(model.cells)]
