@@ -266,21 +266,21 @@ def autodiff_gradients(p: Params, x, y, h0, phi: str = "tanh", mask=None, model=
     weights = (*p.U, *p.W, *p.b) if stacked else (p.U, p.W, p.b)
     inputs = [a.detach().requires_grad_() for a in (*weights, p.V, p.c, h0, x)]  # theirs untouched
     with torch.enable_grad():
-        *weights, V, c, h0, x = inputs
+        *traced, V, c, h0, x = inputs
         if stacked:
-            U, W, b = (tuple(weights[k * cells : (k + 1) * cells]) for k in range(3))
+            U, W, b = (tuple(traced[k * cells : (k + 1) * cells]) for k in range(3))
             layer = _traced_layer_forward(Params(U, W, b, V, c), x, h0, model, phi, mask)
             h = layer[0]  # z_{N+1}(t), the head's input (12.3)
         else:
-            U, W, b = weights
+            U, W, b = traced
             h = _traced_hidden_states(Params(U, W, b, V, c), x, h0, phi, mask)
         _, log_yhat = _log_softmax_outputs(Params(U, W, b, V, c), h)
         loss = -(y * log_yhat).sum()  # (1.5)–(1.6)
         grads = torch.autograd.grad(loss, inputs)
     if not stacked:
         return loss.detach(), Grads(*grads)
-    *weights, V, c, h0, x = grads
-    U, W, b = (tuple(weights[k * cells : (k + 1) * cells]) for k in range(3))
+    *found, V, c, h0, x = grads
+    U, W, b = (tuple(found[k * cells : (k + 1) * cells]) for k in range(3))
     return loss.detach(), Grads(U, W, b, V, c, h0, x)
 
 

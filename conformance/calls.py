@@ -142,6 +142,7 @@ def shapes(
         return [(T, B, R * H), (T, B, K), (T, B, K)]
     if method == "loss":
         return [()]
+    h0: tuple[int, ...]
     if not model.stacked:
         U, W, b, h0 = [(H, D)], [(H, H)], [(H,)], (B, H)
     else:

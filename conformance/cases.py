@@ -363,10 +363,8 @@ def cotangents(case: Case, kind: str, dtype: str = "float64") -> tuple:
         h_grad[:] = 0.0
     elif kind == "some_steps":
         h_grad[[t for t in range(case.T) if t not in (0, case.T // 2)]] = 0.0
-        hn_grad = None
-    return _representable(h_grad, dtype), None if hn_grad is None else _representable(
-        hn_grad, dtype
-    )
+        return _representable(h_grad, dtype), None
+    return _representable(h_grad, dtype), _representable(hn_grad, dtype)
 
 
 def all_cases() -> dict[str, Case]:
@@ -462,7 +460,8 @@ def stack_preactivations(case: Case) -> tuple[np.ndarray, np.ndarray]:
     |b_i| + |W_i| |h_i(t ∓ 1)| + |U_i| |z_l(t)|, in float64, flat."""
     params, x, _, h0 = case.arrays("float64")
     model = case.model()
-    mask = np.ones((case.T, case.B), bool) if case.mask() is None else case.mask()
+    given = case.mask()
+    mask = np.ones((case.T, case.B), bool) if given is None else given
     _, cells, x, h0s, m, phi, phi_prime = reference._stack_inputs(params, x, h0, mask, model)
     a, scale = [], []
     for n in range(case.B):

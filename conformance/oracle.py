@@ -12,8 +12,9 @@ import hashlib
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -65,7 +66,7 @@ _REFERENCE.update(
         ),
         "layer_gradients": (
             lambda p, x, y, h0, t, mask, kw: reference.layer_gradients(
-                p, x, *y, h0, mask=mask, **kw["model"], **kw["at_zero"]
+                p, x, y[0], y[1], h0, mask=mask, **kw["model"], **kw["at_zero"]
             ),
             "layer_gradients(params, x, h_grad, hn_grad, h0{mask}{model}{at_zero})",
         ),
@@ -98,6 +99,7 @@ _REFERENCE.update(
 
 
 CACHE_VARIABLE = "RNNSPEC_REFERENCE_CACHE"
+Answer = TypeVar("Answer")
 
 
 def source_files() -> list[Path]:
@@ -116,22 +118,23 @@ def _sources_digest() -> str:
     return digest.hexdigest()
 
 
-@functools.cache
-def expected(case: Case, method: str, t: int | None = None) -> Expected:
-    """The reference's answer to ``backend.<method>`` on ``case``.
-
-    One answer serves every dtype: a case's values are the same in float32 and float64.
-    """
+def cached(key: tuple, compute: Callable[[], Answer], *depends_on: Path) -> Answer:
+    """``compute()``, kept in the ``RNNSPEC_REFERENCE_CACHE`` folder (when it names one) under
+    ``key``, NumPy's version and the bytes of source_files() and of ``depends_on``: a computation
+    of the reference's that every process would otherwise repeat. Without the folder, computed."""
     folder = os.environ.get(CACHE_VARIABLE)
     if not folder:
-        return _computed(case, method, t)
-    key = hashlib.sha256(repr((_sources_digest(), case, method, t)).encode()).hexdigest()
-    path = Path(folder) / f"{key}.pickle"
+        return compute()
+    digest = hashlib.sha256(_sources_digest().encode())
+    for source in depends_on:
+        digest.update(source.read_bytes())
+    digest.update(repr(key).encode())
+    path = Path(folder) / f"{digest.hexdigest()}.pickle"
     try:
         return pickle.loads(path.read_bytes())
     except FileNotFoundError:
         pass
-    answer = _computed(case, method, t)
+    answer = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as file:
         pickle.dump(answer, file)
@@ -139,12 +142,24 @@ def expected(case: Case, method: str, t: int | None = None) -> Expected:
     return answer
 
 
+@functools.cache
+def expected(case: Case, method: str, t: int | str | None = None) -> Expected:
+    """The reference's answer to ``backend.<method>`` on ``case``.
+
+    One answer serves every dtype: a case's values are the same in float32 and float64.
+    """
+    return cached((case, method, t), lambda: _computed(case, method, t))
+
+
 def _computed(case: Case, method: str, t: int | str | None) -> Expected:
     params, x, y, h0 = case.arrays("float64")
     mask = case.mask()
     if method.startswith("layer_"):  # the layer alone: no head; its upstream gradients as y
         params = params._replace(V=None, c=None)
-        y = cotangents(case, t) if method == "layer_gradients" else None
+        y = None
+        if method == "layer_gradients":
+            assert isinstance(t, str), t  # the kind of upstream gradients, cases.COTANGENTS
+            y = cotangents(case, t)
     function, expression = _REFERENCE[method]
     relu = case.nonlinearity == "relu"
     keywords = {

@@ -1,9 +1,13 @@
 """The oracle checked on its own, in float64: spec.reference against central finite differences
 of its own loss (SPEC.md §1–§3), and its form A against its form B (§4). Backend-independent."""
 
+import functools
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from rnnspec.conformance import oracle
 from rnnspec.conformance.cases import CASES, MASKED_CASES, STACKED_CASES, cotangents
 from rnnspec.spec import Params, reference, reference_flow, tolerance
 
@@ -35,6 +39,15 @@ def finite_differences(loss, array: np.ndarray) -> np.ndarray:
     return grad
 
 
+def cached_finite_differences(key: tuple, loss, array: np.ndarray) -> np.ndarray:
+    """finite_differences of the reference's own ``loss``, kept with the reference's answers
+    (oracle.cached) under ``key`` and this file's bytes: every run of the suite in a nox run
+    differences the same loss in the same way, and the thousands of loss calls are most of this
+    module's time. What is compared with them, the reference's gradients, is computed afresh."""
+    compute = functools.partial(finite_differences, loss, array)
+    return oracle.cached(("finite differences", *key), compute, Path(__file__))
+
+
 @pytest.mark.parametrize("name", FD_CASES + tuple(MASKED_CASES))
 def test_reference_matchesfinite_differences(name):
     case = {**CASES, **MASKED_CASES}[name]
@@ -47,7 +60,8 @@ def test_reference_matchesfinite_differences(name):
     loss, grads = reference.gradients(params, x, y, h0, mask=mask, model=model)
     inputs = {**params._asdict(), "h0": h0, "x": x}
     for field, array in inputs.items():
-        fd = finite_differences(lambda: reference.loss(params, x, y, h0, mask, model), array)
+        loss_of_inputs = functools.partial(reference.loss, params, x, y, h0, mask, model)
+        fd = cached_finite_differences(("gradients", case, field), loss_of_inputs, array)
         want = getattr(grads, field)
         error, bound = float(np.linalg.norm(fd - want)), tolerance.fd_bound(want, loss)
         assert error <= bound, (
@@ -267,7 +281,8 @@ def test_reference_stack_matches_finite_differences(name):
     inputs = {**_leaves(params), "h0": h0, "x": x}
     wanted = _leaves(grads)
     for field, array in inputs.items():
-        fd = finite_differences(lambda: reference.loss(params, x, y, h0, mask, model), array)
+        loss_of_inputs = functools.partial(reference.loss, params, x, y, h0, mask, model)
+        fd = cached_finite_differences(("stack gradients", case, field), loss_of_inputs, array)
         error, bound = (
             float(np.linalg.norm(fd - wanted[field])),
             tolerance.fd_bound(wanted[field], loss),
@@ -300,7 +315,7 @@ def test_reference_layer_vjp_matches_finite_differences(name):
 
     grads = _leaves(reference.layer_gradients(params, x, h_grad, hn_grad, h0, mask, model))
     for field, array in {**_leaves(params), "h0": h0, "x": x}.items():
-        fd = finite_differences(ell, array)
+        fd = cached_finite_differences(("layer vjp", case, field), ell, array)
         error, bound = (
             float(np.linalg.norm(fd - grads[field])),
             tolerance.fd_bound(grads[field], ell()),
@@ -318,7 +333,8 @@ def test_reference_stack_steps_sum_to_total(name):
     loss, grads = reference.gradients(*arrays, mask=mask, model=model)
     steps = [reference.step_gradients(*arrays[:3], t, arrays.h0, mask=mask, model=model)
              for t in range(1, case.T + 1)]  # fmt: skip
-    assert tolerance.ratio(sum(s[0] for s in steps), np.asarray(loss), "float64", case.steps) <= 1
+    summed_loss = np.asarray(np.sum([s[0] for s in steps]))
+    assert tolerance.ratio(summed_loss, np.asarray(loss), "float64", case.steps) <= 1
     for field, total in _leaves(grads).items():
         summed = sum(_leaves(s[1])[field] for s in steps)
         ratio = tolerance.ratio(summed, total, "float64", case.steps)

@@ -84,3 +84,45 @@ def test_without_the_variable_nothing_is_written(tmp_path, monkeypatch):
     fresh(CASES["basic"], "forward")
     oracle.expected.cache_clear()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_kept_finite_differences_are_the_computed_ones_and_keyed_by_their_file(
+    cache, tmp_path_factory
+):
+    """The reference's own finite differences (test_reference.cached_finite_differences) kept like
+    its answers: the same numbers read back, and none served after the file that differences
+    them (a ``depends_on`` of oracle.cached) is edited."""
+    from rnnspec.conformance import test_reference
+
+    case = CASES["basic"]
+    params, x, y, h0 = case.arrays("float64")
+    W = params.W.copy()
+    loss = lambda: oracle.reference.loss(params._replace(W=W), x, y, h0)
+    computed = test_reference.finite_differences(loss, W)  # W restored afterwards
+    assert np.abs(computed).max() > 0
+    key = ("gradients", case, "W")
+    first = test_reference.cached_finite_differences(key, loss, W)
+    assert np.array_equal(first, computed) and len(list(cache.glob("*.pickle"))) == 1
+    kept = test_reference.cached_finite_differences(key, lambda: np.nan, W)  # read, not computed
+    assert np.array_equal(kept, computed) and len(list(cache.glob("*.pickle"))) == 1
+    edited = tmp_path_factory.mktemp("edited") / "test_reference.py"
+    edited.write_text(Path(test_reference.__file__).read_text() + "\n# edited\n")
+    oracle.cached(("finite differences", *key), lambda: computed, edited)
+    assert len(list(cache.glob("*.pickle"))) == 2
+
+
+def test_a_wrong_gradient_is_caught_against_kept_finite_differences(cache, monkeypatch):
+    """With the finite differences read from the folder, the check of the reference still runs:
+    a reference whose ∇W is off fails it (the kept numbers are not the verdict)."""
+    from rnnspec.conformance import test_reference
+
+    test_reference.test_reference_matchesfinite_differences("basic")  # keeps them
+    right = oracle.reference.gradients
+
+    def wrong(*args, **kwargs):
+        loss, grads = right(*args, **kwargs)
+        return loss, grads._replace(W=grads.W * 1.001)
+
+    monkeypatch.setattr(test_reference.reference, "gradients", wrong)
+    with pytest.raises(AssertionError, match=r"Grads\.W"):
+        test_reference.test_reference_matchesfinite_differences("basic")
