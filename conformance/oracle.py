@@ -4,7 +4,8 @@ its condition number κ (rnnspec.spec.tolerance), computed once per case and reu
 With ``RNNSPEC_REFERENCE_CACHE`` naming a folder, the answers are also kept there for other
 processes (the nox sessions, the suite runs in tests/): most of a NumPy run's time is the reference.
 An answer is keyed by its case, method and lengths, NumPy's version and the bytes of every source
-file it depends on, so an edited reference or case never reads a stale answer.
+file it depends on, so an edited reference or case never reads a stale answer. The reference's own
+finite differences (test_reference.py) are kept the same way (``cached``).
 """
 
 import functools
