@@ -172,6 +172,7 @@ def torch_session(session):
     session.run("pytest", "tests/test_stack_conventions.py", *session.posargs)
     bench_calls(session, "torch")
     session.install(*cpu_builds(), "./examples/framework-layers")
+    session.run("pytest", "tests/test_torch_nn_rnn_devices.py", *session.posargs)
     certify_from_empty(session, FAST_WITNESSES["torch"])
 
 

@@ -67,23 +67,24 @@ class JaxArrays:
 
 
 class TorchArrays:
-    def __init__(self):
+    def __init__(self, device: str = "cpu"):
         import torch
 
         self.torch = torch
         self.version = f"torch {torch.__version__}"
+        self.device = torch.device(device)
 
     def asarray(self, array, dtype=None):
         torch = self.torch
         if dtype is not None and not isinstance(dtype, torch.dtype):
             dtype = getattr(torch, np.dtype(dtype).name)  # "float32", np.float32 -> torch.float32
-        return torch.tensor(np.asarray(array, order="C"), dtype=dtype, device="cpu")
+        return torch.tensor(np.asarray(array, order="C"), dtype=dtype, device=self.device)
 
     def to_numpy(self, array):
         return array.detach().to("cpu", copy=True).numpy()
 
     def is_native(self, array):
-        return isinstance(array, self.torch.Tensor) and array.device.type == "cpu"
+        return isinstance(array, self.torch.Tensor) and array.device == self.device
 
     def all_finite(self, array):
         return bool(self.torch.isfinite(array).all())
@@ -111,10 +112,13 @@ class TorchArrays:
         return loss.detach(), grads
 
     def full_precision(self) -> str:
-        self.torch.set_float32_matmul_precision("highest")
+        torch = self.torch
+        torch.set_float32_matmul_precision("highest")
+        torch.backends.cudnn.allow_tf32 = False  # cuDNN's RNN kernels, which the line above misses
         return (
-            "torch.set_float32_matmul_precision('highest'): float32 matmuls in full float32, "
-            "not TF32 or bfloat16 passes (a global torch setting)"
+            "torch.set_float32_matmul_precision('highest'), torch.backends.cudnn.allow_tf32 = "
+            "False: float32 matmuls and cuDNN RNNs in full float32, not TF32 or bfloat16 passes "
+            "(global torch settings)"
         )
 
 

@@ -12,6 +12,9 @@ Masks (SPEC.md §9, §12.2): nn.RNN runs each sequence's unmasked steps as one s
 (``unmasked_first``), packed for a stack or a reverse direction, and h(t) is gathered back from its
 outputs (``_states``).
 
+On a CUDA device (``torch_nn_rnn@cuda``) nn.RNN runs cuDNN's kernels, held to full float32 by
+``enforce_full_precision`` (cuDNN's TF32 off too); ``scripts/gpu-check.sh`` certifies it there.
+
 Every call builds its own modules (on the meta device, then ``to_empty``: no random
 initialisation, so the user's torch RNG is untouched) and copies the weights into them, so calls
 share nothing and may run from several threads at once.
@@ -19,7 +22,7 @@ share nothing and may run from several threads at once.
 
 import torch
 
-from rnnspec.spec import Capabilities, Forward, Grads, LayerOutputs, Model, Params
+from rnnspec.spec import BackendError, Capabilities, Forward, Grads, LayerOutputs, Model, Params
 
 from ._arrays import TorchArrays
 from ._common import LayerBackend, unmasked_first
@@ -89,7 +92,8 @@ def _states(rnn: torch.nn.RNN, x, h0, mask, model: Model):
     packing refuses, runs one step that nothing reads: its states are its h(0)."""
     if mask is None:
         return rnn(x, h0)
-    order, count = (torch.from_numpy(a).long() for a in unmasked_first(mask.numpy()))
+    host = unmasked_first(mask.cpu().numpy())
+    order, count = (torch.from_numpy(a).long().to(x.device) for a in host)
     shorter = x.gather(0, _rows(order, x))
     H = h0.shape[-1]
     if not model.stacked:
@@ -99,8 +103,8 @@ def _states(rnn: torch.nn.RNN, x, h0, mask, model: Model):
     lengths = count[-1]
     empty = lengths == 0
     packed = torch.nn.utils.rnn.pack_padded_sequence(
-        shorter, lengths.clamp(min=1), enforce_sorted=False
-    )
+        shorter, lengths.clamp(min=1).cpu(), enforce_sorted=False
+    )  # packing takes the lengths on the host, whatever the device
     out, h_n = rnn(packed, h0)
     out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=x.shape[0])
     top = model.cells - model.directions  # the top layer's first cell
@@ -144,13 +148,25 @@ class TorchRNNBackend(LayerBackend):
     name = "torch_nn_rnn"
     framework_version = f"torch {torch.__version__}"
     capabilities = Capabilities(
-        autodiff=True, devices=("cpu",), masks=True, nonlinearities=("tanh", "relu"),
+        autodiff=True, devices=("cpu", "cuda"), masks=True, nonlinearities=("tanh", "relu"),
         stacks=True, layer=True,
     )  # fmt: skip
 
     def __init__(self, device: str | None = None):
-        super().__init__(device)
-        self._arrays = TorchArrays()
+        kind, _, index = str(device or "cpu").lower().partition(":")
+        if kind in ("cuda", "gpu"):  # nn.RNN on cuDNN; refused, never replaced, where absent
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if not count or (index and not (index.isdigit() and int(index) < count)):
+                raise BackendError(
+                    f"{self.name}: device={device!r} is not available (torch sees "
+                    f"{count} CUDA device{'' if count == 1 else 's'})"
+                )
+            self.device = str(
+                torch.device("cuda", int(index) if index else torch.cuda.current_device())
+            )
+        else:
+            super().__init__(device)
+        self._arrays = TorchArrays(self.device)
 
     @torch.no_grad()
     def _forward(self, p, x, h0, mask, phi, model=ONE_LAYER):
