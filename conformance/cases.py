@@ -318,13 +318,13 @@ MASKED_CASES = _cases(
 #: The stacked and bidirectional cases (SPEC.md §12), a covering design: with the one-layer cases
 #: above, every pair of φ × layers (1, 2, 3) × directions × mask (none, right, left padding) ×
 #: dtype is met at least once (DESIGNED_DTYPES; tests/test_case_design.py counts them); h(0)
-#: nonzero in all but one, class indices and soft targets.
+#: nonzero in all but one, class indices and soft targets; a sequence with no step at all.
 STACKED_CASES = _cases(
     Case("bi", T=5, B=3, D=3, H=4, K=5, seed=80, bidirectional=True, nonlinearity="relu",
          padding="right"),
     Case("deep2", T=5, B=3, D=3, H=4, K=5, seed=81, layers=2, h0=False),
     Case("deep2_bi", T=6, B=3, D=2, H=4, K=5, seed=82, layers=2, bidirectional=True,
-         padding="left"),
+         padding="left", masked_sequences=(1,)),  # an empty sequence in both directions
     Case("deep2_relu", T=5, B=2, D=3, H=5, K=4, seed=83, layers=2, nonlinearity="relu",
          padding="right", soft_targets=True, target_sums=(1.0, 0.6, 2.5)),
     Case("deep3_bi", T=4, B=2, D=3, H=3, K=4, seed=84, layers=3, bidirectional=True,
