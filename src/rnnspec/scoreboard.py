@@ -394,6 +394,8 @@ LAYERS_COLUMNS = {
     "edge cases": "edge cases",
     "properties": "properties",
     "masks": "masks",
+    "stacks": "stacks",
+    "layer": "layer alone",
 }
 
 
