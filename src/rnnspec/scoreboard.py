@@ -374,7 +374,7 @@ def headless(page: Path, *options: str, timeout: float = 120) -> subprocess.Comp
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
 
 
-def screenshot(page: Path, png: Path, rows: int, width: int = 1800) -> None:
+def screenshot(page: Path, png: Path, rows: int, width: int = 2700) -> None:
     """The page as the browser renders it, ``width`` pixels wide and tall enough for its table of
     ``rows`` rows and the legend, into ``png``."""
     height = 330 + 31 * rows
