@@ -1,6 +1,7 @@
 """The oracle checked on its own, in float64: spec.reference against central finite differences
 of its own loss (SPEC.md §1–§3), and its form A against its form B (§4). Backend-independent."""
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -269,11 +270,15 @@ def _copied(params: Params) -> Params:
     ))  # fmt: skip
 
 
-@pytest.mark.parametrize("name", list(STACKED_CASES))
+#: the stacked cases, and one of a single step (T = 1: each direction's first step is its last)
+FD_STACKS = {**STACKED_CASES, "deep3_bi_T1": dataclasses.replace(STACKED_CASES["deep3_bi"], T=1)}
+
+
+@pytest.mark.parametrize("name", list(FD_STACKS))
 def test_reference_stack_matches_finite_differences(name):
     """SPEC.md (12.4)–(12.6) against central differences of the reference's own loss, for every
     cell's U, W, b, every h(0), V, c and x."""
-    case = STACKED_CASES[name]
+    case = FD_STACKS[name]
     params, x, y, h0 = case.arrays("float64")
     params, x, mask, model = _copied(params), x.copy(), case.mask(), case.model()
     h0 = np.zeros((model.cells, case.B, case.H)) if h0 is None else h0.copy()
@@ -339,3 +344,62 @@ def test_reference_stack_steps_sum_to_total(name):
         summed = sum(_leaves(s[1])[field] for s in steps)
         ratio = tolerance.ratio(summed, total, "float64", case.steps)
         assert ratio <= 1, f"Σ_t (12.7) vs form B, Grads.{field}, case {case.label()}: {ratio:.3g}"
+
+
+def _stack_on_the_kink():
+    """deep3_bi (relu, three bidirectional layers) with a(1) = 0 exactly in units 0 and 1 of the
+    first cell, as `relu_kink` for one layer (SPEC.md §1.1): x(1) = 0, that cell's h(0) = 0 and
+    its b = 0 there."""
+    case = STACKED_CASES["deep3_bi"]
+    params, x, y, h0 = case.arrays("float64")
+    x, h0, first = x.copy(), h0.copy(), params.b[0].copy()
+    x[0], h0[0], first[:2] = 0.0, 0.0, 0.0
+    return case, params._replace(b=(first, *params.b[1:])), x, y, h0
+
+
+@pytest.mark.parametrize("at_zero", [0.0, 1.0])
+def test_reference_stack_relu_kink_is_each_side_of_the_difference(at_zero):
+    """The same for a stack, its steps (12.7) and the layer alone (13.1): the one-sided
+    differences in the first cell's b_i are the gradients with φ′(0) = at_zero, the other value
+    gives other gradients, and without the argument φ′(0) is 0."""
+    case, params, x, y, h0 = _stack_on_the_kink()
+    model, step = case.model(), tolerance.FD_STEP
+    side = 1.0 if at_zero == 1.0 else -1.0  # the side whose slope φ′(0) = at_zero is
+    h_grad, hn_grad = cotangents(case, "all")
+    layer = params._replace(V=None, c=None)
+
+    def moved(p, i):
+        first = p.b[0].copy()
+        first[i] = side * step
+        return p._replace(b=(first, *p.b[1:]))
+
+    def ell(p):
+        out = reference.layer_forward(p, x, h0, model=model)
+        return float(np.vdot(h_grad, out.h) + np.vdot(hn_grad, out.h_n))
+
+    for function, loss, gradients in (
+        ("gradients", lambda p: reference.loss(p, x, y, h0, model=model),
+         lambda **kw: reference.gradients(params, x, y, h0, model=model, **kw)[1]),
+        ("layer_gradients", lambda p: ell(p._replace(V=None, c=None)),
+         lambda **kw: reference.layer_gradients(layer, x, h_grad, hn_grad, h0, model=model, **kw)),
+    ):  # fmt: skip
+        grads = gradients(relu_prime_at_zero=at_zero)
+        for i in range(2):
+            one_sided = (loss(moved(params, i)) - loss(params)) / (side * step)
+            assert abs(one_sided - grads.b[0][i]) <= 1e-4 * max(1.0, abs(grads.b[0][i])), (
+                f"reference.{function}: ∇b[0][{i}] with φ′(0) = {at_zero} is not the one-sided "
+                f"difference"
+            )
+        other = gradients(relu_prime_at_zero=1.0 - at_zero)
+        assert not np.allclose(other.b[0][:2], grads.b[0][:2]), function
+        if at_zero == 0.0:
+            assert np.array_equal(gradients().b[0], grads.b[0]), (
+                f"{function}: φ′(0) = 0 unless told"
+            )
+    steps = [
+        reference.step_gradients(params, x, y, t, h0, model=model, relu_prime_at_zero=at_zero)[1]
+        for t in range(1, case.T + 1)
+    ]
+    total = reference.gradients(params, x, y, h0, model=model, relu_prime_at_zero=at_zero)[1]
+    summed = sum(s.b[0] for s in steps)
+    assert tolerance.ratio(summed, total.b[0], "float64", case.steps) <= 1, "(12.7) on the kink"

@@ -3,12 +3,13 @@ the spec.validate message, as the backends must. Every other check calls the ref
 cases only, where a reference that validated less (an argument left out of its validate call)
 would pass unseen. Backend-independent. (Found by mutation testing, docs/mutation.md.)"""
 
+import numpy as np
 import pytest
 
 from rnnspec.conformance.bad_inputs import bad_inputs
-from rnnspec.conformance.cases import CASES
+from rnnspec.conformance.cases import CASES, STACKED_CASES, cotangents
 from rnnspec.conformance.test_flow import BAD_LENGTHS
-from rnnspec.spec import SpecError, reference, reference_flow, validate
+from rnnspec.spec import SpecError, reference, reference_flow, validate, validate_cotangents
 
 pytestmark = pytest.mark.rnnspec_group("bad input")
 
@@ -112,3 +113,48 @@ def test_reference_flow_rejects_bad_lengths(bad):
     with pytest.raises(SpecError) as raised:
         getattr(reference_flow, function)(params, x, y, *lengths, h0=h0, **keywords)
     assert str(raised.value) == message
+
+
+def _layer_bad_inputs():
+    """(what is wrong, edit of (params, h0, mask, hn_grad)) for the layer alone on deep2_bi."""
+    return {
+        "h0 of one cell": lambda p, h0, m, gn: (p, h0[0], m, gn),
+        "batch-major mask": lambda p, h0, m, gn: (p, h0, m.T.copy(), gn),
+        "integer mask": lambda p, h0, m, gn: (p, h0, m.astype(int), gn),
+        "a head given": lambda p, h0, m, gn: (
+            p._replace(V=np.zeros((2, 8)), c=np.zeros(2)),
+            h0,
+            m,
+            gn,
+        ),
+        "hn_grad of one cell": lambda p, h0, m, gn: (p, h0, m, gn[0]),
+    }
+
+
+@pytest.mark.parametrize("function", ["layer_forward", "layer_gradients"])
+@pytest.mark.parametrize("bad", list(_layer_bad_inputs()))
+def test_reference_layer_rejects_bad_input(bad, function):
+    """SPEC.md §13's inputs for the reference's layer alone, on a stack with a mask: each bad one
+    gets spec.validate's message (validate_cotangents' for the upstream gradients)."""
+    case = STACKED_CASES["deep2_bi"]
+    params, x, _, h0 = case.arrays("float64")
+    h_grad, hn_grad = cotangents(case, "all")
+    model = case.model()
+    params, h0, mask, hn_grad = _layer_bad_inputs()[bad](
+        params._replace(V=None, c=None), h0, case.mask(), hn_grad
+    )
+    if function == "layer_forward" and bad.startswith("hn_grad"):
+        pytest.skip("layer_forward takes no upstream gradients")
+    with pytest.raises(SpecError) as spec_says:
+        dims = validate(params, x, h0=h0, mask=mask, model=model, head=False)
+        if function == "layer_gradients":
+            validate_cotangents(h_grad, hn_grad, dims, model)
+    with pytest.raises(SpecError) as reference_says:
+        if function == "layer_forward":
+            reference.layer_forward(params, x, h0, mask, model)
+        else:
+            reference.layer_gradients(params, x, h_grad, hn_grad, h0, mask, model)
+    assert str(reference_says.value) == str(spec_says.value), (
+        f"reference.{function} on {bad!r}: expected the spec's message "
+        f"{str(spec_says.value)!r}, got {str(reference_says.value)!r}"
+    )
